@@ -1,0 +1,138 @@
+//! The sidecar's HTTP endpoints: `/livez`, `/readyz`, `/status`, `/metrics`
+//! and the authenticated clone stream `/clone`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::backup;
+use crate::flavor::Flavor;
+use crate::sidecar::Shared;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/clone", get(clone))
+        .with_state(shared)
+}
+
+fn json_response(code: StatusCode, body: serde_json::Value) -> Response {
+    (code, axum::Json(body)).into_response()
+}
+
+/// Live while the control loop keeps ticking; a wedged loop gets the pod restarted.
+async fn livez(State(s): State<Arc<Shared>>) -> Response {
+    let since = s.last_tick.lock().expect("tick lock").elapsed();
+    if since < Duration::from_secs(120) {
+        json_response(StatusCode::OK, json!({"live": true}))
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"live": false, "reason": format!("the control loop has not run for {} s", since.as_secs())}),
+        )
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let ready = s.status().ready;
+    let code = if ready.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(code, json!(ready))
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, json!(s.status()))
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn clone(
+    State(s): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = &s.clone_token else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "this sidecar has no clone token configured"}),
+        );
+    };
+    if !bearer(&headers).is_some_and(|t| token.matches(t)) {
+        s.metrics.clone_unauthorized.inc();
+        tracing::warn!(peer = %peer, "clone request with a missing or wrong token refused");
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "missing or wrong clone token"}),
+        );
+    }
+    match s.flavor() {
+        Some(Flavor::Mariadb) => {}
+        Some(Flavor::Mysql) => {
+            return json_response(
+                StatusCode::CONFLICT,
+                json!({"error": "this donor runs MySQL: recipients clone it with the CLONE plugin"}),
+            );
+        }
+        None => {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "the local server has not been reached yet"}),
+            );
+        }
+    }
+    let Ok(permit) = s.clone_slot.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "30")],
+            axum::Json(json!({"error": "busy: another clone stream is in progress"})),
+        )
+            .into_response();
+    };
+    match backup::start(s.clone(), permit, peer.to_string()) {
+        Ok(rx) => {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+            });
+            (
+                [(header::CONTENT_TYPE, "application/x-mysql-sts-clone")],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}

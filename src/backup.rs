@@ -1,0 +1,158 @@
+//! The donor side of a MariaDB clone: run `mariabackup --backup
+//! --stream=xbstream` against the local server and frame its output for the
+//! recipient, ending with a trailer that vouches for every byte (or says why
+//! the backup failed). One stream at a time.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tracing::{info, warn};
+
+use crate::clone::run_dir;
+use crate::error::{Error, IoContext, Result};
+use crate::sidecar::Shared;
+use crate::stream::Encoder;
+
+const CHUNK: usize = 1 << 20;
+
+/// Starts the backup and returns the receiving end of its framed stream. The
+/// backup is killed when the receiver is dropped (the recipient went away) or
+/// the sidecar is told to stop at once.
+pub fn start(
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+    peer: String,
+) -> Result<mpsc::Receiver<Bytes>> {
+    let run = run_dir("backup")?;
+    let cnf = run.join("client.cnf");
+    let password = shared
+        .local
+        .password
+        .as_ref()
+        .map(|p| p.expose().to_owned())
+        .unwrap_or_default();
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&cnf)
+            .io_context(|| format!("cannot write {}", cnf.display()))?;
+        // Credentials go in a private option file, never in argv.
+        writeln!(
+            f,
+            "[client]\nuser={}\npassword=\"{}\"",
+            shared.local.user,
+            password.replace('\\', "\\\\").replace('"', "\\\"")
+        )
+        .io_context(|| format!("cannot write {}", cnf.display()))?;
+    }
+    let mut cmd = Command::new("mariabackup");
+    cmd.arg(format!("--defaults-extra-file={}", cnf.display()))
+        .arg("--backup")
+        .arg("--stream=xbstream")
+        .arg(format!("--target-dir={}", run.join("target").display()))
+        .arg(format!("--datadir={}", shared.datadir.display()));
+    match &shared.local.socket {
+        Some(s) => cmd.arg(format!("--socket={}", s.display())),
+        None => cmd
+            .arg(format!("--host={}", shared.local.host))
+            .arg(format!("--port={}", shared.local.port)),
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot run mariabackup: {e}; is mariadb-backup installed beside the sidecar?"
+            ))
+        })?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let tail = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut last = VecDeque::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if last.len() == 8 {
+                last.pop_front();
+            }
+            last.push_back(line);
+        }
+        Vec::from(last).join(" | ")
+    });
+
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let m = &shared.metrics;
+    m.clone_streams_total.inc();
+    m.clone_streams_in_progress.inc();
+    shared.update(|st| st.clone_streams_active += 1);
+    info!(recipient = %peer, "clone stream started");
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut enc = Encoder::default();
+        let mut sent = 0u64;
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        let outcome: std::result::Result<(), String> = loop {
+            buf.clear();
+            buf.reserve(CHUNK);
+            let read = tokio::select! {
+                _ = shared.shutdown.cancelled() => break Err("the donor's sidecar is shutting down".into()),
+                r = stdout.read_buf(&mut buf) => r,
+            };
+            match read {
+                Ok(0) => {
+                    let status = child.wait().await;
+                    let tail = tail.await.unwrap_or_default();
+                    match status {
+                        Ok(s) if s.success() => {
+                            let _ = tx.send(enc.end()).await;
+                            break Ok(());
+                        }
+                        Ok(s) => {
+                            let msg = format!("mariabackup exited with {s}: {tail}");
+                            let _ = tx.send(Encoder::fail(&msg)).await;
+                            break Err(msg);
+                        }
+                        Err(e) => break Err(format!("waiting for mariabackup: {e}")),
+                    }
+                }
+                Ok(n) => {
+                    sent += n as u64;
+                    shared.metrics.clone_bytes_sent.inc_by(n as u64);
+                    if tx.send(enc.data(&buf[..n])).await.is_err() {
+                        break Err("the recipient went away".into());
+                    }
+                }
+                Err(e) => break Err(format!("reading mariabackup's output: {e}")),
+            }
+        };
+        let _ = child.kill().await;
+        let secs = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(()) => info!(recipient = %peer, bytes = sent, secs, "clone stream complete"),
+            Err(why) => {
+                shared.metrics.clone_stream_failures.inc();
+                warn!(recipient = %peer, bytes = sent, secs, why = %why, "clone stream failed");
+            }
+        }
+        shared.metrics.clone_streams_in_progress.dec();
+        shared.update(|st| {
+            st.clone_streams_active -= 1;
+            st.clone_streams_served += 1;
+        });
+        let _ = std::fs::remove_dir_all(&run);
+        drop(permit);
+    });
+    Ok(rx)
+}

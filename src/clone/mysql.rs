@@ -1,0 +1,121 @@
+//! MySQL recipient: the CLONE plugin, driven from a scratch server into the
+//! staging directory, then one start on the copy to finish its recovery.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::{Request, run_dir};
+use crate::datadir::CloneInfo;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::flavor::quote;
+
+const START_DEADLINE: Duration = Duration::from_secs(600);
+
+pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
+    let donor = &req.donor.name;
+    let fail = |why: String| Error::Clone {
+        donor: donor.clone(),
+        why,
+    };
+    let password = req
+        .replication_password
+        .ok_or_else(|| fail("no replication password".into()))?;
+    let started = Instant::now();
+    let scratch = req.staging.join("scratch");
+    let data = req.staging.join("data");
+    let run = run_dir("clone")?;
+
+    req.binary
+        .initialize(&scratch, &run)
+        .await
+        .map_err(|e| fail(format!("cannot make the scratch server: {e}")))?;
+    let server = req
+        .binary
+        .start(&scratch, &run, None, START_DEADLINE)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut conn = server.target.connect(Duration::from_secs(10)).await?;
+    let installed = db::first_row(
+        &mut conn,
+        "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'clone'",
+    )
+    .await?;
+    if installed.is_empty() {
+        db::exec(&mut conn, "INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
+            .await
+            .map_err(|e| fail(format!("the CLONE plugin is not available: {e}")))?;
+    }
+    let donor_addr = format!("{}:{}", req.donor.ip, req.mysql_port);
+    db::exec(
+        &mut conn,
+        &format!("SET GLOBAL clone_valid_donor_list = {}", quote(&donor_addr)),
+    )
+    .await?;
+    info!(donor = %donor, addr = %donor_addr, "CLONE INSTANCE started");
+    let sql = format!(
+        "CLONE INSTANCE FROM {}@{}:{} IDENTIFIED BY {} DATA DIRECTORY = {}",
+        quote(req.replication_user),
+        quote(&req.donor.ip.to_string()),
+        req.mysql_port,
+        quote(password.expose()),
+        quote(&data.to_string_lossy()),
+    );
+    // CLONE has its own network timeouts; a long copy must not be cut here.
+    mysql_async::prelude::Queryable::query_drop(&mut conn, sql)
+        .await
+        .map_err(|e| fail(format!("CLONE INSTANCE failed: {e}")))?;
+    let copied = started.elapsed();
+    drop(conn);
+    server
+        .shutdown()
+        .await
+        .map_err(|e| fail(format!("scratch server: {e}")))?;
+    std::fs::remove_dir_all(&scratch)
+        .map_err(|e| fail(format!("cannot remove {}: {e}", scratch.display())))?;
+    let bytes = dir_size(&data);
+    info!(donor = %donor, bytes, secs = copied.as_secs_f64(), "copy received; starting it once to finish recovery");
+
+    // The copy carries the donor's accounts: root has the cluster's root password.
+    let server = req
+        .binary
+        .start(&data, &run, req.root_password.cloned(), START_DEADLINE)
+        .await
+        .map_err(|e| fail(format!("the copy does not start: {e}")))?;
+    let mut conn = server.target.connect(Duration::from_secs(10)).await?;
+    let gtid = db::first_row(&mut conn, "SELECT @@global.gtid_executed")
+        .await?
+        .into_iter()
+        .next()
+        .flatten()
+        .unwrap_or_default();
+    drop(conn);
+    server
+        .shutdown()
+        .await
+        .map_err(|e| fail(format!("the copy: {e}")))?;
+    let _ = std::fs::remove_dir_all(&run);
+    let info = CloneInfo {
+        donor: donor.clone(),
+        gtid,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    info!(donor = %donor, gtid = %info.gtid, secs = info.seconds, "copy recovered and shut down");
+    Ok((data, info))
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,272 @@
+//! What the datadir holds, and the one rule that makes a half-finished clone
+//! impossible to mistake for data: a marker file is written (and synced)
+//! before the first byte of a clone lands, the clone is staged in a hidden
+//! directory, moved into place, and only then is the marker removed. A datadir
+//! with the marker is wiped and cloned again, whenever the process died.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Present while a clone is under way; its presence means "not data".
+pub const MARKER: &str = ".mysql-sts-clone-in-progress";
+/// Where a clone is assembled before it is moved into the datadir.
+pub const STAGING: &str = ".mysql-sts-staging";
+/// What the last clone was: donor and the GTID position the copy holds.
+pub const CLONE_INFO: &str = ".mysql-sts-clone.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Nothing but hidden files and `lost+found`.
+    Empty,
+    /// A clone this tool started and did not finish.
+    UnfinishedClone,
+    /// Anything else: real data, never cloned over.
+    Initialised,
+}
+
+/// Entries that a fresh volume may hold and that are not data.
+fn ignorable(name: &str) -> bool {
+    name == "lost+found" || name.starts_with('.')
+}
+
+/// Classifies a datadir from the names of its entries.
+pub fn classify<S: AsRef<str>>(entries: &[S]) -> State {
+    if entries.iter().any(|e| e.as_ref() == MARKER) {
+        State::UnfinishedClone
+    } else if entries.iter().all(|e| ignorable(e.as_ref())) {
+        State::Empty
+    } else {
+        State::Initialised
+    }
+}
+
+/// Recorded in [`CLONE_INFO`] when a clone completes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloneInfo {
+    pub donor: String,
+    /// The GTID position the copy holds (MariaDB `gtid_slave_pos` to start from;
+    /// MySQL `gtid_executed`).
+    pub gtid: String,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// A datadir on disk.
+#[derive(Debug, Clone)]
+pub struct Datadir {
+    pub path: PathBuf,
+}
+
+impl Datadir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Datadir { path: path.into() }
+    }
+
+    fn err(&self, why: impl Into<String>) -> Error {
+        Error::Datadir {
+            path: self.path.clone(),
+            why: why.into(),
+        }
+    }
+
+    pub fn staging(&self) -> PathBuf {
+        self.path.join(STAGING)
+    }
+
+    fn entries(&self) -> Result<Vec<String>> {
+        let rd = fs::read_dir(&self.path)
+            .io_context(|| format!("cannot list datadir {}", self.path.display()))?;
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.io_context(|| format!("cannot list datadir {}", self.path.display()))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    pub fn state(&self) -> Result<State> {
+        if !self.path.exists() {
+            return Err(self.err("does not exist: mount the data volume there or set --datadir"));
+        }
+        Ok(classify(&self.entries()?))
+    }
+
+    /// Marks the datadir as "clone in progress" and prepares an empty staging
+    /// directory. Call only on an [`State::Empty`] or [`State::UnfinishedClone`] datadir.
+    pub fn begin_clone(&self) -> Result<PathBuf> {
+        let marker = self.path.join(MARKER);
+        fs::write(
+            &marker,
+            b"a clone into this datadir did not finish; mysql-sts init wipes it\n",
+        )
+        .io_context(|| format!("cannot write {}", marker.display()))?;
+        sync_path(&marker)?;
+        sync_path(&self.path)?;
+        self.wipe_partial()?;
+        let staging = self.staging();
+        fs::create_dir(&staging).io_context(|| format!("cannot create {}", staging.display()))?;
+        Ok(staging)
+    }
+
+    /// Removes what an unfinished clone left: the staging directory, the clone
+    /// record and every non-hidden entry (which only a clone can have put there,
+    /// since the marker is written into an empty datadir only). Keeps the marker.
+    pub fn wipe_partial(&self) -> Result<()> {
+        for name in self.entries()? {
+            if name == MARKER || name == "lost+found" {
+                continue;
+            }
+            if name.starts_with('.') && name != STAGING && name != CLONE_INFO {
+                continue;
+            }
+            let p = self.path.join(&name);
+            let res = if p.is_dir() && !p.is_symlink() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            res.io_context(|| format!("cannot remove {} of an unfinished clone", p.display()))?;
+        }
+        sync_path(&self.path)
+    }
+
+    /// Moves the verified staged copy into place, records it, and removes the
+    /// marker last: from that instant on the datadir counts as data.
+    pub fn commit_clone(&self, from: &Path, info: &CloneInfo) -> Result<()> {
+        for e in fs::read_dir(from).io_context(|| format!("cannot list {}", from.display()))? {
+            let e = e.io_context(|| format!("cannot list {}", from.display()))?;
+            let to = self.path.join(e.file_name());
+            fs::rename(e.path(), &to)
+                .io_context(|| format!("cannot move {} into place", e.path().display()))?;
+        }
+        sync_path(&self.path)?;
+        let staging = self.staging();
+        if staging.exists() {
+            fs::remove_dir_all(&staging)
+                .io_context(|| format!("cannot remove {}", staging.display()))?;
+        }
+        let record = self.path.join(CLONE_INFO);
+        let json = serde_json::to_vec_pretty(info).expect("CloneInfo serialises");
+        fs::write(&record, json).io_context(|| format!("cannot write {}", record.display()))?;
+        sync_path(&record)?;
+        let marker = self.path.join(MARKER);
+        fs::remove_file(&marker).io_context(|| format!("cannot remove {}", marker.display()))?;
+        sync_path(&self.path)
+    }
+
+    /// Leaves the datadir empty after a failed clone (but for the marker's removal).
+    pub fn abandon_clone(&self) -> Result<()> {
+        self.wipe_partial()?;
+        let marker = self.path.join(MARKER);
+        match fs::remove_file(&marker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).io_context(|| format!("cannot remove {}", marker.display()));
+            }
+        }
+        sync_path(&self.path)
+    }
+
+    pub fn clone_info(&self) -> Option<CloneInfo> {
+        let bytes = fs::read(self.path.join(CLONE_INFO)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+fn sync_path(p: &Path) -> Result<()> {
+    fs::File::open(p)
+        .and_then(|f| f.sync_all())
+        .io_context(|| format!("cannot sync {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let none: [&str; 0] = [];
+        assert_eq!(classify(&none), State::Empty);
+        assert_eq!(classify(&["lost+found"]), State::Empty);
+        assert_eq!(classify(&[".snapshot", "lost+found"]), State::Empty);
+        assert_eq!(classify(&[STAGING]), State::Empty);
+        assert_eq!(classify(&["mysql"]), State::Initialised);
+        assert_eq!(classify(&["ibdata1", "lost+found"]), State::Initialised);
+        assert_eq!(classify(&[MARKER]), State::UnfinishedClone);
+        assert_eq!(
+            classify(&[MARKER, "mysql", "ibdata1", STAGING]),
+            State::UnfinishedClone
+        );
+    }
+
+    fn tmp(name: &str) -> Datadir {
+        let p = std::env::temp_dir().join(format!("mysql-sts-dd-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Datadir::new(p)
+    }
+
+    #[test]
+    fn clone_lifecycle() {
+        let dd = tmp("life");
+        fs::create_dir(dd.path.join("lost+found")).unwrap();
+        assert_eq!(dd.state().unwrap(), State::Empty);
+        let staging = dd.begin_clone().unwrap();
+        fs::create_dir(staging.join("mysql")).unwrap();
+        fs::write(staging.join("ibdata1"), b"x").unwrap();
+        // Dying here leaves a datadir that is not mistaken for data.
+        assert_eq!(dd.state().unwrap(), State::UnfinishedClone);
+        let info = CloneInfo {
+            donor: "mysql-0".into(),
+            gtid: "0-100-7".into(),
+            bytes: 1,
+            seconds: 0.5,
+        };
+        dd.commit_clone(&staging, &info).unwrap();
+        assert_eq!(dd.state().unwrap(), State::Initialised);
+        assert!(dd.path.join("mysql").is_dir());
+        assert!(!dd.staging().exists());
+        assert!(dd.path.join("lost+found").is_dir());
+        assert_eq!(dd.clone_info(), Some(info));
+        fs::remove_dir_all(&dd.path).unwrap();
+    }
+
+    #[test]
+    fn a_crash_mid_move_is_wiped() {
+        let dd = tmp("crash");
+        fs::write(dd.path.join(".keep-me"), b"foreign").unwrap();
+        let staging = dd.begin_clone().unwrap();
+        fs::write(staging.join("ibdata1"), b"x").unwrap();
+        // As if the process died after moving one entry into place.
+        fs::rename(staging.join("ibdata1"), dd.path.join("ibdata1")).unwrap();
+        assert_eq!(dd.state().unwrap(), State::UnfinishedClone);
+        let staging = dd.begin_clone().unwrap();
+        assert!(!dd.path.join("ibdata1").exists());
+        assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+        dd.abandon_clone().unwrap();
+        assert_eq!(dd.state().unwrap(), State::Empty);
+        assert!(
+            dd.path.join(".keep-me").exists(),
+            "foreign hidden files stay"
+        );
+        assert!(!dd.staging().exists());
+        fs::remove_dir_all(&dd.path).unwrap();
+    }
+
+    #[test]
+    fn missing_datadir_is_an_error() {
+        let dd = Datadir::new("/nonexistent/mysql-sts/datadir");
+        assert!(
+            dd.state()
+                .unwrap_err()
+                .to_string()
+                .contains("does not exist")
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! Thin helpers over `mysql_async`: connecting with a deadline and reading
+//! rows as text, as the server's status commands return them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Value};
+
+use crate::error::{Error, Result, SqlContext};
+use crate::secret::Secret;
+
+/// Every statement the agent sends must answer within this.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to reach a server.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub socket: Option<PathBuf>,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+impl Target {
+    pub fn describe(&self) -> String {
+        match &self.socket {
+            Some(s) => format!("{}@{}", self.user, s.display()),
+            None => format!("{}@{}:{}", self.user, self.host, self.port),
+        }
+    }
+
+    pub async fn connect(&self, timeout: Duration) -> Result<Conn> {
+        let mut opts = OptsBuilder::default()
+            .user(Some(self.user.clone()))
+            .pass(self.password.as_ref().map(|p| p.expose().to_owned()))
+            .prefer_socket(false)
+            .wait_timeout(Some(28_800));
+        opts = match &self.socket {
+            Some(s) => opts.socket(Some(s.to_string_lossy().into_owned())),
+            None => opts.ip_or_hostname(self.host.clone()).tcp_port(self.port),
+        };
+        let what = || format!("cannot connect to {}", self.describe());
+        match tokio::time::timeout(timeout, Conn::new(opts)).await {
+            Ok(r) => r.sql_context(what),
+            Err(_) => Err(Error::Other(format!(
+                "{}: no answer within {} s",
+                what(),
+                timeout.as_secs()
+            ))),
+        }
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+    }
+}
+
+async fn bounded<T>(
+    sql: &str,
+    fut: impl std::future::Future<Output = std::result::Result<T, mysql_async::Error>>,
+) -> Result<T> {
+    let what = || format!("statement `{}` failed", redact(sql));
+    match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
+        Ok(r) => r.sql_context(what),
+        Err(_) => Err(Error::Other(format!(
+            "statement `{}` did not answer within {} s",
+            redact(sql),
+            STATEMENT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Runs a statement that returns no rows.
+pub async fn exec(conn: &mut Conn, sql: &str) -> Result<()> {
+    bounded(sql, conn.query_drop(sql)).await
+}
+
+/// Runs a query and returns its rows as column → text.
+pub async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<HashMap<String, Option<String>>>> {
+    let rows: Vec<mysql_async::Row> = bounded(sql, conn.query(sql)).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            row.columns_ref()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name_str().into_owned(), row.as_ref(i).and_then(text)))
+                .collect()
+        })
+        .collect())
+}
+
+/// Runs a query and returns the columns of its first row as text.
+pub async fn first_row(conn: &mut Conn, sql: &str) -> Result<Vec<Option<String>>> {
+    let rows: Vec<mysql_async::Row> = bounded(sql, conn.query(sql)).await?;
+    Ok(rows
+        .first()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.as_ref(i).and_then(text))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Hides what follows `PASSWORD` or `IDENTIFIED BY` in a statement before it
+/// appears in an error or a log line.
+pub fn redact(sql: &str) -> String {
+    let upper = sql.to_ascii_uppercase();
+    for key in ["PASSWORD", "IDENTIFIED BY"] {
+        if let Some(i) = upper.find(key) {
+            return format!("{} ***", &sql[..i + key.len()].trim_end_matches('='));
+        }
+    }
+    sql.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact("CHANGE MASTER TO MASTER_HOST='a', MASTER_PASSWORD='x'"),
+            "CHANGE MASTER TO MASTER_HOST='a', MASTER_PASSWORD ***"
+        );
+        assert_eq!(
+            redact("CREATE USER 'r'@'%' IDENTIFIED BY 'secret'"),
+            "CREATE USER 'r'@'%' IDENTIFIED BY ***"
+        );
+        assert_eq!(redact("SELECT 1"), "SELECT 1");
+        assert!(!redact("clone instance from 'r'@'h':3306 identified by 'pw'").contains("pw"));
+    }
+}

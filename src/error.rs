@@ -1,0 +1,103 @@
+//! The library's error type and the process exit codes it maps to.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes of `mysql-sts`, part of its contract with scripts and kubelet.
+pub mod exit {
+    /// Done.
+    pub const OK: i32 = 0;
+    /// Anything not covered below; a retry may help.
+    pub const OTHER: i32 = 1;
+    /// Bad configuration or identity: retrying cannot help.
+    pub const CONFIG: i32 = 2;
+    /// No donor (or no DNS answer) within `--donor-timeout`.
+    pub const NO_DONOR: i32 = 3;
+    /// The clone failed; the datadir was left empty.
+    pub const CLONE_FAILED: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("hostname {hostname:?} is not a StatefulSet pod name <statefulset>-<ordinal>: {why}")]
+    Identity { hostname: String, why: String },
+
+    #[error("bad configuration: {what}")]
+    Config { what: String },
+
+    #[error("missing secret: {what}")]
+    MissingSecret { what: String },
+
+    #[error("no donor became ready within {}: {detail}", humantime::format_duration(*waited))]
+    NoDonor { waited: Duration, detail: String },
+
+    #[error("clone from {donor} failed: {why}")]
+    Clone { donor: String, why: String },
+
+    #[error("datadir {}: {why}", path.display())]
+    Datadir { path: PathBuf, why: String },
+
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{what}: {source}")]
+    Sql {
+        what: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => {
+                exit::CONFIG
+            }
+            Error::NoDonor { .. } => exit::NO_DONOR,
+            Error::Clone { .. } => exit::CLONE_FAILED,
+            _ => exit::OTHER,
+        }
+    }
+
+    pub fn config(what: impl Into<String>) -> Self {
+        Error::Config { what: what.into() }
+    }
+}
+
+/// Attaches a description of the failed I/O operation.
+pub trait IoContext<T> {
+    fn io_context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn io_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            what: what(),
+            source,
+        })
+    }
+}
+
+/// Attaches a description of the failed SQL operation.
+pub trait SqlContext<T> {
+    fn sql_context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for std::result::Result<T, mysql_async::Error> {
+    fn sql_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Sql {
+            what: what(),
+            source,
+        })
+    }
+}

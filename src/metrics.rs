@@ -1,0 +1,112 @@
+//! Prometheus metrics of the sidecar, registered on one registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::identity::Identity;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    version: String,
+    role: String,
+    pod: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub ready: Gauge,
+    pub io_running: Gauge,
+    pub sql_running: Gauge,
+    pub lag_seconds: Gauge,
+    pub reconcile_errors: Counter,
+    pub clone_streams_in_progress: Gauge,
+    pub clone_streams_total: Counter,
+    pub clone_stream_failures: Counter,
+    pub clone_bytes_sent: Counter,
+    pub clone_unauthorized: Counter,
+}
+
+impl Metrics {
+    pub fn new(id: &Identity) -> Metrics {
+        let mut registry = Registry::with_prefix("mysql_sts");
+        let info = Family::<InfoLabels, Gauge>::default();
+        info.get_or_create(&InfoLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+            role: id.role.to_string(),
+            pod: id.hostname.clone(),
+        })
+        .set(1);
+        registry.register("build", "Build and identity of this agent", info);
+        let m = Metrics {
+            ready: Gauge::default(),
+            io_running: Gauge::default(),
+            sql_running: Gauge::default(),
+            lag_seconds: Gauge::default(),
+            reconcile_errors: Counter::default(),
+            clone_streams_in_progress: Gauge::default(),
+            clone_streams_total: Counter::default(),
+            clone_stream_failures: Counter::default(),
+            clone_bytes_sent: Counter::default(),
+            clone_unauthorized: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("ready", "1 when /readyz answers 200", m.ready.clone());
+        r.register(
+            "replication_io_running",
+            "1 when the replica's IO thread is connected",
+            m.io_running.clone(),
+        );
+        r.register(
+            "replication_sql_running",
+            "1 when the replica's SQL thread runs",
+            m.sql_running.clone(),
+        );
+        r.register(
+            "replication_lag_seconds",
+            "Seconds behind the master; -1 when unknown",
+            m.lag_seconds.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Control-loop rounds that failed",
+            m.reconcile_errors.clone(),
+        );
+        r.register(
+            "clone_streams_in_progress",
+            "Clone streams being served",
+            m.clone_streams_in_progress.clone(),
+        );
+        r.register(
+            "clone_streams",
+            "Clone streams started",
+            m.clone_streams_total.clone(),
+        );
+        r.register(
+            "clone_stream_failures",
+            "Clone streams that failed or were cut",
+            m.clone_stream_failures.clone(),
+        );
+        r.register(
+            "clone_sent_bytes",
+            "Bytes of backup data served to recipients",
+            m.clone_bytes_sent.clone(),
+        );
+        r.register(
+            "clone_unauthorized_requests",
+            "Clone requests refused for a missing or wrong token",
+            m.clone_unauthorized.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

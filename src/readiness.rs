@@ -1,0 +1,424 @@
+//! Replication status as the server reports it, and the pure decision
+//! "ready or not" that `/readyz` serves.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::flavor::{Flavor, StatusColumn};
+use crate::identity::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoState {
+    /// Connected to the source and receiving.
+    Yes,
+    /// Trying to (re)connect: a source outage, retried by the server itself.
+    Connecting,
+    /// Stopped.
+    No,
+}
+
+/// The parts of `SHOW REPLICA STATUS` the agent acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ReplicaStatus {
+    pub io: Option<IoState>,
+    pub sql_running: bool,
+    pub lag_seconds: Option<u64>,
+    pub source_host: String,
+    pub source_port: u16,
+    pub source_user: String,
+    pub gtid_positioning: bool,
+    pub io_errno: u32,
+    pub io_error: String,
+    pub sql_errno: u32,
+    pub sql_error: String,
+    pub retrieved_gtid: String,
+}
+
+impl ReplicaStatus {
+    /// Reads one row of `SHOW REPLICA STATUS`, given as column → value.
+    pub fn from_row(flavor: Flavor, row: &HashMap<String, Option<String>>) -> ReplicaStatus {
+        let get = |c: StatusColumn| -> &str {
+            flavor
+                .column(c)
+                .iter()
+                .find_map(|name| row.get(*name).and_then(|v| v.as_deref()))
+                .unwrap_or("")
+        };
+        let io = match get(StatusColumn::IoRunning) {
+            "Yes" => IoState::Yes,
+            "Connecting" | "Preparing" => IoState::Connecting,
+            _ => IoState::No,
+        };
+        let gtid = get(StatusColumn::GtidMode);
+        ReplicaStatus {
+            io: Some(io),
+            sql_running: get(StatusColumn::SqlRunning) == "Yes",
+            lag_seconds: get(StatusColumn::Lag).parse().ok(),
+            source_host: get(StatusColumn::SourceHost).to_owned(),
+            source_port: get(StatusColumn::SourcePort).parse().unwrap_or(0),
+            source_user: get(StatusColumn::SourceUser).to_owned(),
+            gtid_positioning: gtid == "1" || gtid.eq_ignore_ascii_case("slave_pos"),
+            io_errno: get(StatusColumn::IoErrno).parse().unwrap_or(0),
+            io_error: get(StatusColumn::IoError).to_owned(),
+            sql_errno: get(StatusColumn::SqlErrno).parse().unwrap_or(0),
+            sql_error: get(StatusColumn::SqlError).to_owned(),
+            retrieved_gtid: get(StatusColumn::RetrievedGtid).to_owned(),
+        }
+    }
+
+    /// Whether the replica replicates from `host:port` as `user` by GTID.
+    pub fn points_at(&self, host: &str, port: u16, user: &str) -> bool {
+        self.source_host == host
+            && self.source_port == port
+            && self.source_user == user
+            && self.gtid_positioning
+    }
+}
+
+/// Everything the readiness decision looks at, gathered by the sidecar.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub reachable: bool,
+    pub read_only: bool,
+    /// `None` when the server has no replication configured.
+    pub replica: Option<ReplicaStatus>,
+    /// How long the IO thread has been away from `Yes`, if it is.
+    pub io_down_for: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: String,
+}
+
+impl Readiness {
+    fn yes(reason: impl Into<String>) -> Self {
+        Readiness {
+            ready: true,
+            reason: reason.into(),
+        }
+    }
+    fn no(reason: impl Into<String>) -> Self {
+        Readiness {
+            ready: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Readiness policy knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub max_lag: Duration,
+    /// How long a replica stays ready while its IO thread retries a master that
+    /// went away, so a short master outage does not empty the read Service.
+    pub master_outage_grace: Duration,
+}
+
+/// The master is ready when it accepts writes; a replica when both threads run
+/// without error and it lags at most `max_lag`.
+pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
+    if !obs.reachable {
+        return Readiness::no("the local server is not reachable");
+    }
+    if role == Role::Master {
+        return if obs.read_only {
+            Readiness::no("the master is read-only")
+        } else {
+            Readiness::yes("the master accepts writes")
+        };
+    }
+    if !obs.read_only {
+        return Readiness::no("the replica is not read-only");
+    }
+    let Some(r) = &obs.replica else {
+        return Readiness::no("replication is not configured");
+    };
+    if r.sql_errno != 0 {
+        return Readiness::no(format!("SQL thread error {}: {}", r.sql_errno, r.sql_error));
+    }
+    if !r.sql_running {
+        return Readiness::no("SQL thread is stopped");
+    }
+    match r.io {
+        Some(IoState::Yes) => match r.lag_seconds {
+            Some(lag) if lag <= policy.max_lag.as_secs() => {
+                Readiness::yes(format!("replicating, {lag} s behind"))
+            }
+            Some(lag) => Readiness::no(format!(
+                "lag {lag} s is above --max-lag-seconds {}",
+                policy.max_lag.as_secs()
+            )),
+            None => Readiness::no("lag is unknown"),
+        },
+        Some(IoState::Connecting) => {
+            let down = obs.io_down_for.unwrap_or_default();
+            let detail = if r.io_errno != 0 {
+                format!(" (error {}: {})", r.io_errno, r.io_error)
+            } else {
+                String::new()
+            };
+            if down <= policy.master_outage_grace {
+                Readiness::yes(format!(
+                    "reconnecting to the master for {} s{detail}, within the grace of {} s",
+                    down.as_secs(),
+                    policy.master_outage_grace.as_secs()
+                ))
+            } else {
+                Readiness::no(format!(
+                    "no connection to the master for {} s{detail}",
+                    down.as_secs()
+                ))
+            }
+        }
+        Some(IoState::No) | None if r.io_errno != 0 => Readiness::no(format!(
+            "IO thread stopped with error {}: {}",
+            r.io_errno, r.io_error
+        )),
+        Some(IoState::No) | None => Readiness::no("IO thread is stopped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Policy = Policy {
+        max_lag: Duration::from_secs(30),
+        master_outage_grace: Duration::from_secs(20),
+    };
+
+    fn healthy() -> ReplicaStatus {
+        ReplicaStatus {
+            io: Some(IoState::Yes),
+            sql_running: true,
+            lag_seconds: Some(0),
+            ..Default::default()
+        }
+    }
+
+    fn replica(r: ReplicaStatus) -> Observation {
+        Observation {
+            reachable: true,
+            read_only: true,
+            replica: Some(r),
+            io_down_for: None,
+        }
+    }
+
+    #[test]
+    fn master() {
+        let writable = Observation {
+            reachable: true,
+            ..Default::default()
+        };
+        assert!(decide(Role::Master, &writable, POLICY).ready);
+        let ro = Observation {
+            read_only: true,
+            ..writable.clone()
+        };
+        assert_eq!(
+            decide(Role::Master, &ro, POLICY).reason,
+            "the master is read-only"
+        );
+        assert!(!decide(Role::Master, &Observation::default(), POLICY).ready);
+    }
+
+    #[test]
+    fn replica_table() {
+        let cases: Vec<(&str, Observation, bool, &str)> = vec![
+            (
+                "healthy",
+                replica(healthy()),
+                true,
+                "replicating, 0 s behind",
+            ),
+            (
+                "at the lag limit",
+                replica(ReplicaStatus {
+                    lag_seconds: Some(30),
+                    ..healthy()
+                }),
+                true,
+                "30 s behind",
+            ),
+            (
+                "over the lag limit",
+                replica(ReplicaStatus {
+                    lag_seconds: Some(31),
+                    ..healthy()
+                }),
+                false,
+                "lag 31 s is above --max-lag-seconds 30",
+            ),
+            (
+                "lag unknown",
+                replica(ReplicaStatus {
+                    lag_seconds: None,
+                    ..healthy()
+                }),
+                false,
+                "lag is unknown",
+            ),
+            (
+                "sql error",
+                replica(ReplicaStatus {
+                    sql_running: false,
+                    sql_errno: 1062,
+                    sql_error: "Duplicate entry".into(),
+                    ..healthy()
+                }),
+                false,
+                "SQL thread error 1062: Duplicate entry",
+            ),
+            (
+                "sql stopped",
+                replica(ReplicaStatus {
+                    sql_running: false,
+                    ..healthy()
+                }),
+                false,
+                "SQL thread is stopped",
+            ),
+            (
+                "io stopped with error",
+                replica(ReplicaStatus {
+                    io: Some(IoState::No),
+                    io_errno: 1236,
+                    io_error: "binlog purged".into(),
+                    ..healthy()
+                }),
+                false,
+                "IO thread stopped with error 1236",
+            ),
+            (
+                "io stopped",
+                replica(ReplicaStatus {
+                    io: Some(IoState::No),
+                    ..healthy()
+                }),
+                false,
+                "IO thread is stopped",
+            ),
+            (
+                "short master outage",
+                Observation {
+                    io_down_for: Some(Duration::from_secs(5)),
+                    ..replica(ReplicaStatus {
+                        io: Some(IoState::Connecting),
+                        io_errno: 2003,
+                        lag_seconds: None,
+                        ..healthy()
+                    })
+                },
+                true,
+                "within the grace of 20 s",
+            ),
+            (
+                "long master outage",
+                Observation {
+                    io_down_for: Some(Duration::from_secs(21)),
+                    ..replica(ReplicaStatus {
+                        io: Some(IoState::Connecting),
+                        io_errno: 2003,
+                        lag_seconds: None,
+                        ..healthy()
+                    })
+                },
+                false,
+                "no connection to the master for 21 s",
+            ),
+            (
+                "not configured",
+                Observation {
+                    replica: None,
+                    ..replica(healthy())
+                },
+                false,
+                "replication is not configured",
+            ),
+            (
+                "writable replica",
+                Observation {
+                    read_only: false,
+                    ..replica(healthy())
+                },
+                false,
+                "not read-only",
+            ),
+            (
+                "server down",
+                Observation {
+                    reachable: false,
+                    ..replica(healthy())
+                },
+                false,
+                "not reachable",
+            ),
+        ];
+        for (name, obs, ready, reason) in cases {
+            let got = decide(Role::Replica, &obs, POLICY);
+            assert_eq!(got.ready, ready, "{name}: {got:?}");
+            assert!(got.reason.contains(reason), "{name}: {got:?}");
+        }
+    }
+
+    fn row(pairs: &[(&str, &str)]) -> HashMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn parses_mysql_status() {
+        let s = ReplicaStatus::from_row(
+            Flavor::Mysql,
+            &row(&[
+                ("Replica_IO_Running", "Yes"),
+                ("Replica_SQL_Running", "Yes"),
+                ("Seconds_Behind_Source", "3"),
+                ("Source_Host", "mysql-0.h"),
+                ("Source_Port", "3306"),
+                ("Source_User", "repl"),
+                ("Auto_Position", "1"),
+                ("Last_IO_Errno", "0"),
+                ("Last_SQL_Errno", "0"),
+            ]),
+        );
+        assert_eq!(s.io, Some(IoState::Yes));
+        assert!(s.sql_running);
+        assert_eq!(s.lag_seconds, Some(3));
+        assert!(s.points_at("mysql-0.h", 3306, "repl"));
+        assert!(!s.points_at("mysql-1.h", 3306, "repl"));
+    }
+
+    #[test]
+    fn parses_mariadb_status() {
+        let mut r = row(&[
+            ("Slave_IO_Running", "Connecting"),
+            ("Slave_SQL_Running", "Yes"),
+            ("Master_Host", "mysql-0"),
+            ("Master_Port", "3306"),
+            ("Master_User", "repl"),
+            ("Using_Gtid", "Slave_Pos"),
+            ("Last_IO_Errno", "2003"),
+            ("Last_IO_Error", "can't connect"),
+        ]);
+        r.insert("Seconds_Behind_Master".into(), None);
+        let s = ReplicaStatus::from_row(Flavor::Mariadb, &r);
+        assert_eq!(s.io, Some(IoState::Connecting));
+        assert_eq!(s.lag_seconds, None);
+        assert_eq!(s.io_errno, 2003);
+        assert!(s.points_at("mysql-0", 3306, "repl"));
+        let no_gtid = ReplicaStatus {
+            gtid_positioning: false,
+            ..s
+        };
+        assert!(!no_gtid.points_at("mysql-0", 3306, "repl"));
+    }
+}

@@ -1,0 +1,97 @@
+//! Secrets from files or the environment, kept out of logs and `Debug` output.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// A secret value; prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads the secret from `file` when given, else from the variable `env`.
+    /// A trailing newline in a file is dropped; an empty secret is missing.
+    pub fn load(what: &str, env: &str, flag: &str, file: Option<&Path>) -> Result<Secret> {
+        let value = match file {
+            Some(f) => std::fs::read_to_string(f).map_err(|e| Error::MissingSecret {
+                what: format!("{what}: cannot read {flag} {}: {e}", f.display()),
+            })?,
+            None => std::env::var(env).unwrap_or_default(),
+        };
+        let value = value.strip_suffix('\n').unwrap_or(&value);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        if value.is_empty() {
+            let source = match file {
+                Some(f) => format!("{flag} {} is empty", f.display()),
+                None => format!("set {env} or {flag}"),
+            };
+            return Err(Error::MissingSecret {
+                what: format!("{what}: {source}"),
+            });
+        }
+        Ok(Secret(value.to_owned()))
+    }
+
+    /// Compares in time that does not depend on where the values differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && bool::from(a.ct_eq(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_value() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+
+    #[test]
+    fn from_file_drops_newline() {
+        let p = std::env::temp_dir().join(format!("mysql-sts-secret-{}", std::process::id()));
+        std::fs::write(&p, "s3cret\n").unwrap();
+        let s = Secret::load("x", "MYSQL_STS_TEST_UNSET", "--x-file", Some(&p)).unwrap();
+        assert_eq!(s.expose(), "s3cret");
+        std::fs::write(&p, "\n").unwrap();
+        let e = Secret::load("the x", "MYSQL_STS_TEST_UNSET", "--x-file", Some(&p)).unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+        std::fs::remove_file(&p).unwrap();
+        let e = Secret::load("the x", "MYSQL_STS_TEST_UNSET", "--x-file", Some(&p)).unwrap_err();
+        assert!(e.to_string().contains("cannot read --x-file"), "{e}");
+        assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
+    }
+
+    #[test]
+    fn missing_env_names_both_sources() {
+        let e =
+            Secret::load("the token", "MYSQL_STS_TEST_UNSET_2", "--token-file", None).unwrap_err();
+        assert!(e.to_string().contains("MYSQL_STS_TEST_UNSET_2"), "{e}");
+        assert!(e.to_string().contains("--token-file"), "{e}");
+    }
+
+    #[test]
+    fn matching() {
+        let s = Secret::new("abc");
+        assert!(s.matches("abc"));
+        assert!(!s.matches("abd"));
+        assert!(!s.matches("ab"));
+        assert!(!s.matches(""));
+    }
+}
