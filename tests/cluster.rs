@@ -1,0 +1,252 @@
+//! A StatefulSet's life, on real servers, for each engine: ordered bootstrap,
+//! replication with equal checksums, refused writes on replicas, scale-up
+//! cloning from the highest pod, replica and master restarts, the clone
+//! endpoint's authentication, and no secret in what the agent shows.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql_async::prelude::Queryable;
+
+async fn row_count(c: &Cluster, n: u32) -> u64 {
+    let mut conn = c.root(n).await;
+    let v = scalar(&mut conn, "SELECT COUNT(*) FROM app.t").await;
+    let _ = conn.disconnect().await;
+    v.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Waits until pod `n` has `rows` rows in app.t (it replicates).
+async fn wait_rows(c: &Cluster, n: u32, rows: u64, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = row_count(c, n).await;
+        if got == rows {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "mysql-{n} has {got} of {rows} rows after {within:?}; status: {}\nsidecar log:\n{}",
+            c.status(n).await,
+            tail(&c.pod(n).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn insert(c: &Cluster, from: u64, to: u64) {
+    let mut conn = c.root(0).await;
+    for i in from..to {
+        conn.exec_drop(
+            "INSERT INTO app.t (id, v) VALUES (?, REPEAT(MD5(?), 8))",
+            (i, i),
+        )
+        .await
+        .unwrap();
+    }
+    conn.disconnect().await.unwrap();
+}
+
+async fn assert_checksums_agree(c: &Cluster) {
+    let mut sums = Vec::new();
+    for n in c.pods.keys() {
+        let mut conn = c.root(*n).await;
+        sums.push((*n, checksum(&mut conn, "app.t").await));
+        conn.disconnect().await.unwrap();
+    }
+    assert!(
+        sums.iter().all(|(_, s)| *s == sums[0].1),
+        "CHECKSUM TABLE differs: {sums:?}"
+    );
+}
+
+fn clone_donor(c: &Cluster, n: u32) -> String {
+    let info = std::fs::read_to_string(c.pod(n).datadir().join(".mysql-sts-clone.json"))
+        .unwrap_or_else(|e| panic!("mysql-{n} has no clone record: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    v["donor"].as_str().unwrap().to_owned()
+}
+
+async fn lifecycle(engine: Engine) {
+    let mut c = Cluster::new(engine);
+    let e = engine.name();
+
+    // Bootstrap in order, as OrderedReady does.
+    let mut times = Vec::new();
+    for n in 0..3 {
+        let started = Instant::now();
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(120)).await;
+        times.push(started.elapsed());
+    }
+    eprintln!(
+        "[{e}] bootstrap: mysql-0 {:.1} s, mysql-1 {:.1} s, mysql-2 {:.1} s, total {:.1} s",
+        times[0].as_secs_f64(),
+        times[1].as_secs_f64(),
+        times[2].as_secs_f64(),
+        times.iter().sum::<Duration>().as_secs_f64()
+    );
+    assert_eq!(clone_donor(&c, 1), format!("mysql-0.{DOMAIN}"));
+    assert_eq!(clone_donor(&c, 2), format!("mysql-1.{DOMAIN}"));
+    for n in 1..3 {
+        let st = c.status(n).await;
+        assert_eq!(st["identity"]["role"], "replica");
+        assert_eq!(st["ready"]["ready"], true, "{st}");
+        assert_eq!(
+            st["replication"]["source_host"],
+            format!("mysql-0.{DOMAIN}"),
+            "{st}"
+        );
+        assert_eq!(st["replication"]["gtid_positioning"], true, "{st}");
+    }
+    assert_eq!(c.status(0).await["identity"]["role"], "master");
+
+    // Writes on the master reach every replica, identical.
+    {
+        let mut m = c.root(0).await;
+        for sql in [
+            "CREATE DATABASE app".to_owned(),
+            "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT) ENGINE=InnoDB".to_owned(),
+            format!("CREATE USER app@'%' IDENTIFIED BY '{APP_PASSWORD}'"),
+            "GRANT ALL ON app.* TO app@'%'".to_owned(),
+        ] {
+            m.query_drop(sql).await.unwrap();
+        }
+        m.disconnect().await.unwrap();
+    }
+    insert(&c, 0, 500).await;
+    for n in 1..3 {
+        wait_rows(&c, n, 500, Duration::from_secs(30)).await;
+    }
+    assert_checksums_agree(&c).await;
+
+    // Writes to a replica are refused (for root too, where the engine can).
+    for n in 1..3 {
+        let mut app = connect_tcp(&c.pod(n).ip, "app", APP_PASSWORD).await;
+        let err = app
+            .query_drop("INSERT INTO app.t (id, v) VALUES (1000000, 'x')")
+            .await
+            .expect_err("a replica took a write");
+        assert!(err.to_string().contains("read-only") || err.to_string().contains("read only") || err.to_string().contains("--read-only"), "{err}");
+        if engine == Engine::Mysql {
+            let mut root = c.root(n).await;
+            let err = root
+                .query_drop("INSERT INTO app.t (id, v) VALUES (1000001, 'x')")
+                .await
+                .expect_err("root wrote to a super-read-only replica");
+            assert!(err.to_string().contains("super-read-only"), "{err}");
+        }
+    }
+
+    // Scale up: mysql-3 clones from mysql-2 while the master takes writes.
+    let started = Instant::now();
+    let writer = {
+        let ip = c.pod(0).ip.clone();
+        tokio::spawn(async move {
+            let mut conn = connect_tcp(&ip, "root", ROOT_PASSWORD).await;
+            for i in 500..700u64 {
+                conn.exec_drop("INSERT INTO app.t (id, v) VALUES (?, 'during scale-up')", (i,))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    c.start_pod(3).await;
+    c.wait_ready(3, Duration::from_secs(120)).await;
+    writer.await.unwrap();
+    eprintln!("[{e}] scale-up to mysql-3: ready in {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(clone_donor(&c, 3), format!("mysql-2.{DOMAIN}"));
+    for n in 1..4 {
+        wait_rows(&c, n, 700, Duration::from_secs(30)).await;
+    }
+    assert_checksums_agree(&c).await;
+
+    // Restart a replica: no second clone, and it catches up.
+    let record = std::fs::read(c.pod(1).datadir().join(".mysql-sts-clone.json")).unwrap();
+    c.stop_pod(1);
+    insert(&c, 700, 800).await;
+    let (status, out) = c.run_init(1, &[]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("keeping it"), "init did not keep the data:\n{out}");
+    assert_eq!(
+        std::fs::read(c.pod(1).datadir().join(".mysql-sts-clone.json")).unwrap(),
+        record
+    );
+    c.start_server(1);
+    c.start_sidecar(1);
+    c.wait_ready(1, Duration::from_secs(60)).await;
+    wait_rows(&c, 1, 800, Duration::from_secs(30)).await;
+
+    // Restart the master: replicas resume by themselves within seconds.
+    c.stop_server(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in 1..4 {
+        let (code, body) = http_get(&format!("{}/readyz", c.pod(n).agent())).await.unwrap();
+        assert_eq!(code, 200, "a short master outage took mysql-{n} out of service: {body}");
+    }
+    c.start_server(0);
+    let back = Instant::now();
+    insert(&c, 800, 801).await;
+    for n in 1..4 {
+        wait_rows(&c, n, 801, Duration::from_secs(20)).await;
+    }
+    eprintln!(
+        "[{e}] master restart: every replica replicating again {:.1} s after the master was back",
+        back.elapsed().as_secs_f64()
+    );
+    assert_checksums_agree(&c).await;
+
+    // The clone endpoint wants the token.
+    for bearer in [None, Some("wrong-token"), Some(&CLONE_TOKEN[..CLONE_TOKEN.len() - 1])] {
+        let (code, body) = http_get_with(&format!("{}/clone", c.pod(2).agent()), bearer)
+            .await
+            .unwrap();
+        assert_eq!(code, 401, "{bearer:?}: {body}");
+        assert!(body.len() < 200, "a refused request got data");
+    }
+
+    // Nothing the agent shows holds a secret.
+    for n in 0..4 {
+        let (_, status) = http_get(&format!("{}/status", c.pod(n).agent())).await.unwrap();
+        let (_, metrics) = http_get(&format!("{}/metrics", c.pod(n).agent())).await.unwrap();
+        let logs = std::fs::read_to_string(c.pod(n).log("sidecar")).unwrap()
+            + &std::fs::read_to_string(c.pod(n).log("init")).unwrap();
+        for secret in [ROOT_PASSWORD, REPL_PASSWORD, CLONE_TOKEN] {
+            for (what, text) in [("status", &status), ("metrics", &metrics), ("logs", &logs)] {
+                assert!(!text.contains(secret), "mysql-{n} {what} shows a secret");
+            }
+        }
+        assert!(metrics.contains("mysql_sts_ready 1"), "mysql-{n}: {metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_statefulset_lifecycle() {
+    lifecycle(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_statefulset_lifecycle() {
+    lifecycle(Engine::Mysql).await;
+}
+
+/// A replica whose donors never resolve gives up after --donor-timeout with
+/// exit 3, names what it tried, and leaves the datadir empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_without_donor_exits_3() {
+    let mut c = Cluster::new(Engine::Mariadb);
+    c.create_pod(1);
+    // Only mysql-1 is published: mysql-0 does not resolve.
+    for flavor in ["mariadb", "mysql"] {
+        let started = Instant::now();
+        let (status, out) = c.run_init(1, &["--flavor", flavor, "--donor-timeout", "3s"]);
+        assert_eq!(status.code(), Some(3), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(out.contains(&format!("mysql-0.{DOMAIN}")), "{out}");
+        assert!(out.contains("no donor became ready"), "{out}");
+        let left: Vec<_> = std::fs::read_dir(c.pod(1).datadir()).unwrap().collect();
+        assert!(left.is_empty(), "init wrote into the datadir: {left:?}");
+    }
+}

@@ -1,0 +1,649 @@
+//! A StatefulSet on one machine, for the integration tests: each pod is a
+//! network namespace with its own address and hostname, running the real
+//! `mysql-sts init`, then a real server, then `mysql-sts sidecar`; a dnsmasq
+//! the test controls publishes the headless-Service names. MariaDB runs from
+//! the host's packages, MySQL from a Debian sid chroot (see `scripts/`).
+//!
+//! Needs root. `scripts/test` installs everything and runs the suite.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+pub const ROOT_PASSWORD: &str = "root-Pw-4f1c9e";
+pub const REPL_PASSWORD: &str = "repl-Pw-8b2d7a";
+pub const CLONE_TOKEN: &str = "clone-Tok-e3a91b57";
+pub const APP_PASSWORD: &str = "app-Pw-55d0";
+pub const SERVICE: &str = "mysql-h";
+pub const NAMESPACE: &str = "test";
+pub const DOMAIN: &str = "mysql-h.test.svc.cluster.local";
+
+/// Where `scripts/install-test-deps` puts the MySQL chroot.
+pub fn mysql_chroot() -> PathBuf {
+    std::env::var_os("MYSQL_STS_TEST_MYSQL_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/mysql-sts-test/sid".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Mariadb,
+    Mysql,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Mariadb => "mariadb",
+            Engine::Mysql => "mysql",
+        }
+    }
+
+    /// The filesystem the pod's processes see: `/` or the chroot.
+    fn root(self) -> PathBuf {
+        match self {
+            Engine::Mariadb => "/".into(),
+            Engine::Mysql => mysql_chroot(),
+        }
+    }
+
+    fn server(self) -> &'static str {
+        match self {
+            Engine::Mariadb => "/usr/sbin/mariadbd",
+            Engine::Mysql => "/usr/sbin/mysqld",
+        }
+    }
+}
+
+pub fn agent_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mysql-sts"))
+}
+
+pub fn require_root() {
+    let uid = unsafe_getuid();
+    assert_eq!(
+        uid, 0,
+        "the integration tests build network namespaces and need root: run scripts/test"
+    );
+}
+
+fn unsafe_getuid() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(script: &str) -> String {
+    run(Command::new("sh").arg("-ec").arg(script))
+}
+
+/// One pod's processes and files.
+pub struct Pod {
+    pub ordinal: u32,
+    pub name: String,
+    pub netns: String,
+    pub ip: String,
+    /// The pod's directory as the pod sees it.
+    pub dir: PathBuf,
+    /// The same directory from the host.
+    pub host_dir: PathBuf,
+    server: Option<Child>,
+    sidecar: Option<Child>,
+    pub init_runs: u32,
+}
+
+impl Pod {
+    pub fn datadir(&self) -> PathBuf {
+        self.host_dir.join("data")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.host_dir.join("run/mysqld.sock")
+    }
+    pub fn agent(&self) -> String {
+        format!("http://{}:8080", self.ip)
+    }
+    pub fn log(&self, what: &str) -> PathBuf {
+        self.host_dir.join(format!("{what}.log"))
+    }
+}
+
+pub struct Cluster {
+    pub engine: Engine,
+    pub id: u8,
+    pub statefulset: String,
+    bridge: String,
+    pub base: PathBuf,
+    hosts_file: PathBuf,
+    dnsmasq: Option<Child>,
+    pub pods: BTreeMap<u32, Pod>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    pub fn new(engine: Engine) -> Cluster {
+        require_root();
+        // The bridge name is the lock: the first free id is ours.
+        let id = (1..=250u8)
+            .find(|id| {
+                Command::new("ip")
+                    .args(["link", "add", &format!("stsbr{id}"), "type", "bridge"])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .expect("no free test bridge id");
+        let bridge = format!("stsbr{id}");
+        sh(&format!(
+            "ip addr add 10.77.{id}.1/24 dev {bridge}; ip link set {bridge} up"
+        ));
+        let base = engine.root().join(format!("pods/c{id}"));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        if engine == Engine::Mysql {
+            install_agent_in_chroot(&engine.root());
+        }
+        let hosts_file = base.join("dns-hosts");
+        fs::write(&hosts_file, "").unwrap();
+        let dnsmasq = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--local-ttl=0",
+                "--local=/cluster.local/",
+            ])
+            .arg(format!("--listen-address=10.77.{id}.1"))
+            .arg(format!("--addn-hosts={}", hosts_file.display()))
+            .arg(format!("--pid-file={}", base.join("dnsmasq.pid").display()))
+            .arg(format!("--log-facility={}", base.join("dnsmasq.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq");
+        let c = Cluster {
+            engine,
+            id,
+            statefulset: "mysql".into(),
+            bridge,
+            base,
+            hosts_file,
+            dnsmasq: Some(dnsmasq),
+            pods: BTreeMap::new(),
+            extra_env: Vec::new(),
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        c
+    }
+
+    pub fn pod(&self, n: u32) -> &Pod {
+        &self.pods[&n]
+    }
+
+    fn pod_name(&self, n: u32) -> String {
+        format!("{}-{n}", self.statefulset)
+    }
+
+    /// Creates the pod's namespace, address and files; publishes its DNS name
+    /// (the headless Service publishes not-ready addresses too).
+    pub fn create_pod(&mut self, n: u32) {
+        if self.pods.contains_key(&n) {
+            return;
+        }
+        let id = self.id;
+        let name = self.pod_name(n);
+        let netns = format!("sts{id}-{n}");
+        let veth = format!("v{id}-{n}");
+        let ip = format!("10.77.{id}.{}", 10 + n);
+        sh(&format!(
+            "ip netns add {netns}
+             ip link add {veth} type veth peer name eth0 netns {netns}
+             ip link set {veth} master {} up
+             ip -n {netns} addr add {ip}/24 dev eth0
+             ip -n {netns} link set eth0 up
+             ip -n {netns} link set lo up
+             ip -n {netns} route add default via 10.77.{id}.1
+             mkdir -p /etc/netns/{netns}
+             echo 'nameserver 10.77.{id}.1' > /etc/netns/{netns}/resolv.conf",
+            self.bridge
+        ));
+        let host_dir = self.base.join(&name);
+        let dir = Path::new("/").join(host_dir.strip_prefix(self.engine.root()).unwrap());
+        for sub in ["data", "conf.d", "run"] {
+            fs::create_dir_all(host_dir.join(sub)).unwrap();
+        }
+        fs::write(host_dir.join("my.cnf"), self.server_cnf(&dir)).unwrap();
+        self.pods.insert(
+            n,
+            Pod {
+                ordinal: n,
+                name,
+                netns,
+                ip,
+                dir,
+                host_dir,
+                server: None,
+                sidecar: None,
+                init_runs: 0,
+            },
+        );
+        self.publish_dns();
+    }
+
+    fn server_cnf(&self, dir: &Path) -> String {
+        let d = dir.display();
+        let common = format!(
+            "[mysqld]\nuser=root\ndatadir={d}/data\nsocket={d}/run/mysqld.sock\n\
+             pid-file={d}/run/mysqld.pid\nport=3306\nbind-address=0.0.0.0\n\
+             log_error={d}/server-error.log\nskip-name-resolve\ninnodb_buffer_pool_size=32M\n"
+        );
+        let engine = match self.engine {
+            Engine::Mariadb => "",
+            Engine::Mysql => {
+                "mysqlx=OFF\nsecure-file-priv=NULL\nperformance_schema=OFF\ninnodb_redo_log_capacity=16M\n"
+            }
+        };
+        format!("{common}{engine}!includedir {d}/conf.d\n")
+    }
+
+    pub fn publish_dns(&self) {
+        let mut hosts = String::new();
+        for p in self.pods.values() {
+            hosts.push_str(&format!("{} {}.{DOMAIN}\n", p.ip, p.name));
+        }
+        fs::write(&self.hosts_file, hosts).unwrap();
+        if let Some(d) = &self.dnsmasq {
+            let _ = Command::new("kill")
+                .args(["-HUP", &d.id().to_string()])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// A command run inside pod `n`: its network namespace, its hostname and,
+    /// for MySQL, the chroot (with the namespace's resolv.conf bound into it).
+    pub fn pod_command(&self, n: u32, argv: &[String]) -> Command {
+        let pod = self.pod(n);
+        let root = self.engine.root();
+        let setup = match self.engine {
+            Engine::Mariadb => format!("hostname {}; exec \"$@\"", pod.name),
+            Engine::Mysql => format!(
+                "hostname {}; mount --bind /etc/resolv.conf {root}/etc/resolv.conf; exec chroot {root} \"$@\"",
+                pod.name,
+                root = root.display()
+            ),
+        };
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &pod.netns, "unshare", "--uts", "sh", "-c"])
+            .arg(setup)
+            .arg("sh")
+            .args(argv);
+        cmd.env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("MYSQL_ROOT_PASSWORD", ROOT_PASSWORD)
+            .env("MYSQL_STS_REPLICATION_PASSWORD", REPL_PASSWORD)
+            .env("MYSQL_STS_CLONE_TOKEN", CLONE_TOKEN)
+            .env("MYSQL_STS_SERVICE", SERVICE)
+            .env("POD_NAMESPACE", NAMESPACE)
+            .env("MYSQL_STS_DATADIR", pod.dir.join("data"))
+            .env("MYSQL_STS_CONF_DIR", pod.dir.join("conf.d"))
+            .env("MYSQL_STS_MYSQLD_DEFAULTS_FILE", pod.dir.join("my.cnf"))
+            .env("MYSQL_STS_DONOR_TIMEOUT", "60s")
+            .env("MYSQL_STS_RECONCILE_INTERVAL", "1s")
+            .env("TMPDIR", "/tmp");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn agent_argv(&self, args: &[&str]) -> Vec<String> {
+        let bin = match self.engine {
+            Engine::Mariadb => agent_binary().display().to_string(),
+            Engine::Mysql => "/usr/local/bin/mysql-sts".into(),
+        };
+        std::iter::once(bin)
+            .chain(args.iter().map(|s| s.to_string()))
+            .collect()
+    }
+
+    /// Runs `mysql-sts init` in pod `n` and returns its exit status and output.
+    pub fn run_init(&mut self, n: u32, extra: &[&str]) -> (ExitStatus, String) {
+        let mut args = vec!["init"];
+        args.extend_from_slice(extra);
+        let argv = self.agent_argv(&args);
+        let out = self
+            .pod_command(n, &argv)
+            .output()
+            .expect("mysql-sts init");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pod = self.pods.get_mut(&n).unwrap();
+        pod.init_runs += 1;
+        let mut log = fs::read_to_string(pod.log("init")).unwrap_or_default();
+        log.push_str(&format!("--- init run {} ({})\n{text}", pod.init_runs, out.status));
+        fs::write(pod.log("init"), log).unwrap();
+        (out.status, text)
+    }
+
+    /// What the server image's entrypoint does on an empty datadir: initialise
+    /// it and set the root password (root@localhost and root@'%').
+    async fn entrypoint_initialise(&mut self, n: u32) {
+        let pod = self.pod(n);
+        if pod.datadir().join("mysql").exists() {
+            return;
+        }
+        let cnf = format!("--defaults-file={}", pod.dir.join("my.cnf").display());
+        let argv: Vec<String> = match self.engine {
+            Engine::Mariadb => vec![
+                "mariadb-install-db".into(),
+                cnf,
+                "--auth-root-authentication-method=normal".into(),
+                "--skip-test-db".into(),
+            ],
+            Engine::Mysql => vec!["mysqld".into(), cnf, "--initialize-insecure".into()],
+        };
+        let out = self.pod_command(n, &argv).output().unwrap();
+        assert!(
+            out.status.success(),
+            "initialising {}: {}",
+            pod.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.start_server(n);
+        let mut conn = connect_socket(&self.pod(n).socket(), None).await;
+        for sql in [
+            format!("ALTER USER root@localhost IDENTIFIED BY '{ROOT_PASSWORD}'"),
+            format!("CREATE USER root@'%' IDENTIFIED BY '{ROOT_PASSWORD}'"),
+            "GRANT ALL ON *.* TO root@'%' WITH GRANT OPTION".into(),
+        ] {
+            conn.query_drop(sql).await.unwrap();
+        }
+        // Like the official images: no anonymous or host-specific root accounts.
+        let extra: Vec<(String, String)> = conn
+            .query(
+                "SELECT User, Host FROM mysql.user WHERE User = '' \
+                 OR (User = 'root' AND Host NOT IN ('localhost', '%'))",
+            )
+            .await
+            .unwrap();
+        for (user, host) in extra {
+            conn.query_drop(format!("DROP USER '{user}'@'{host}'"))
+                .await
+                .unwrap();
+        }
+        conn.disconnect().await.unwrap();
+    }
+
+    pub fn start_server(&mut self, n: u32) {
+        if self.pod(n).server.is_some() {
+            return;
+        }
+        let pod = self.pod(n);
+        let argv = vec![
+            self.engine.server().to_owned(),
+            format!("--defaults-file={}", pod.dir.join("my.cnf").display()),
+        ];
+        let child = self
+            .pod_command(n, &argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = pod.socket();
+        let started = Instant::now();
+        let mut child = child;
+        while !socket.exists() || std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "server of {} exited ({status}): {}",
+                    pod.name,
+                    tail(&pod.host_dir.join("server-error.log"))
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "server of {} did not start: {}",
+                pod.name,
+                tail(&pod.host_dir.join("server-error.log"))
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.pods.get_mut(&n).unwrap().server = Some(child);
+    }
+
+    pub fn start_sidecar(&mut self, n: u32) {
+        if self.pod(n).sidecar.is_some() {
+            return;
+        }
+        let argv = self.agent_argv(&["sidecar"]);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.pod(n).log("sidecar"))
+            .unwrap();
+        let child = self
+            .pod_command(n, &argv)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.pods.get_mut(&n).unwrap().sidecar = Some(child);
+    }
+
+    /// Starts pod `n` as the kubelet would: init to completion, then the
+    /// server (through the image's entrypoint), then the sidecar.
+    pub async fn start_pod(&mut self, n: u32) {
+        self.create_pod(n);
+        let (status, out) = self.run_init(n, &[]);
+        assert!(status.success(), "init of {} failed ({status}):\n{out}", self.pod(n).name);
+        self.entrypoint_initialise(n).await;
+        self.start_server(n);
+        self.start_sidecar(n);
+    }
+
+    /// Stops the sidecar (SIGTERM) and the server (SIGTERM, clean shutdown).
+    pub fn stop_pod(&mut self, n: u32) {
+        let pod = self.pods.get_mut(&n).unwrap();
+        for child in [pod.sidecar.take(), pod.server.take()].into_iter().flatten() {
+            terminate(child);
+        }
+    }
+
+    pub fn kill_server(&mut self, n: u32) {
+        if let Some(mut c) = self.pods.get_mut(&n).unwrap().server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn stop_server(&mut self, n: u32) {
+        if let Some(c) = self.pods.get_mut(&n).unwrap().server.take() {
+            terminate(c);
+        }
+    }
+
+    /// Waits until the pod's `/readyz` answers 200; panics with its last answer.
+    pub async fn wait_ready(&self, n: u32, within: Duration) -> Duration {
+        let started = Instant::now();
+        let url = format!("{}/readyz", self.pod(n).agent());
+        let mut last = String::new();
+        while started.elapsed() < within {
+            match http_get(&url).await {
+                Ok((200, _)) => return started.elapsed(),
+                Ok((code, body)) => last = format!("{code} {body}"),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "{} not ready after {within:?}: {last}\nsidecar log:\n{}",
+            self.pod(n).name,
+            tail(&self.pod(n).log("sidecar"))
+        );
+    }
+
+    pub async fn status(&self, n: u32) -> serde_json::Value {
+        let (code, body) = http_get(&format!("{}/status", self.pod(n).agent()))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// A root connection to pod `n`'s server over TCP, as a client would.
+    pub async fn root(&self, n: u32) -> mysql_async::Conn {
+        connect_tcp(&self.pod(n).ip, "root", ROOT_PASSWORD).await
+    }
+}
+
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ns: Vec<u32> = self.pods.keys().copied().collect();
+        for n in &ns {
+            let pod = self.pods.get_mut(n).unwrap();
+            for mut child in [pod.sidecar.take(), pod.server.take()].into_iter().flatten() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Some(mut d) = self.dnsmasq.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for p in self.pods.values() {
+            let _ = Command::new("ip").args(["netns", "del", &p.netns]).status();
+            let _ = fs::remove_dir_all(format!("/etc/netns/{}", p.netns));
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+        if std::env::var_os("MYSQL_STS_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.base);
+        }
+    }
+}
+
+/// Copies the agent into the chroot, atomically, if it changed.
+fn install_agent_in_chroot(root: &Path) {
+    let src = agent_binary();
+    let dst = root.join("usr/local/bin/mysql-sts");
+    let same = match (fs::metadata(&src), fs::metadata(&dst)) {
+        (Ok(a), Ok(b)) => a.len() == b.len() && a.modified().ok() <= b.modified().ok(),
+        _ => false,
+    };
+    if !same {
+        let tmp = root.join(format!("usr/local/bin/.mysql-sts.{}", std::process::id()));
+        fs::copy(&src, &tmp).unwrap();
+        fs::rename(&tmp, &dst).unwrap();
+    }
+}
+
+pub fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+pub async fn http_get(url: &str) -> Result<(u16, String), String> {
+    http_get_with(url, None).await
+}
+
+pub async fn http_get_with(url: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
+    let mut req = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5));
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let code = resp.status().as_u16();
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    Ok((code, body))
+}
+
+pub async fn connect_socket(socket: &Path, password: Option<&str>) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .socket(Some(socket.to_string_lossy().into_owned()))
+        .user(Some("root"))
+        .pass(password.map(str::to_owned));
+    mysql_async::Conn::new(opts).await.unwrap()
+}
+
+pub async fn connect_tcp(host: &str, user: &str, password: &str) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host.to_owned())
+        .tcp_port(3306)
+        .user(Some(user.to_owned()))
+        .pass(Some(password.to_owned()))
+        .prefer_socket(false);
+    let started = Instant::now();
+    loop {
+        match mysql_async::Conn::new(opts.clone()).await {
+            Ok(c) => return c,
+            Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                panic!("cannot connect to {user}@{host}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+pub async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> Option<String> {
+    let row: Option<mysql_async::Row> = conn.query_first(sql).await.unwrap();
+    row.and_then(|r| r.get_opt::<Option<String>, _>(0).and_then(Result::ok).flatten())
+}
+
+/// `CHECKSUM TABLE`'s checksum of `table`.
+pub async fn checksum(conn: &mut mysql_async::Conn, table: &str) -> String {
+    let row: mysql_async::Row = conn
+        .query_first(format!("CHECKSUM TABLE {table}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let v: Option<String> = row.get(1);
+    v.unwrap_or_default()
+}
