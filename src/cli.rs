@@ -199,12 +199,11 @@ impl CommonArgs {
         if let Some(h) = &self.hostname {
             return Ok(h.clone());
         }
-        let h = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| {
+        gethostname::gethostname().into_string().map_err(|h| {
             Error::config(format!(
-                "cannot read the system hostname: {e}; pass --hostname"
+                "the system hostname {h:?} is not UTF-8; pass --hostname"
             ))
-        })?;
-        Ok(h.trim().to_owned())
+        })
     }
 
     /// The domain peers resolve under, from --peer-domain or --service.

@@ -39,7 +39,7 @@ async fn insert(c: &Cluster, from: u64, to: u64) {
     let mut conn = c.root(0).await;
     for i in from..to {
         conn.exec_drop(
-            "INSERT INTO app.t (id, v) VALUES (?, REPEAT(MD5(?), 8))",
+            "INSERT INTO app.t (id, v) VALUES (?, REPEAT(SHA2(?, 256), 4))",
             (i, i),
         )
         .await
@@ -128,7 +128,12 @@ async fn lifecycle(engine: Engine) {
             .query_drop("INSERT INTO app.t (id, v) VALUES (1000000, 'x')")
             .await
             .expect_err("a replica took a write");
-        assert!(err.to_string().contains("read-only") || err.to_string().contains("read only") || err.to_string().contains("--read-only"), "{err}");
+        assert!(
+            err.to_string().contains("read-only")
+                || err.to_string().contains("read only")
+                || err.to_string().contains("--read-only"),
+            "{err}"
+        );
         if engine == Engine::Mysql {
             let mut root = c.root(n).await;
             let err = root
@@ -146,9 +151,12 @@ async fn lifecycle(engine: Engine) {
         tokio::spawn(async move {
             let mut conn = connect_tcp(&ip, "root", ROOT_PASSWORD).await;
             for i in 500..700u64 {
-                conn.exec_drop("INSERT INTO app.t (id, v) VALUES (?, 'during scale-up')", (i,))
-                    .await
-                    .unwrap();
+                conn.exec_drop(
+                    "INSERT INTO app.t (id, v) VALUES (?, 'during scale-up')",
+                    (i,),
+                )
+                .await
+                .unwrap();
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -156,7 +164,10 @@ async fn lifecycle(engine: Engine) {
     c.start_pod(3).await;
     c.wait_ready(3, Duration::from_secs(120)).await;
     writer.await.unwrap();
-    eprintln!("[{e}] scale-up to mysql-3: ready in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "[{e}] scale-up to mysql-3: ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(clone_donor(&c, 3), format!("mysql-2.{DOMAIN}"));
     for n in 1..4 {
         wait_rows(&c, n, 700, Duration::from_secs(30)).await;
@@ -169,7 +180,10 @@ async fn lifecycle(engine: Engine) {
     insert(&c, 700, 800).await;
     let (status, out) = c.run_init(1, &[]);
     assert!(status.success(), "{out}");
-    assert!(out.contains("keeping it"), "init did not keep the data:\n{out}");
+    assert!(
+        out.contains("keeping it"),
+        "init did not keep the data:\n{out}"
+    );
     assert_eq!(
         std::fs::read(c.pod(1).datadir().join(".mysql-sts-clone.json")).unwrap(),
         record
@@ -183,8 +197,13 @@ async fn lifecycle(engine: Engine) {
     c.stop_server(0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     for n in 1..4 {
-        let (code, body) = http_get(&format!("{}/readyz", c.pod(n).agent())).await.unwrap();
-        assert_eq!(code, 200, "a short master outage took mysql-{n} out of service: {body}");
+        let (code, body) = http_get(&format!("{}/readyz", c.pod(n).agent()))
+            .await
+            .unwrap();
+        assert_eq!(
+            code, 200,
+            "a short master outage took mysql-{n} out of service: {body}"
+        );
     }
     c.start_server(0);
     let back = Instant::now();
@@ -199,7 +218,11 @@ async fn lifecycle(engine: Engine) {
     assert_checksums_agree(&c).await;
 
     // The clone endpoint wants the token.
-    for bearer in [None, Some("wrong-token"), Some(&CLONE_TOKEN[..CLONE_TOKEN.len() - 1])] {
+    for bearer in [
+        None,
+        Some("wrong-token"),
+        Some(&CLONE_TOKEN[..CLONE_TOKEN.len() - 1]),
+    ] {
         let (code, body) = http_get_with(&format!("{}/clone", c.pod(2).agent()), bearer)
             .await
             .unwrap();
@@ -209,8 +232,12 @@ async fn lifecycle(engine: Engine) {
 
     // Nothing the agent shows holds a secret.
     for n in 0..4 {
-        let (_, status) = http_get(&format!("{}/status", c.pod(n).agent())).await.unwrap();
-        let (_, metrics) = http_get(&format!("{}/metrics", c.pod(n).agent())).await.unwrap();
+        let (_, status) = http_get(&format!("{}/status", c.pod(n).agent()))
+            .await
+            .unwrap();
+        let (_, metrics) = http_get(&format!("{}/metrics", c.pod(n).agent()))
+            .await
+            .unwrap();
         let logs = std::fs::read_to_string(c.pod(n).log("sidecar")).unwrap()
             + &std::fs::read_to_string(c.pod(n).log("init")).unwrap();
         for secret in [ROOT_PASSWORD, REPL_PASSWORD, CLONE_TOKEN] {
@@ -218,7 +245,10 @@ async fn lifecycle(engine: Engine) {
                 assert!(!text.contains(secret), "mysql-{n} {what} shows a secret");
             }
         }
-        assert!(metrics.contains("mysql_sts_ready 1"), "mysql-{n}: {metrics}");
+        assert!(
+            metrics.contains("mysql_sts_ready 1"),
+            "mysql-{n}: {metrics}"
+        );
     }
 }
 

@@ -183,7 +183,10 @@ impl Cluster {
             .arg(format!("--listen-address=10.77.{id}.1"))
             .arg(format!("--addn-hosts={}", hosts_file.display()))
             .arg(format!("--pid-file={}", base.join("dnsmasq.pid").display()))
-            .arg(format!("--log-facility={}", base.join("dnsmasq.log").display()))
+            .arg(format!(
+                "--log-facility={}",
+                base.join("dnsmasq.log").display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -306,7 +309,10 @@ impl Cluster {
             .arg("sh")
             .args(argv);
         cmd.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("MYSQL_ROOT_PASSWORD", ROOT_PASSWORD)
             .env("MYSQL_STS_REPLICATION_PASSWORD", REPL_PASSWORD)
             .env("MYSQL_STS_CLONE_TOKEN", CLONE_TOKEN)
@@ -339,10 +345,7 @@ impl Cluster {
         let mut args = vec!["init"];
         args.extend_from_slice(extra);
         let argv = self.agent_argv(&args);
-        let out = self
-            .pod_command(n, &argv)
-            .output()
-            .expect("mysql-sts init");
+        let out = self.pod_command(n, &argv).output().expect("mysql-sts init");
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -351,7 +354,10 @@ impl Cluster {
         let pod = self.pods.get_mut(&n).unwrap();
         pod.init_runs += 1;
         let mut log = fs::read_to_string(pod.log("init")).unwrap_or_default();
-        log.push_str(&format!("--- init run {} ({})\n{text}", pod.init_runs, out.status));
+        log.push_str(&format!(
+            "--- init run {} ({})\n{text}",
+            pod.init_runs, out.status
+        ));
         fs::write(pod.log("init"), log).unwrap();
         (out.status, text)
     }
@@ -466,7 +472,11 @@ impl Cluster {
     pub async fn start_pod(&mut self, n: u32) {
         self.create_pod(n);
         let (status, out) = self.run_init(n, &[]);
-        assert!(status.success(), "init of {} failed ({status}):\n{out}", self.pod(n).name);
+        assert!(
+            status.success(),
+            "init of {} failed ({status}):\n{out}",
+            self.pod(n).name
+        );
         self.entrypoint_initialise(n).await;
         self.start_server(n);
         self.start_sidecar(n);
@@ -475,7 +485,10 @@ impl Cluster {
     /// Stops the sidecar (SIGTERM) and the server (SIGTERM, clean shutdown).
     pub fn stop_pod(&mut self, n: u32) {
         let pod = self.pods.get_mut(&n).unwrap();
-        for child in [pod.sidecar.take(), pod.server.take()].into_iter().flatten() {
+        for child in [pod.sidecar.take(), pod.server.take()]
+            .into_iter()
+            .flatten()
+        {
             terminate(child);
         }
     }
@@ -547,7 +560,10 @@ impl Drop for Cluster {
         let ns: Vec<u32> = self.pods.keys().copied().collect();
         for n in &ns {
             let pod = self.pods.get_mut(n).unwrap();
-            for mut child in [pod.sidecar.take(), pod.server.take()].into_iter().flatten() {
+            for mut child in [pod.sidecar.take(), pod.server.take()]
+                .into_iter()
+                .flatten()
+            {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -560,7 +576,9 @@ impl Drop for Cluster {
             let _ = Command::new("ip").args(["netns", "del", &p.netns]).status();
             let _ = fs::remove_dir_all(format!("/etc/netns/{}", p.netns));
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
         if std::env::var_os("MYSQL_STS_KEEP_TEST_DIRS").is_none() {
             let _ = fs::remove_dir_all(&self.base);
         }
@@ -634,7 +652,11 @@ pub async fn connect_tcp(host: &str, user: &str, password: &str) -> mysql_async:
 
 pub async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> Option<String> {
     let row: Option<mysql_async::Row> = conn.query_first(sql).await.unwrap();
-    row.and_then(|r| r.get_opt::<Option<String>, _>(0).and_then(Result::ok).flatten())
+    row.and_then(|r| {
+        r.get_opt::<Option<String>, _>(0)
+            .and_then(Result::ok)
+            .flatten()
+    })
 }
 
 /// `CHECKSUM TABLE`'s checksum of `table`.
