@@ -176,7 +176,11 @@ async fn lifecycle(engine: Engine) {
 
     // Restart a replica: no second clone, and it catches up.
     let record = std::fs::read(c.pod(1).datadir().join(".mysql-sts-clone.json")).unwrap();
-    c.stop_pod(1);
+    let sidecar = c.stop_pod(1).unwrap();
+    assert!(
+        sidecar.success(),
+        "the sidecar did not exit 0 on SIGTERM: {sidecar}"
+    );
     insert(&c, 700, 800).await;
     let (status, out) = c.run_init(1, &[]);
     assert!(status.success(), "{out}");

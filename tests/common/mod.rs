@@ -161,7 +161,10 @@ impl Cluster {
         sh(&format!(
             "ip addr add 10.77.{id}.1/24 dev {bridge}; ip link set {bridge} up"
         ));
-        let base = engine.root().join(format!("pods/c{id}"));
+        let base = match engine {
+            Engine::Mariadb => PathBuf::from(format!("/var/tmp/mysql-sts-pods/c{id}")),
+            Engine::Mysql => engine.root().join(format!("pods/c{id}")),
+        };
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).unwrap();
         if engine == Engine::Mysql {
@@ -482,15 +485,13 @@ impl Cluster {
         self.start_sidecar(n);
     }
 
-    /// Stops the sidecar (SIGTERM) and the server (SIGTERM, clean shutdown).
-    pub fn stop_pod(&mut self, n: u32) {
+    /// Stops the sidecar (SIGTERM) and the server (SIGTERM, clean shutdown);
+    /// returns how the sidecar exited.
+    pub fn stop_pod(&mut self, n: u32) -> Option<ExitStatus> {
         let pod = self.pods.get_mut(&n).unwrap();
-        for child in [pod.sidecar.take(), pod.server.take()]
-            .into_iter()
-            .flatten()
-        {
-            terminate(child);
-        }
+        let sidecar = pod.sidecar.take().map(terminate);
+        pod.server.take().map(terminate);
+        sidecar
     }
 
     pub fn kill_server(&mut self, n: u32) {
@@ -540,19 +541,20 @@ impl Cluster {
     }
 }
 
-fn terminate(mut child: Child) {
+/// SIGTERM, then SIGKILL after 60 s; returns the exit status.
+fn terminate(mut child: Child) -> ExitStatus {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
-    let _ = child.wait();
+    child.wait().unwrap()
 }
 
 impl Drop for Cluster {
