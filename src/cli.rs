@@ -32,6 +32,12 @@ pub enum Command {
     Identity,
     /// Asks the local sidecar; exits 0 when OK, 1 when not.
     Probe(ProbeArgs),
+    /// Copies this binary to DIR/mysql-sts, for an init step that hands it to
+    /// the database containers of the pod through a shared volume; exits.
+    Install {
+        /// The shared directory
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -173,10 +173,32 @@ impl Datadir {
         sync_path(&self.path)
     }
 
+    /// The owner of the datadir itself: who the server runs as.
+    pub fn owner(&self) -> Result<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&self.path)
+            .io_context(|| format!("cannot stat {}", self.path.display()))?;
+        Ok((m.uid(), m.gid()))
+    }
+
     pub fn clone_info(&self) -> Option<CloneInfo> {
         let bytes = fs::read(self.path.join(CLONE_INFO)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+}
+
+/// Gives `path` and everything under it to `owner` (uid, gid).
+pub fn chown_tree(path: &Path, owner: (u32, u32)) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(owner.0), Some(owner.1))
+        .io_context(|| format!("cannot chown {}", path.display()))?;
+    let m = fs::symlink_metadata(path).io_context(|| format!("cannot stat {}", path.display()))?;
+    if m.is_dir() {
+        for e in fs::read_dir(path).io_context(|| format!("cannot list {}", path.display()))? {
+            let e = e.io_context(|| format!("cannot list {}", path.display()))?;
+            chown_tree(&e.path(), owner)?;
+        }
+    }
+    Ok(())
 }
 
 fn sync_path(p: &Path) -> Result<()> {

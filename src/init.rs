@@ -80,6 +80,18 @@ pub async fn run(s: Settings) -> Result<Outcome> {
 
     let donor = donor::wait_for_donor(&id.donors, s.agent_port, s.donor_timeout).await?;
     let staging = dd.begin_clone()?;
+    // Run as root (e.g. in an image whose default user is root), init hands
+    // everything it writes to the datadir's owner, who runs the server.
+    let owner = if rustix::process::geteuid().is_root() {
+        Some(dd.owner()?).filter(|(uid, _)| *uid != 0)
+    } else {
+        None
+    };
+    if let Some(o) = owner {
+        crate::datadir::chown_tree(&staging, o)?;
+    }
+    let mut binary = s.binary.clone();
+    binary.user = owner.map(|(uid, _)| uid);
     let req = clone::Request {
         flavor: s.flavor,
         donor: &donor,
@@ -90,11 +102,15 @@ pub async fn run(s: Settings) -> Result<Outcome> {
         replication_password: s.replication_password.as_ref(),
         root_password: s.root_password.as_ref(),
         clone_token: s.clone_token.as_ref(),
-        binary: &s.binary,
+        binary: &binary,
         stall_timeout: s.stall_timeout,
+        owner,
     };
     match clone::run(&req).await {
         Ok((data, info)) => {
+            if let Some(o) = owner {
+                crate::datadir::chown_tree(&data, o)?;
+            }
             dd.commit_clone(&data, &info)?;
             info!(donor = %info.donor, bytes = info.bytes, secs = info.seconds, gtid = %info.gtid, "clone complete");
             Ok(Outcome::Cloned)

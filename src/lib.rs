@@ -13,6 +13,7 @@ pub mod error;
 pub mod flavor;
 pub mod identity;
 pub mod init;
+pub mod install;
 pub mod metrics;
 pub mod mysqld;
 pub mod probe;

@@ -9,7 +9,7 @@ use mysql_sts::flavor::Flavor;
 use mysql_sts::identity::{Identity, Role};
 use mysql_sts::mysqld::{self, Binary};
 use mysql_sts::readiness::Policy;
-use mysql_sts::{init, probe, serve, sidecar};
+use mysql_sts::{init, install, probe, serve, sidecar};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,7 +35,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -57,6 +58,11 @@ async fn run(cli: Cli) -> Result<i32> {
             );
             Ok(exit::OK)
         }
+        Command::Install { dir } => {
+            let to = install::copy_self(&dir)?;
+            println!("{}", to.display());
+            Ok(exit::OK)
+        }
         Command::Probe(p) => {
             let (ok, said) = probe::run(c.agent_port, p.what, p.timeout).await;
             println!("{said}");
@@ -72,6 +78,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     (None, None) => c.mysqld()?,
                 },
                 defaults_file: c.mysqld_defaults_file.clone(),
+                user: None,
             };
             let flavor = match c.flavor.fixed() {
                 Some(f) => f,

@@ -48,6 +48,8 @@ pub async fn detect_flavor(mysqld: &Path) -> Result<Flavor> {
 pub struct Binary {
     pub path: PathBuf,
     pub defaults_file: Option<PathBuf>,
+    /// The uid the server must run as when the agent runs as root.
+    pub user: Option<u32>,
 }
 
 impl Binary {
@@ -55,6 +57,9 @@ impl Binary {
         let mut cmd = Command::new(&self.path);
         if let Some(f) = &self.defaults_file {
             cmd.arg(format!("--defaults-file={}", f.display()));
+        }
+        if let Some(uid) = self.user {
+            cmd.arg(format!("--user={uid}"));
         }
         cmd.arg(format!("--datadir={}", datadir.display()))
             .arg(format!(

@@ -85,7 +85,8 @@ pub struct Observation {
     pub read_only: bool,
     /// `None` when the server has no replication configured.
     pub replica: Option<ReplicaStatus>,
-    /// How long the IO thread has been away from `Yes`, if it is.
+    /// How long the IO thread has been away from `Yes` after having been
+    /// connected; `None` while connected, or when it never was.
     pub io_down_for: Option<Duration>,
 }
 
@@ -156,11 +157,13 @@ pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
             None => Readiness::no("lag is unknown"),
         },
         Some(IoState::Connecting) => {
-            let down = obs.io_down_for.unwrap_or_default();
             let detail = if r.io_errno != 0 {
                 format!(" (error {}: {})", r.io_errno, r.io_error)
             } else {
                 String::new()
+            };
+            let Some(down) = obs.io_down_for else {
+                return Readiness::no(format!("connecting to the master{detail}"));
             };
             if down <= policy.master_outage_grace {
                 Readiness::yes(format!(
@@ -331,6 +334,16 @@ mod tests {
                 },
                 false,
                 "no connection to the master for 21 s",
+            ),
+            (
+                "never connected yet",
+                replica(ReplicaStatus {
+                    io: Some(IoState::Connecting),
+                    lag_seconds: None,
+                    ..healthy()
+                }),
+                false,
+                "connecting to the master",
             ),
             (
                 "not configured",

@@ -115,6 +115,7 @@ struct Reconciler {
     conn: Option<Conn>,
     flavor: Option<Flavor>,
     io_down_since: Option<Instant>,
+    io_was_up: bool,
     user_ensured: bool,
 }
 
@@ -126,6 +127,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings) {
         s,
         conn: None,
         io_down_since: None,
+        io_was_up: false,
         user_ensured: false,
     };
     let mut tick = tokio::time::interval(r.s.interval);
@@ -223,9 +225,14 @@ impl Reconciler {
                 obs.read_only = read_only(conn, flavor, role).await?;
                 let status = replica_status(conn, flavor).await?;
                 let status = self.repair(conn, flavor, status).await?;
+                // The outage clock starts only once the replica has been connected.
                 self.io_down_since = match status.as_ref().and_then(|s| s.io) {
-                    Some(IoState::Yes) => None,
-                    _ => self.io_down_since.or(Some(Instant::now())),
+                    Some(IoState::Yes) => {
+                        self.io_was_up = true;
+                        None
+                    }
+                    _ if self.io_was_up => self.io_down_since.or(Some(Instant::now())),
+                    _ => None,
                 };
                 obs.io_down_for = self.io_down_since.map(|t| t.elapsed());
                 obs.replica = status;

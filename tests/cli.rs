@@ -261,3 +261,15 @@ fn probe_without_a_sidecar_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not answer"));
 }
+
+#[test]
+fn install_copies_a_working_binary() {
+    let s = Scratch::new("install");
+    let target = s.dir.join("shared/bin");
+    let out = s.agent().arg("install").arg(&target).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = target.join("mysql-sts");
+    let out = Command::new(&copy).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("mysql-sts "));
+}

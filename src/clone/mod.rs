@@ -28,6 +28,8 @@ pub struct Request<'a> {
     pub clone_token: Option<&'a Secret>,
     pub binary: &'a Binary,
     pub stall_timeout: Duration,
+    /// Who the server runs as, when the agent runs as root and must hand over what it writes.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// Clones into `<staging>/data` and returns that directory and what it holds.
@@ -36,6 +38,16 @@ pub async fn run(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         Flavor::Mariadb => mariadb::clone(req).await,
         Flavor::Mysql => mysql::clone(req).await,
     }
+}
+
+/// A private directory for sockets and logs; short, as socket paths must be.
+/// Owned by `owner` when given, so that a server started as that user can use it.
+pub(crate) fn run_dir_for(tag: &str, owner: Option<(u32, u32)>) -> Result<PathBuf> {
+    let dir = run_dir(tag)?;
+    if let Some(o) = owner {
+        crate::datadir::chown_tree(&dir, o)?;
+    }
+    Ok(dir)
 }
 
 /// A private directory for sockets and logs; short, as socket paths must be.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use super::{Request, run_dir};
+use super::{Request, run_dir_for};
 use crate::datadir::CloneInfo;
 use crate::db;
 use crate::error::{Error, Result};
@@ -26,7 +26,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     let started = Instant::now();
     let scratch = req.staging.join("scratch");
     let data = req.staging.join("data");
-    let run = run_dir("clone")?;
+    let run = run_dir_for("clone", req.owner)?;
 
     req.binary
         .initialize(&scratch, &run)

@@ -1,0 +1,73 @@
+{{- define "mysql-sts.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The StatefulSet name: pods are <fullname>-<ordinal>. */}}
+{{- define "mysql-sts.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mysql-sts.headless" -}}
+{{- printf "%s-h" (include "mysql-sts.fullname" .) -}}
+{{- end -}}
+
+{{- define "mysql-sts.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mysql-sts.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "mysql-sts.labels" -}}
+{{ include "mysql-sts.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: database
+app.kubernetes.io/part-of: {{ include "mysql-sts.name" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "mysql-sts.secretName" -}}
+{{- default (include "mysql-sts.fullname" .) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "mysql-sts.dbImage" -}}
+{{- $img := index .Values.image .Values.flavor -}}
+{{- printf "%s:%s" $img.repository $img.tag -}}
+{{- end -}}
+
+{{- define "mysql-sts.agentImage" -}}
+{{- printf "%s:%s" .Values.agent.image.repository (default .Chart.AppVersion .Values.agent.image.tag) -}}
+{{- end -}}
+
+{{/* The agent's settings, shared by init and the sidecar. */}}
+{{- define "mysql-sts.agentEnv" -}}
+- name: MYSQL_STS_SERVICE
+  value: {{ include "mysql-sts.headless" . | quote }}
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: MYSQL_STS_CLUSTER_DOMAIN
+  value: {{ .Values.clusterDomain | quote }}
+- name: MYSQL_STS_FLAVOR
+  value: {{ .Values.flavor | quote }}
+- name: MYSQL_STS_SERVER_ID_BASE
+  value: {{ .Values.serverIdBase | quote }}
+- name: MYSQL_STS_MYSQL_PORT
+  value: {{ .Values.mysqlPort | quote }}
+- name: MYSQL_STS_AGENT_PORT
+  value: {{ .Values.agent.port | quote }}
+- name: MYSQL_STS_REPLICATION_USER
+  value: {{ .Values.replicationUser | quote }}
+- name: MYSQL_STS_ROOT_PASSWORD_FILE
+  value: /etc/mysql-sts/secrets/root-password
+- name: MYSQL_STS_REPLICATION_PASSWORD_FILE
+  value: /etc/mysql-sts/secrets/replication-password
+- name: MYSQL_STS_CLONE_TOKEN_FILE
+  value: /etc/mysql-sts/secrets/clone-token
+- name: MYSQL_STS_LOG_FORMAT
+  value: {{ .Values.agent.logFormat | quote }}
+{{- end -}}

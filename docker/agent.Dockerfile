@@ -1,0 +1,11 @@
+# The agent image: the static mysql-sts binary and nothing else. Its use is to
+# hand the binary to the database containers of the pod:
+#   mysql-sts install /opt/mysql-sts     (into a shared emptyDir / volume)
+# because init and the sidecar need the database's own tools beside them.
+# Build context: a directory holding the static binary as `mysql-sts`
+# (scripts/build-images makes it).
+FROM scratch
+COPY mysql-sts /mysql-sts
+USER 65532:65532
+ENTRYPOINT ["/mysql-sts"]
+CMD ["--help"]

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Checks the Helm chart with the real Helm engine (helm-python-sdk): lints it,
+renders it for the default values and realistic variants, validates every
+rendered object strictly against the Kubernetes schemas (kubernetes-validate),
+checks what each variant must change, that bad values are refused, and that
+the pod runs the agent exactly as the docker compose cluster does."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+from helm_python import chart as helm
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "mysql-sts"
+AGENT = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "target" / "debug" / "mysql-sts"
+
+VARIANTS = {
+    "default": {},
+    "mariadb": {"flavor": "mariadb"},
+    "parallel": {"podManagementPolicy": "Parallel"},
+    "existing-secret": {"auth": {"existingSecret": "db-credentials"}},
+    "five-replicas": {"replicas": 5},
+    "monitored": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+}
+# CRDs have no schema in the Kubernetes set: checked by shape below instead.
+CRD_GROUPS = ("monitoring.coreos.com/",)
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print(f"FAIL {what}")
+
+
+def k8s_version():
+    """The newest Kubernetes version the installed schemas know."""
+    return kubernetes_validate.utils.latest_version()
+
+
+def render(values):
+    out = helm.Chart.load(str(CHART)).render(values, name="db", namespace="prod", is_install=True)
+    objs = []
+    for path, text in out.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        objs += [o for o in yaml.safe_load_all(text) if o]
+    return objs
+
+
+def by_kind(objs, kind):
+    return [o for o in objs if o["kind"] == kind]
+
+
+def env_names(container):
+    return {e["name"] for e in container.get("env", [])}
+
+
+def main():
+    version = k8s_version()
+    print(f"Kubernetes schema version {version}")
+
+    lint = helm.lint(str(CHART), {}, strict=True)
+    check(not lint.get("errors") and not [m for m in lint.get("messages", []) if m["severity"] >= 2],
+          f"helm lint --strict: {lint}")
+
+    for name, values in VARIANTS.items():
+        lint = helm.lint(str(CHART), values, strict=True)
+        check(not lint.get("errors"), f"{name}: lint errors {lint.get('errors')}")
+        objs = render(values)
+        for o in objs:
+            ident = f"{name}: {o['kind']}/{o['metadata']['name']}"
+            if o["apiVersion"].startswith(CRD_GROUPS):
+                continue
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                check(False, f"{ident}: {e.message} at {list(e.path)}")
+            labels = o["metadata"].get("labels", {})
+            for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+                        "app.kubernetes.io/managed-by"):
+                check(key in labels, f"{ident}: label {key}")
+        sts = by_kind(objs, "StatefulSet")
+        check(len(sts) == 1, f"{name}: one StatefulSet")
+        sts = sts[0]
+        spec = sts["spec"]
+        pod = spec["template"]["spec"]
+        containers = {c["name"]: c for c in pod["containers"]}
+        inits = {c["name"]: c for c in pod["initContainers"]}
+        image = containers["server"]["image"]
+        check(spec["replicas"] == values.get("replicas", 3), f"{name}: replicas")
+        check(spec["podManagementPolicy"] == values.get("podManagementPolicy", "OrderedReady"),
+              f"{name}: podManagementPolicy")
+        flavor = values.get("flavor", "mysql")
+        check(image.startswith(flavor + ":"), f"{name}: server image {image} is not {flavor}")
+        check(containers["agent"]["image"] == image and inits["init"]["image"] == image,
+              f"{name}: init and sidecar must run in the database image")
+        check({e["name"]: e.get("value") for e in inits["init"]["env"]}["MYSQL_STS_FLAVOR"] == flavor,
+              f"{name}: flavour passed to the agent")
+        headless = [s for s in by_kind(objs, "Service") if s["spec"].get("clusterIP") == "None"]
+        check(len(headless) == 1 and headless[0]["spec"]["publishNotReadyAddresses"] is True,
+              f"{name}: headless Service publishing not-ready addresses")
+        check(spec["serviceName"] == headless[0]["metadata"]["name"], f"{name}: serviceName is the headless Service")
+        check(pod["securityContext"]["runAsNonRoot"] is True, f"{name}: non-root pod")
+        for c in list(containers.values()) + list(inits.values()):
+            check(c["securityContext"]["allowPrivilegeEscalation"] is False, f"{name}: {c['name']} escalation")
+        agent = containers["agent"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            check(probe in agent, f"{name}: sidecar {probe}")
+        check(agent["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{name}: readiness on /readyz")
+        check(agent["livenessProbe"]["httpGet"]["path"] == "/livez", f"{name}: liveness on /livez")
+        secret_vol = [v for v in pod["volumes"] if v["name"] == "secrets"][0]["secret"]["secretName"]
+        secrets = by_kind(objs, "Secret")
+        if "existingSecret" in values.get("auth", {}):
+            check(not secrets, f"{name}: no Secret is created for an existing one")
+            check(secret_vol == "db-credentials", f"{name}: pods mount the existing Secret")
+        else:
+            check(len(secrets) == 1 and secrets[0]["metadata"]["name"] == secret_vol, f"{name}: generated Secret")
+            check(set(secrets[0]["data"]) == {"root-password", "replication-password", "clone-token"},
+                  f"{name}: Secret keys")
+        check(len(by_kind(objs, "PodDisruptionBudget")) == 1, f"{name}: PodDisruptionBudget")
+        monitors = by_kind(objs, "ServiceMonitor")
+        check(len(monitors) == (1 if name == "monitored" else 0), f"{name}: ServiceMonitor")
+        for m in monitors:
+            check(m["spec"]["endpoints"][0]["port"] == "agent" and m["metadata"]["labels"]["release"] == "prom",
+                  f"{name}: ServiceMonitor scrapes the agent port")
+        print(f"ok   {name}: {len(objs)} objects valid for Kubernetes {version}")
+
+    for bad in ({"flavor": "postgres"}, {"replicas": 0}, {"podManagementPolicy": "Random"},
+                {"agent": {"donorTimeout": "soon"}}, {"unknownKey": 1}):
+        try:
+            render(bad)
+            check(False, f"values {bad} were accepted")
+        except Exception as e:  # the engine raises its own error types
+            check("values" in str(e).lower() or "schema" in str(e).lower() or "flavor" in str(e),
+                  f"values {bad}: unclear error {e}")
+    print("ok   bad values are refused by values.schema.json")
+
+    check_same_as_compose()
+    if failures:
+        print(f"{len(failures)} chart check(s) failed")
+        sys.exit(1)
+    print("chart checks passed")
+
+
+def check_same_as_compose():
+    """The pod runs the agent exactly as the compose cluster does: the same
+    commands, the same settings by the same names, each a real flag's env."""
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())["services"]
+    pod = render({})
+    pod = by_kind(pod, "StatefulSet")[0]["spec"]["template"]["spec"]
+    chart = {"init": [c for c in pod["initContainers"] if c["name"] == "init"][0],
+             "sidecar": [c for c in pod["containers"] if c["name"] == "agent"][0]}
+    helptext = ""
+    for cmd in ("init", "sidecar"):
+        helptext += subprocess.run([str(AGENT), cmd, "--help"], capture_output=True, text=True, check=True).stdout
+    known = set(re.findall(r"env: ([A-Z_]+)=", helptext))
+    known |= {"MYSQL_ROOT_PASSWORD", "MYSQL_STS_REPLICATION_PASSWORD", "MYSQL_STS_CLONE_TOKEN"}
+    # Peers are named differently: a headless Service in Kubernetes, bare
+    # names in compose; compose has no pod hostname to read.
+    platform = {"MYSQL_STS_SERVICE", "POD_NAMESPACE", "MYSQL_STS_CLUSTER_DOMAIN", "MYSQL_STS_PEER_DOMAIN",
+                "MYSQL_STS_HOSTNAME"}
+    for role, service in (("init", "mysql-1-init"), ("sidecar", "mysql-1-agent")):
+        c = compose[service]
+        check(c["entrypoint"] == chart[role]["command"],
+              f"{role}: compose runs {c['entrypoint']}, the chart {chart[role]['command']}")
+        compose_env = set(c["environment"])
+        chart_env = env_names(chart[role])
+        for n in compose_env | chart_env:
+            check(n in known, f"{role}: {n} is not an environment variable of mysql-sts {role}")
+        shared = {n for n in compose_env - platform}
+        check(shared <= chart_env, f"{role}: compose sets {sorted(shared - chart_env)} which the chart does not")
+        for n in ("MYSQL_STS_ROOT_PASSWORD_FILE", "MYSQL_STS_REPLICATION_PASSWORD_FILE", "MYSQL_STS_CLONE_TOKEN_FILE"):
+            check(n in compose_env and n in chart_env, f"{role}: both read {n}")
+    print("ok   the chart's pod runs the agent as the compose cluster does")
+
+
+if __name__ == "__main__":
+    main()

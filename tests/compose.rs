@@ -1,0 +1,207 @@
+//! The docker compose cluster, driven through a real Docker engine for each
+//! engine: `up`, three ready pods in order, a row written on mysql-0 read back
+//! on mysql-2, the master's server stopped and started with the replicas
+//! resuming, `down -v`. `scripts/test` starts dockerd and builds the images.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{http_get, scalar};
+use mysql_async::prelude::Queryable;
+
+const ROOT_PASSWORD: &str = "compose-Root-7c21";
+
+struct Project {
+    name: String,
+    env_file: PathBuf,
+    secrets: PathBuf,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Project {
+    fn new(engine: &str) -> Project {
+        let name = format!("mysqlststest{engine}{}", std::process::id());
+        let secrets = std::env::temp_dir().join(format!("{name}-secrets"));
+        std::fs::create_dir_all(&secrets).unwrap();
+        for (file, value) in [
+            ("root_password", ROOT_PASSWORD),
+            ("replication_password", "compose-Repl-55e0"),
+            ("clone_token", "compose-Token-9d3f0a"),
+        ] {
+            std::fs::write(secrets.join(file), format!("{value}\n")).unwrap();
+        }
+        Project {
+            name,
+            env_file: repo().join(format!("docker/{engine}.env")),
+            secrets,
+        }
+    }
+
+    fn compose(&self, args: &[&str]) -> Output {
+        Command::new("docker-compose")
+            .arg("--env-file")
+            .arg(&self.env_file)
+            .arg("-f")
+            .arg(repo().join("docker/compose.yaml"))
+            .arg("-p")
+            .arg(&self.name)
+            .args(args)
+            .env("SECRETS_DIR", &self.secrets)
+            .output()
+            .expect("docker-compose: run scripts/test, which installs it")
+    }
+
+    fn ok(&self, args: &[&str]) {
+        let out = self.compose(args);
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ip(&self, pod: u32) -> String {
+        let out = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                &format!("{}_mysql-{pod}_1", self.name),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn logs(&self) -> String {
+        let out = self.compose(&["logs", "--no-color", "--tail", "30"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    async fn wait_ready(&self, pod: u32, within: Duration) {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < within {
+            let ip = self.ip(pod);
+            if !ip.is_empty() {
+                match http_get(&format!("http://{ip}:8080/readyz")).await {
+                    Ok((200, _)) => return,
+                    Ok((code, body)) => last = format!("{code} {body}"),
+                    Err(e) => last = e,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!(
+            "mysql-{pod} not ready after {within:?}: {last}\n{}",
+            self.logs()
+        );
+    }
+
+    async fn root(&self, pod: u32) -> mysql_async::Conn {
+        common::connect_tcp(&self.ip(pod), "root", ROOT_PASSWORD).await
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v", "--remove-orphans"]);
+        let _ = std::fs::remove_dir_all(&self.secrets);
+    }
+}
+
+async fn count(p: &Project, pod: u32) -> u64 {
+    let mut c = p.root(pod).await;
+    let n = scalar(&mut c, "SELECT COUNT(*) FROM demo.t").await;
+    let _ = c.disconnect().await;
+    n.and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+async fn wait_count(p: &Project, pod: u32, want: u64, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let got = count(p, pod).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "mysql-{pod} has {got} of {want} rows\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn compose_cluster(engine: &str) {
+    let p = Project::new(engine);
+    let started = Instant::now();
+    p.ok(&["up", "-d"]);
+    for pod in 0..3 {
+        p.wait_ready(pod, Duration::from_secs(600)).await;
+    }
+    eprintln!(
+        "[compose {engine}] up to three ready pods: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut m = p.root(0).await;
+    m.query_drop("CREATE DATABASE demo").await.unwrap();
+    m.query_drop("CREATE TABLE demo.t (id INT PRIMARY KEY, v VARCHAR(64))")
+        .await
+        .unwrap();
+    m.query_drop("INSERT INTO demo.t VALUES (1, 'written on mysql-0')")
+        .await
+        .unwrap();
+    m.disconnect().await.unwrap();
+    wait_count(&p, 2, 1, Duration::from_secs(30)).await;
+    let mut r = p.root(2).await;
+    assert_eq!(
+        scalar(&mut r, "SELECT v FROM demo.t WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("written on mysql-0")
+    );
+    r.disconnect().await.unwrap();
+
+    // Stop and start mysql-0's server: the replicas resume by themselves.
+    p.ok(&["stop", "mysql-0-server"]);
+    p.ok(&["start", "mysql-0-server"]);
+    let back = Instant::now();
+    p.wait_ready(0, Duration::from_secs(120)).await;
+    let mut m = p.root(0).await;
+    m.query_drop("INSERT INTO demo.t VALUES (2, 'after the restart')")
+        .await
+        .unwrap();
+    m.disconnect().await.unwrap();
+    for pod in 1..3 {
+        wait_count(&p, pod, 2, Duration::from_secs(60)).await;
+    }
+    eprintln!(
+        "[compose {engine}] replicas caught up {:.1} s after the master's server restarted",
+        back.elapsed().as_secs_f64()
+    );
+    p.ok(&["down", "-v"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_mariadb_cluster() {
+    compose_cluster("mariadb").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_mysql_cluster() {
+    compose_cluster("mysql").await;
+}
