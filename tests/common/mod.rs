@@ -161,6 +161,14 @@ impl Cluster {
         sh(&format!(
             "ip addr add 10.77.{id}.1/24 dev {bridge}; ip link set {bridge} up"
         ));
+        // A Docker engine on the machine sets the FORWARD policy to DROP, which
+        // also drops bridged pod-to-pod traffic once br_netfilter is loaded.
+        let _ = Command::new("iptables")
+            .args([
+                "-I", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT",
+            ])
+            .stderr(Stdio::null())
+            .status();
         let base = match engine {
             Engine::Mariadb => PathBuf::from(format!("/var/tmp/mysql-sts-pods/c{id}")),
             Engine::Mysql => engine.root().join(format!("pods/c{id}")),
@@ -580,6 +588,19 @@ impl Drop for Cluster {
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
+            .status();
+        let _ = Command::new("iptables")
+            .args([
+                "-D",
+                "FORWARD",
+                "-i",
+                &self.bridge,
+                "-o",
+                &self.bridge,
+                "-j",
+                "ACCEPT",
+            ])
+            .stderr(Stdio::null())
             .status();
         if std::env::var_os("MYSQL_STS_KEEP_TEST_DIRS").is_none() {
             let _ = fs::remove_dir_all(&self.base);
