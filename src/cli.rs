@@ -163,6 +163,24 @@ pub struct InitArgs {
     /// How long to wait for a donor to resolve and be ready, e.g. `90s`, `10m`
     #[arg(long, env = "MYSQL_STS_DONOR_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub donor_timeout: Duration,
+    /// How long to wait for the nearest donor (N-1) before trying lower ordinals
+    #[arg(long, env = "MYSQL_STS_DONOR_FALLBACK_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub donor_fallback_after: Duration,
+    /// Clone attempts (each after a failed one, with the next ready donor)
+    #[arg(long, env = "MYSQL_STS_CLONE_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub clone_attempts: u32,
+    /// Move this pod's data aside (into <datadir>/.mysql-sts-old-<time>) and clone
+    /// again; so does a file <datadir>/.mysql-sts-reclone
+    #[arg(long, env = "MYSQL_STS_RECLONE")]
+    pub reclone: bool,
+    /// Disaster recovery: let an empty master start empty without looking for
+    /// peers that hold data
+    #[arg(long, env = "MYSQL_STS_FRESH_MASTER")]
+    pub fresh_master: bool,
+    /// How long an empty master waits for its peers to say what they hold
+    /// before it starts empty
+    #[arg(long, env = "MYSQL_STS_RESEED_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub reseed_timeout: Duration,
     /// Give up a clone whose stream brings no byte for this long
     #[arg(long, env = "MYSQL_STS_CLONE_STALL_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub clone_stall_timeout: Duration,

@@ -17,6 +17,10 @@ pub const MARKER: &str = ".mysql-sts-clone-in-progress";
 pub const STAGING: &str = ".mysql-sts-staging";
 /// What the last clone was: donor and the GTID position the copy holds.
 pub const CLONE_INFO: &str = ".mysql-sts-clone.json";
+/// Present when an operator asked for this datadir to be cloned again.
+pub const RECLONE_REQUEST: &str = ".mysql-sts-reclone";
+/// Where old datadirs are moved aside to, one directory per move (unix time).
+pub const OLD_DIR: &str = ".mysql-sts-old";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,6 +177,36 @@ impl Datadir {
         sync_path(&self.path)
     }
 
+    /// Moves the data aside (never deletes it) into the hidden directory
+    /// `.mysql-sts-old/<unix time>` inside the datadir, leaving it empty for a
+    /// new clone; returns that directory. The operator removes it when done.
+    pub fn move_aside(&self) -> Result<PathBuf> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let aside = self.path.join(OLD_DIR).join(secs.to_string());
+        fs::create_dir_all(&aside).io_context(|| format!("cannot create {}", aside.display()))?;
+        for name in self.entries()? {
+            if ignorable(&name) && name != CLONE_INFO {
+                continue;
+            }
+            fs::rename(self.path.join(&name), aside.join(&name))
+                .io_context(|| format!("cannot move {name} aside to {}", aside.display()))?;
+        }
+        sync_path(&self.path)?;
+        let request = self.path.join(RECLONE_REQUEST);
+        if request.exists() {
+            fs::remove_file(&request)
+                .io_context(|| format!("cannot remove {}", request.display()))?;
+        }
+        Ok(aside)
+    }
+
+    pub fn reclone_requested(&self) -> bool {
+        self.path.join(RECLONE_REQUEST).exists()
+    }
+
     /// The owner of the datadir itself: who the server runs as.
     pub fn owner(&self) -> Result<(u32, u32)> {
         use std::os::unix::fs::MetadataExt;
@@ -278,6 +312,23 @@ mod tests {
             "foreign hidden files stay"
         );
         assert!(!dd.staging().exists());
+        fs::remove_dir_all(&dd.path).unwrap();
+    }
+
+    #[test]
+    fn move_aside_keeps_everything() {
+        let dd = tmp("aside");
+        fs::create_dir(dd.path.join("mysql")).unwrap();
+        fs::write(dd.path.join("ibdata1"), b"x").unwrap();
+        fs::write(dd.path.join(CLONE_INFO), b"{}").unwrap();
+        fs::write(dd.path.join(RECLONE_REQUEST), b"").unwrap();
+        assert!(dd.reclone_requested());
+        let aside = dd.move_aside().unwrap();
+        assert_eq!(dd.state().unwrap(), State::Empty);
+        assert!(!dd.reclone_requested());
+        assert!(aside.join("mysql").is_dir());
+        assert_eq!(fs::read(aside.join("ibdata1")).unwrap(), b"x");
+        assert!(aside.join(CLONE_INFO).exists());
         fs::remove_dir_all(&dd.path).unwrap();
     }
 

@@ -83,25 +83,33 @@ async fn check(
     }
 }
 
-/// Waits until one of `donors` (in order of preference) is ready, for at most `timeout`.
+/// Which donors may be used `waited` into the wait: the nearest (N-1) alone
+/// at first, every one of them, nearest first, after `fallback_after`.
+pub fn candidates(donors: &[String], waited: Duration, fallback_after: Duration) -> &[String] {
+    if waited < fallback_after {
+        &donors[..donors.len().min(1)]
+    } else {
+        donors
+    }
+}
+
+/// Waits until one of `donors` (in order of preference) is ready, for at most
+/// `timeout`; lower ordinals are tried once the nearest has not been ready for
+/// `fallback_after`.
 pub async fn wait_for_donor(
     donors: &[String],
     agent_port: u16,
     timeout: Duration,
+    fallback_after: Duration,
 ) -> Result<Donor> {
     let resolver = resolver()?;
-    let http = reqwest::Client::new();
+    let http = http_client()?;
     let started = Instant::now();
-    let backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times();
-    let mut delays = backon::BackoffBuilder::build(backoff);
+    let mut delays = backoff();
     let mut last: Vec<String> = Vec::new();
     loop {
         last.clear();
-        for name in donors {
+        for name in candidates(donors, started.elapsed(), fallback_after) {
             match check(&resolver, &http, name, agent_port).await {
                 Ok(d) => {
                     info!(donor = %d.name, ip = %d.ip, skipped = ?last, "donor is ready");
@@ -122,5 +130,125 @@ pub async fn wait_for_donor(
         }
         warn!(waited_s = started.elapsed().as_secs(), donors = ?last, "no donor ready yet");
         tokio::time::sleep(delay).await;
+    }
+}
+
+fn backoff() -> impl Iterator<Item = Duration> {
+    backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times(),
+    )
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot build the HTTP client: {e}")))
+}
+
+/// What a peer's sidecar says of its server, for re-seeding the master.
+#[derive(Debug, Clone)]
+pub struct PeerData {
+    pub donor: Donor,
+    pub gtid: String,
+}
+
+/// The peers `<statefulset>-1`, `-2`, ... that exist: the pods of a
+/// StatefulSet are numbered without gaps, so the scan stops at the first name
+/// that does not resolve.
+async fn existing_peers(resolver: &TokioResolver, names: impl Fn(u32) -> String) -> Vec<Donor> {
+    let mut found = Vec::new();
+    for n in 1..=1000 {
+        let name = names(n);
+        match resolve(resolver, &name).await {
+            Ok(ip) => found.push(Donor { name, ip }),
+            Err(_) => break,
+        }
+    }
+    found
+}
+
+/// For a master whose datadir is empty: the peer holding the most data, so
+/// that an empty master never takes over from replicas that hold data.
+/// `Ok(None)` when no peer exists (a new cluster) or, after `timeout`, when
+/// none of them answered.
+pub async fn reseed_source(
+    names: impl Fn(u32) -> String,
+    agent_port: u16,
+    flavor: crate::flavor::Flavor,
+    timeout: Duration,
+) -> Result<Option<PeerData>> {
+    let resolver = resolver()?;
+    let http = http_client()?;
+    let peers = existing_peers(&resolver, &names).await;
+    if peers.is_empty() {
+        info!("no other pod exists: this is a new cluster");
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let mut delays = backoff();
+    loop {
+        let mut answered = Vec::new();
+        let mut silent = Vec::new();
+        for p in &peers {
+            let url = format!("http://{}/status", p.agent(agent_port));
+            let status = async {
+                let resp = http.get(&url).timeout(CHECK_TIMEOUT).send().await.ok()?;
+                resp.json::<serde_json::Value>().await.ok()
+            }
+            .await;
+            match status {
+                Some(v) => answered.push(PeerData {
+                    donor: p.clone(),
+                    gtid: v["gtid_executed"].as_str().unwrap_or_default().to_owned(),
+                }),
+                None => silent.push(p.name.clone()),
+            }
+        }
+        let with_data: Vec<&PeerData> = answered.iter().filter(|p| !p.gtid.is_empty()).collect();
+        let done = silent.is_empty() || started.elapsed() >= timeout;
+        if done {
+            let best = with_data
+                .into_iter()
+                .max_by_key(|p| crate::gtid::weight(flavor, &p.gtid))
+                .cloned();
+            match &best {
+                Some(b) => {
+                    info!(donor = %b.donor.name, gtid = %b.gtid, unanswered = ?silent, "re-seeding the master from the most advanced peer")
+                }
+                None => {
+                    warn!(peers = ?peers.iter().map(|p| &p.name).collect::<Vec<_>>(), waited_s = started.elapsed().as_secs(), "peers exist but none has data to give: starting an EMPTY master")
+                }
+            }
+            return Ok(best);
+        }
+        warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to tell what it holds");
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_donor_first_then_all() {
+        let donors: Vec<String> = ["mysql-2", "mysql-1", "mysql-0"].map(String::from).into();
+        let fallback = Duration::from_secs(60);
+        assert_eq!(candidates(&donors, Duration::ZERO, fallback), ["mysql-2"]);
+        assert_eq!(
+            candidates(&donors, Duration::from_secs(59), fallback),
+            ["mysql-2"]
+        );
+        assert_eq!(candidates(&donors, fallback, fallback), donors.as_slice());
+        assert_eq!(candidates(&[], Duration::ZERO, fallback), [] as [String; 0]);
+        let only_master: Vec<String> = vec!["mysql-0".into()];
+        assert_eq!(
+            candidates(&only_master, Duration::ZERO, fallback),
+            ["mysql-0"]
+        );
     }
 }

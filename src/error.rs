@@ -36,6 +36,10 @@ pub enum Error {
     #[error("clone from {donor} failed: {why}")]
     Clone { donor: String, why: String },
 
+    /// A clone that no retry can fix (the donor refused our credentials).
+    #[error("clone from {donor} refused: {why}")]
+    CloneRefused { donor: String, why: String },
+
     #[error("datadir {}: {why}", path.display())]
     Datadir { path: PathBuf, why: String },
 
@@ -64,7 +68,7 @@ impl Error {
                 exit::CONFIG
             }
             Error::NoDonor { .. } => exit::NO_DONOR,
-            Error::Clone { .. } => exit::CLONE_FAILED,
+            Error::Clone { .. } | Error::CloneRefused { .. } => exit::CLONE_FAILED,
             _ => exit::OTHER,
         }
     }

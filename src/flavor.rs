@@ -74,21 +74,24 @@ impl Flavor {
         s.push_str("log_bin=binlog\nrelay_log=relay\n");
         s.push_str("sync_binlog=1\ninnodb_flush_log_at_trx_commit=1\n");
         s.push_str("relay_log_recovery=ON\n");
+        // Every pod starts read-only, the master too: its sidecar makes it
+        // writable once it has checked it (replication user, GTID state).
         match self {
             Flavor::Mysql => {
                 s.push_str("gtid_mode=ON\nenforce_gtid_consistency=ON\n");
                 s.push_str("log_replica_updates=ON\n");
                 s.push_str("plugin_load_add=mysql_clone.so\n");
+                s.push_str("read_only=ON\n");
                 if id.role == Role::Replica {
-                    s.push_str("read_only=ON\nsuper_read_only=ON\n");
+                    s.push_str("super_read_only=ON\n");
                 }
             }
             Flavor::Mariadb => {
                 s.push_str("binlog_format=ROW\n");
                 s.push_str("log_slave_updates=ON\ngtid_strict_mode=ON\n");
-                if id.role == Role::Replica {
-                    s.push_str("read_only=ON\n");
-                }
+                // MariaDB would list the old data moved aside as a database.
+                let _ = writeln!(s, "ignore_db_dirs={}", crate::datadir::OLD_DIR);
+                s.push_str("read_only=ON\n");
             }
         }
         s
@@ -141,6 +144,13 @@ impl Flavor {
         }
     }
 
+    pub fn reset_replica_all(self) -> &'static str {
+        match self {
+            Flavor::Mysql => "RESET REPLICA ALL",
+            Flavor::Mariadb => "RESET SLAVE ALL",
+        }
+    }
+
     pub fn start_replica(self) -> &'static str {
         match self {
             Flavor::Mysql => "START REPLICA",
@@ -177,7 +187,7 @@ impl Flavor {
         let (u, p) = (quote(user), quote(password));
         let privileges = match self {
             Flavor::Mysql => "REPLICATION SLAVE, BACKUP_ADMIN",
-            Flavor::Mariadb => "REPLICATION SLAVE",
+            Flavor::Mariadb => "REPLICATION SLAVE, BINLOG MONITOR",
         };
         vec![
             format!("CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {p}"),
@@ -260,7 +270,11 @@ mod tests {
         ] {
             assert!(s.contains(&want), "missing {want} in\n{cnf}");
         }
-        assert!(!cnf.contains("read_only"), "{cnf}");
+        assert!(s.contains(&"read_only=ON"), "{cnf}");
+        assert!(
+            !cnf.contains("super_read_only"),
+            "root must be able to initialise it\n{cnf}"
+        );
         assert!(!cnf.contains("gtid_strict_mode"), "{cnf}");
     }
 
@@ -291,7 +305,7 @@ mod tests {
             assert!(!cnf.contains("super_read_only"), "{cnf}");
             assert!(!cnf.contains("clone"), "{cnf}");
         }
-        assert!(!master.contains("read_only"));
+        assert!(settings(&master).contains(&"read_only=ON"));
         assert!(settings(&replica).contains(&"read_only=ON"));
     }
 

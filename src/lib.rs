@@ -11,6 +11,7 @@ pub mod db;
 pub mod donor;
 pub mod error;
 pub mod flavor;
+pub mod gtid;
 pub mod identity;
 pub mod init;
 pub mod install;

@@ -85,8 +85,14 @@ async fn run(cli: Cli) -> Result<i32> {
                 None => mysqld::detect_flavor(&binary.path).await?,
             };
             let replica = id.role == Role::Replica;
+            // A replica always needs what a clone needs; the master only when it
+            // turns out to need a re-seed, which init checks then.
             let (root, repl, token) = match (replica, flavor) {
-                (false, _) => (None, None, None),
+                (false, _) => (
+                    c.root_password().ok(),
+                    c.replication_password().ok(),
+                    c.clone_token().ok(),
+                ),
                 (true, Flavor::Mysql) => (
                     Some(c.root_password()?),
                     Some(c.replication_password()?),
@@ -95,6 +101,12 @@ async fn run(cli: Cli) -> Result<i32> {
                 (true, Flavor::Mariadb) => (None, None, Some(c.clone_token()?)),
             };
             let settings = init::Settings {
+                peer_domain: c.peer_domain()?,
+                donor_fallback_after: args.donor_fallback_after,
+                clone_attempts: args.clone_attempts,
+                reclone: args.reclone,
+                fresh_master: args.fresh_master,
+                reseed_timeout: args.reseed_timeout,
                 identity: id,
                 flavor,
                 datadir: c.datadir.clone(),

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub io_running: Gauge,
     pub sql_running: Gauge,
     pub lag_seconds: Gauge,
+    pub gtid_executed: Gauge,
+    pub gtid_errant: Gauge,
     pub reconcile_errors: Counter,
     pub clone_streams_in_progress: Gauge,
     pub clone_streams_total: Counter,
@@ -45,6 +47,8 @@ impl Metrics {
             io_running: Gauge::default(),
             sql_running: Gauge::default(),
             lag_seconds: Gauge::default(),
+            gtid_executed: Gauge::default(),
+            gtid_errant: Gauge::default(),
             reconcile_errors: Counter::default(),
             clone_streams_in_progress: Gauge::default(),
             clone_streams_total: Counter::default(),
@@ -69,6 +73,16 @@ impl Metrics {
             "replication_lag_seconds",
             "Seconds behind the master; -1 when unknown",
             m.lag_seconds.clone(),
+        );
+        r.register(
+            "gtid_executed_transactions",
+            "Transactions this server has executed (MariaDB: sum of the domains' sequence numbers)",
+            m.gtid_executed.clone(),
+        );
+        r.register(
+            "gtid_errant_transactions",
+            "Transactions this replica has and the master does not",
+            m.gtid_errant.clone(),
         );
         r.register(
             "reconcile_errors",

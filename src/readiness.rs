@@ -85,6 +85,11 @@ pub struct Observation {
     pub read_only: bool,
     /// `None` when the server has no replication configured.
     pub replica: Option<ReplicaStatus>,
+    /// Transactions the replica has and the master does not (empty: none).
+    pub errant: String,
+    /// Transactions the replica lacks that the master has purged from its
+    /// binary logs (empty: none): it can never catch up.
+    pub missing: String,
     /// How long the IO thread has been away from `Yes` after having been
     /// connected; `None` while connected, or when it never was.
     pub io_down_for: Option<Duration>,
@@ -135,6 +140,18 @@ pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
     }
     if !obs.read_only {
         return Readiness::no("the replica is not read-only");
+    }
+    if !obs.errant.is_empty() {
+        return Readiness::no(format!(
+            "errant transactions the master does not have: {}; re-clone this replica (see README: errant transactions)",
+            obs.errant
+        ));
+    }
+    if !obs.missing.is_empty() {
+        return Readiness::no(format!(
+            "the master has purged binary logs with transactions this replica lacks: {}; re-clone this replica",
+            obs.missing
+        ));
     }
     let Some(r) = &obs.replica else {
         return Readiness::no("replication is not configured");
@@ -209,7 +226,7 @@ mod tests {
             reachable: true,
             read_only: true,
             replica: Some(r),
-            io_down_for: None,
+            ..Default::default()
         }
     }
 
@@ -334,6 +351,24 @@ mod tests {
                 },
                 false,
                 "no connection to the master for 21 s",
+            ),
+            (
+                "errant",
+                Observation {
+                    errant: "0-101-7".into(),
+                    ..replica(healthy())
+                },
+                false,
+                "errant transactions the master does not have: 0-101-7",
+            ),
+            (
+                "master purged what it needs",
+                Observation {
+                    missing: "0-100-5".into(),
+                    ..replica(healthy())
+                },
+                false,
+                "purged binary logs with transactions this replica lacks: 0-100-5",
             ),
             (
                 "never connected yet",

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::datadir::Datadir;
 use crate::db::{self, Target};
 use crate::error::Result;
-use crate::flavor::{Flavor, Source};
+use crate::flavor::{Flavor, Source, quote};
+use crate::gtid;
 use crate::identity::{Identity, Role};
 use crate::metrics::Metrics;
 use crate::readiness::{self, IoState, Observation, Policy, Readiness, ReplicaStatus};
@@ -29,6 +30,10 @@ pub struct Status {
     pub ready: Readiness,
     pub read_only: Option<bool>,
     pub gtid_executed: Option<String>,
+    /// Transactions this replica has and the master does not.
+    pub gtid_errant: Option<String>,
+    /// Transactions this replica lacks that the master has purged.
+    pub gtid_missing_on_master: Option<String>,
     pub replication: Option<ReplicaStatus>,
     pub last_error: Option<String>,
     pub clone_streams_active: u32,
@@ -67,6 +72,8 @@ impl Shared {
             },
             read_only: None,
             gtid_executed: None,
+            gtid_errant: None,
+            gtid_missing_on_master: None,
             replication: None,
             last_error: None,
             clone_streams_active: 0,
@@ -117,6 +124,11 @@ struct Reconciler {
     io_down_since: Option<Instant>,
     io_was_up: bool,
     user_ensured: bool,
+    binlog_state_checked: bool,
+    /// A connection to the master, for GTID comparisons.
+    master_conn: Option<Conn>,
+    /// The last (errant, missing) comparison with the master.
+    against_master: (String, String),
 }
 
 /// Runs until the shutdown token fires.
@@ -129,6 +141,9 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings) {
         io_down_since: None,
         io_was_up: false,
         user_ensured: false,
+        binlog_state_checked: false,
+        master_conn: None,
+        against_master: Default::default(),
     };
     let mut tick = tokio::time::interval(r.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,61 +203,194 @@ impl Reconciler {
                 f
             }
         };
-        let mut obs = Observation {
-            reachable: true,
-            ..Default::default()
+        let mut obs = match role {
+            Role::Master => self.master_round(conn, flavor).await?,
+            Role::Replica => self.replica_round(conn, flavor).await?,
         };
-        match role {
-            Role::Master => {
-                if !self.user_ensured {
-                    db::exec(conn, "SET SESSION sql_log_bin = 1").await?;
-                    for sql in flavor.ensure_replication_user(
-                        &self.s.replication_user,
-                        self.s.replication_password.expose(),
-                    ) {
-                        db::exec(conn, &sql).await?;
-                    }
-                    db::exec(conn, "SET SESSION sql_log_bin = 0").await?;
-                    info!(user = %self.s.replication_user, "replication user ensured");
-                    self.user_ensured = true;
-                }
-                if read_only(conn, flavor, role).await? {
-                    warn!("the master is read-only; making it writable");
-                    for sql in flavor.set_read_only(false) {
-                        db::exec(conn, &sql).await?;
-                    }
-                }
-                obs.read_only = read_only(conn, flavor, role).await?;
-                self.shared.update(|st| st.phase = "master".into());
+        obs.reachable = true;
+        let gtid = db::first_row(conn, flavor.gtid_executed_query())
+            .await?
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or_default();
+        let m = &self.shared.metrics;
+        m.gtid_executed.set(gtid::weight(flavor, &gtid) as i64);
+        m.gtid_errant.set(match flavor {
+            Flavor::Mysql => gtid::mysql_count(&obs.errant),
+            Flavor::Mariadb => obs.errant.split(',').filter(|g| !g.is_empty()).count() as u64,
+        } as i64);
+        self.shared.update(|st| {
+            st.gtid_executed = Some(gtid);
+            st.gtid_errant = (!obs.errant.is_empty()).then(|| obs.errant.clone());
+            st.gtid_missing_on_master = (!obs.missing.is_empty()).then(|| obs.missing.clone());
+        });
+        Ok(obs)
+    }
+
+    async fn master_round(&mut self, conn: &mut Conn, flavor: Flavor) -> Result<Observation> {
+        let role = Role::Master;
+        if !self.user_ensured {
+            db::exec(conn, "SET SESSION sql_log_bin = 1").await?;
+            for sql in flavor.ensure_replication_user(
+                &self.s.replication_user,
+                self.s.replication_password.expose(),
+            ) {
+                db::exec(conn, &sql).await?;
             }
-            Role::Replica => {
-                if !read_only(conn, flavor, role).await? {
-                    warn!("the replica is writable; making it read-only");
-                    for sql in flavor.set_read_only(true) {
-                        db::exec(conn, &sql).await?;
-                    }
-                }
-                obs.read_only = read_only(conn, flavor, role).await?;
-                let status = replica_status(conn, flavor).await?;
-                let status = self.repair(conn, flavor, status).await?;
-                // The outage clock starts only once the replica has been connected.
-                self.io_down_since = match status.as_ref().and_then(|s| s.io) {
-                    Some(IoState::Yes) => {
-                        self.io_was_up = true;
-                        None
-                    }
-                    _ if self.io_was_up => self.io_down_since.or(Some(Instant::now())),
-                    _ => None,
-                };
-                obs.io_down_for = self.io_down_since.map(|t| t.elapsed());
-                obs.replica = status;
-                self.shared.update(|st| st.phase = "replicating".into());
+            db::exec(conn, "SET SESSION sql_log_bin = 0").await?;
+            info!(user = %self.s.replication_user, "replication user ensured");
+            self.user_ensured = true;
+        }
+        if let Some(st) = replica_status(conn, flavor).await? {
+            // Left over from a re-seed (the copy came from a replica) or set by hand.
+            warn!(source = %st.source_host, "the master has replication configured; removing it");
+            db::exec(conn, flavor.stop_replica()).await?;
+            db::exec(conn, flavor.reset_replica_all()).await?;
+        }
+        if flavor == Flavor::Mariadb && !self.binlog_state_checked {
+            self.restore_binlog_state(conn).await?;
+            self.binlog_state_checked = true;
+        }
+        if read_only(conn, flavor, role).await? {
+            info!("making the master writable");
+            for sql in flavor.set_read_only(false) {
+                db::exec(conn, &sql).await?;
             }
         }
-        let gtid = db::first_row(conn, flavor.gtid_executed_query()).await?;
-        self.shared
-            .update(|st| st.gtid_executed = gtid.into_iter().next().flatten());
+        self.shared.update(|st| st.phase = "master".into());
+        Ok(Observation {
+            read_only: read_only(conn, flavor, role).await?,
+            ..Default::default()
+        })
+    }
+
+    /// A MariaDB master whose data came from a clone has an empty binary log:
+    /// its next transaction would reuse sequence numbers the replicas already
+    /// have. Continue the GTID sequence from where the copy stands.
+    async fn restore_binlog_state(&mut self, conn: &mut Conn) -> Result<()> {
+        let pos = db::first_row(conn, "SELECT @@global.gtid_binlog_pos").await?;
+        let pos = pos.into_iter().next().flatten().unwrap_or_default();
+        let cloned = Datadir::new(&self.shared.datadir)
+            .clone_info()
+            .map(|c| c.gtid)
+            .unwrap_or_default();
+        if pos.is_empty() && !cloned.is_empty() {
+            info!(gtid = %cloned, "continuing the GTID sequence of the cloned data");
+            db::exec(conn, "RESET MASTER").await?;
+            db::exec(
+                conn,
+                &format!(
+                    "SET GLOBAL gtid_binlog_state = {}",
+                    crate::flavor::quote(&cloned)
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn replica_round(&mut self, conn: &mut Conn, flavor: Flavor) -> Result<Observation> {
+        let role = Role::Replica;
+        if !read_only(conn, flavor, role).await? {
+            warn!("the replica is writable; making it read-only");
+            for sql in flavor.set_read_only(true) {
+                db::exec(conn, &sql).await?;
+            }
+        }
+        let mut obs = Observation {
+            read_only: read_only(conn, flavor, role).await?,
+            ..Default::default()
+        };
+        let status = replica_status(conn, flavor).await?;
+        let start_gtid = if status.is_none() {
+            Datadir::new(&self.shared.datadir)
+                .clone_info()
+                .map(|c| c.gtid)
+                .filter(|g| !g.is_empty())
+        } else {
+            None
+        };
+        if let Some(check) = self
+            .check_against_master(conn, flavor, start_gtid.as_deref())
+            .await
+        {
+            self.against_master = check;
+        }
+        (obs.errant, obs.missing) = self.against_master.clone();
+        let status = if obs.missing.is_empty() {
+            self.repair(conn, flavor, status, start_gtid).await?
+        } else {
+            // Pointing it at the master would only fail in a loop.
+            status
+        };
+        // The outage clock starts only once the replica has been connected.
+        self.io_down_since = match status.as_ref().and_then(|s| s.io) {
+            Some(IoState::Yes) => {
+                self.io_was_up = true;
+                None
+            }
+            _ if self.io_was_up => self.io_down_since.or(Some(Instant::now())),
+            _ => None,
+        };
+        obs.io_down_for = self.io_down_since.map(|t| t.elapsed());
+        obs.replica = status;
+        self.shared.update(|st| st.phase = "replicating".into());
         Ok(obs)
+    }
+
+    /// Compares this replica's GTIDs with the master's: errant transactions
+    /// (ours, not the master's) and transactions we lack that the master has
+    /// purged. `None` when the master cannot be asked now.
+    async fn check_against_master(
+        &mut self,
+        conn: &mut Conn,
+        flavor: Flavor,
+        start_gtid: Option<&str>,
+    ) -> Option<(String, String)> {
+        // Ours first, the master's second: whatever we got from the master is
+        // in the master's set by the time it is read.
+        let local = match start_gtid {
+            Some(g) => g.to_owned(),
+            None => db::first_row(conn, flavor.gtid_executed_query())
+                .await
+                .ok()?
+                .into_iter()
+                .next()
+                .flatten()
+                .unwrap_or_default(),
+        };
+        let mut master = match self.master_conn.take() {
+            Some(c) => c,
+            None => match self.master_target().connect(Duration::from_secs(3)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(error = %e, "cannot ask the master for its GTIDs now");
+                    return None;
+                }
+            },
+        };
+        let result = compare_gtids(conn, &mut master, flavor, &local).await;
+        match result {
+            Ok(r) => {
+                self.master_conn = Some(master);
+                Some(r)
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot compare GTIDs with the master now");
+                None
+            }
+        }
+    }
+
+    fn master_target(&self) -> Target {
+        Target {
+            host: self.shared.identity.master_fqdn.clone(),
+            port: self.s.mysql_port,
+            socket: None,
+            user: self.s.replication_user.clone(),
+            password: Some(self.s.replication_password.clone()),
+        }
     }
 
     /// Points the replica at the master and starts it when it drifted; leaves
@@ -252,6 +400,7 @@ impl Reconciler {
         conn: &mut Conn,
         flavor: Flavor,
         status: Option<ReplicaStatus>,
+        start_gtid: Option<String>,
     ) -> Result<Option<ReplicaStatus>> {
         let master = self.shared.identity.master_fqdn.clone();
         let port = self.s.mysql_port;
@@ -265,14 +414,6 @@ impl Reconciler {
         if pointed && !stopped_cleanly {
             return Ok(status);
         }
-        let start_gtid = if status.is_none() {
-            Datadir::new(&self.shared.datadir)
-                .clone_info()
-                .map(|c| c.gtid)
-                .filter(|g| !g.is_empty())
-        } else {
-            None
-        };
         let password = self.s.replication_password.clone();
         if pointed {
             info!("replication is stopped without an error; starting it");
@@ -325,6 +466,72 @@ impl Reconciler {
 async fn read_only(conn: &mut Conn, flavor: Flavor, role: Role) -> Result<bool> {
     let row = db::first_row(conn, flavor.read_only_query(role)).await?;
     Ok(row.iter().any(|v| v.as_deref() == Some("1")))
+}
+
+/// (errant, missing): see [`Reconciler::check_against_master`].
+async fn compare_gtids(
+    local: &mut Conn,
+    master: &mut Conn,
+    flavor: Flavor,
+    ours: &str,
+) -> Result<(String, String)> {
+    let text =
+        |row: Vec<Option<String>>, i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    match flavor {
+        Flavor::Mysql => {
+            let row = db::first_row(
+                master,
+                "SELECT @@global.gtid_executed, @@global.gtid_purged",
+            )
+            .await?;
+            let (executed, purged) = (text(row.clone(), 0), text(row, 1));
+            let errant = db::first_row(
+                local,
+                &format!(
+                    "SELECT GTID_SUBTRACT({}, {})",
+                    quote(ours),
+                    quote(&executed)
+                ),
+            )
+            .await?;
+            let missing = db::first_row(
+                local,
+                &format!("SELECT GTID_SUBTRACT({}, {})", quote(&purged), quote(ours)),
+            )
+            .await?;
+            Ok((
+                text(errant, 0).replace('\n', ""),
+                text(missing, 0).replace('\n', ""),
+            ))
+        }
+        Flavor::Mariadb => {
+            let pos = text(
+                db::first_row(master, "SELECT @@global.gtid_binlog_pos").await?,
+                0,
+            );
+            let errant = gtid::mariadb_errant(ours, &pos).join(",");
+            let logs = db::rows(master, "SHOW BINARY LOGS").await?;
+            let first = logs
+                .first()
+                .and_then(|r| r.get("Log_name").cloned().flatten())
+                .unwrap_or_default();
+            let mut oldest = String::new();
+            if !first.is_empty() {
+                let events = db::rows(
+                    master,
+                    &format!("SHOW BINLOG EVENTS IN {} LIMIT 4", quote(&first)),
+                )
+                .await?;
+                if let Some(info) = events.iter().find_map(|e| {
+                    (e.get("Event_type").cloned().flatten().as_deref() == Some("Gtid_list"))
+                        .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
+                }) {
+                    oldest = gtid::mariadb_gtid_list(&info);
+                }
+            }
+            Ok((errant, gtid::mariadb_missing(ours, &oldest).join(",")))
+        }
+    }
 }
 
 async fn replica_status(conn: &mut Conn, flavor: Flavor) -> Result<Option<ReplicaStatus>> {

@@ -234,6 +234,9 @@ async fn lifecycle(engine: Engine) {
         assert!(body.len() < 200, "a refused request got data");
     }
 
+    errant_then_reclone(&mut c).await;
+    reseed_master(&mut c).await;
+
     // Nothing the agent shows holds a secret.
     for n in 0..4 {
         let (_, status) = http_get(&format!("{}/status", c.pod(n).agent()))
@@ -254,6 +257,109 @@ async fn lifecycle(engine: Engine) {
             "mysql-{n}: {metrics}"
         );
     }
+}
+
+/// A local write on a replica is errant: the replica leaves the read Service
+/// and says why; a requested re-clone moves its data aside and heals it.
+async fn errant_then_reclone(c: &mut Cluster) {
+    let e = c.engine.name();
+    let mut r = c.root(3).await;
+    let write = match c.engine {
+        Engine::Mariadb => "INSERT INTO app.t (id, v) VALUES (999999, 'errant')",
+        Engine::Mysql => {
+            "SET GLOBAL super_read_only = 0; INSERT INTO app.t (id, v) VALUES (999999, 'errant')"
+        }
+    };
+    let started = Instant::now();
+    while let Err(err) = r.query_drop(write).await {
+        // The sidecar may have restored super_read_only in between.
+        assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    }
+    r.disconnect().await.unwrap();
+    let started = Instant::now();
+    let reason = loop {
+        let (code, body) = http_get(&format!("{}/readyz", c.pod(3).agent()))
+            .await
+            .unwrap();
+        if code == 503 && body.contains("errant") {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "errant transaction not reported: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "[{e}] errant write on mysql-3 detected in {:.1} s: {reason}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        c.status(3).await["gtid_errant"]
+            .as_str()
+            .is_some_and(|g| !g.is_empty())
+    );
+    let (_, metrics) = http_get(&format!("{}/metrics", c.pod(3).agent()))
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("mysql_sts_gtid_errant_transactions 0"),
+        "{metrics}"
+    );
+
+    std::fs::write(c.pod(3).datadir().join(".mysql-sts-reclone"), b"").unwrap();
+    c.stop_pod(3);
+    let (status, out) = c.run_init(3, &[]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("moved aside"), "{out}");
+    let aside: Vec<_> = std::fs::read_dir(c.pod(3).datadir().join(".mysql-sts-old"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(aside.len(), 1, "the old data must be kept aside");
+    assert!(aside[0].path().join("mysql").is_dir());
+    c.start_server(3);
+    c.start_sidecar(3);
+    c.wait_ready(3, Duration::from_secs(120)).await;
+    let master_rows = row_count(c, 0).await;
+    wait_rows(c, 3, master_rows, Duration::from_secs(30)).await;
+    let mut r = c.root(3).await;
+    let dbs: Vec<String> = r.query("SHOW DATABASES").await.unwrap();
+    assert!(
+        dbs.iter().all(|d| !d.contains("mysql-sts")),
+        "the data moved aside shows as a database: {dbs:?}"
+    );
+    r.disconnect().await.unwrap();
+    assert_checksums_agree(c).await;
+}
+
+/// mysql-0 loses its datadir while down: it re-seeds from the most advanced
+/// replica instead of starting empty, and the replicas follow it again.
+async fn reseed_master(c: &mut Cluster) {
+    let e = c.engine.name();
+    let rows = row_count(c, 0).await;
+    c.stop_pod(0);
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+    let started = Instant::now();
+    let (status, out) = c.run_init(0, &[]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("re-seeding the master"), "{out}");
+    c.start_server(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(120)).await;
+    eprintln!(
+        "[{e}] master re-seeded from a replica, ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(row_count(c, 0).await, rows, "rows lost in the re-seed");
+    insert(c, rows + 1_000_000, rows + 1_000_010).await;
+    for n in 1..4 {
+        wait_rows(c, n, rows + 10, Duration::from_secs(60)).await;
+        c.wait_ready(n, Duration::from_secs(60)).await;
+    }
+    assert_checksums_agree(c).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,9 +21,11 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         donor: donor.clone(),
         why,
     };
-    let token = req
-        .clone_token
-        .ok_or_else(|| fail("no clone token".into()))?;
+    let refused = |why: &str| Error::CloneRefused {
+        donor: donor.clone(),
+        why: why.to_owned(),
+    };
+    let token = req.clone_token.ok_or_else(|| refused("no clone token"))?;
     let data = req.staging.join("data");
     std::fs::create_dir(&data)
         .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
@@ -39,8 +41,8 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     match resp.status() {
         s if s.is_success() => {}
         reqwest::StatusCode::UNAUTHORIZED => {
-            return Err(fail(
-                "the donor refused the clone token (401): every pod must have the same MYSQL_STS_CLONE_TOKEN".into(),
+            return Err(refused(
+                "the donor refused the clone token (401): every pod must have the same MYSQL_STS_CLONE_TOKEN",
             ));
         }
         s => {
