@@ -17,14 +17,30 @@ pub fn mariadb_position(pos: &str) -> BTreeMap<u32, (u32, u64)> {
         .collect()
 }
 
-/// The GTIDs of `replica` that `master` does not have: a domain the master
-/// lacks, or a sequence number past the master's in that domain.
-pub fn mariadb_errant(replica: &str, master: &str) -> Vec<String> {
-    let m = mariadb_position(master);
-    mariadb_position(replica)
+/// A MariaDB `gtid_binlog_state`: per (domain, server), the last sequence number.
+pub fn mariadb_state(state: &str) -> BTreeMap<(u32, u32), u64> {
+    state
+        .split(',')
+        .filter_map(|g| {
+            let mut it = g.trim().splitn(3, '-');
+            let d = it.next()?.parse().ok()?;
+            let s = it.next()?.parse().ok()?;
+            let n = it.next()?.parse().ok()?;
+            Some(((d, s), n))
+        })
+        .collect()
+}
+
+/// The GTIDs in the replica's binary log state that the master's does not
+/// have: a (domain, server) the master never logged, or a later sequence
+/// number. Comparing per server catches a local write on a replica that is
+/// behind, whose sequence number the master has used for something else.
+pub fn mariadb_errant(replica_state: &str, master_state: &str) -> Vec<String> {
+    let m = mariadb_state(master_state);
+    mariadb_state(replica_state)
         .into_iter()
-        .filter(|(d, (_, n))| m.get(d).is_none_or(|(_, mn)| n > mn))
-        .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+        .filter(|(key, n)| m.get(key).is_none_or(|mn| n > mn))
+        .map(|((d, s), n)| format!("{d}-{s}-{n}"))
         .collect()
 }
 
@@ -79,8 +95,11 @@ mod tests {
             ("0-100-4", "0-100-5", vec![]),
             ("", "0-100-5", vec![]),
             ("0-101-6", "0-100-5", vec!["0-101-6"]),
+            // Behind the master, yet with a write of its own: still errant.
+            ("0-100-4,0-103-5", "0-100-9", vec!["0-103-5"]),
             ("0-100-5,1-101-1", "0-100-9", vec!["1-101-1"]),
             ("0-100-5,1-101-1", "0-100-5,1-101-1", vec![]),
+            ("0-100-5,0-101-2", "0-101-2,0-100-9", vec![]),
         ] {
             assert_eq!(
                 mariadb_errant(replica, master),

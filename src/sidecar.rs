@@ -505,11 +505,16 @@ async fn compare_gtids(
             ))
         }
         Flavor::Mariadb => {
-            let pos = text(
-                db::first_row(master, "SELECT @@global.gtid_binlog_pos").await?,
+            // Per (domain, server) states, ours read first, as above.
+            let state = text(
+                db::first_row(local, "SELECT @@global.gtid_binlog_state").await?,
                 0,
             );
-            let errant = gtid::mariadb_errant(ours, &pos).join(",");
+            let master_state = text(
+                db::first_row(master, "SELECT @@global.gtid_binlog_state").await?,
+                0,
+            );
+            let errant = gtid::mariadb_errant(&state, &master_state).join(",");
             let logs = db::rows(master, "SHOW BINARY LOGS").await?;
             let first = logs
                 .first()

@@ -234,6 +234,7 @@ async fn lifecycle(engine: Engine) {
         assert!(body.len() < 200, "a refused request got data");
     }
 
+    master_purged_what_a_replica_needs(&mut c).await;
     errant_then_reclone(&mut c).await;
     reseed_master(&mut c).await;
 
@@ -257,6 +258,59 @@ async fn lifecycle(engine: Engine) {
             "mysql-{n}: {metrics}"
         );
     }
+}
+
+/// mysql-3 is down while the master takes writes and purges its binary logs:
+/// when it comes back it cannot catch up, and it says so instead of looping.
+async fn master_purged_what_a_replica_needs(c: &mut Cluster) {
+    c.stop_pod(3);
+    let rows = row_count(c, 0).await;
+    insert(c, rows + 2_000_000, rows + 2_000_005).await;
+    // MariaDB keeps a binary log until its transactions are checkpointed:
+    // rotate and purge until the log holding the new rows is gone.
+    let mut m = c.root(0).await;
+    let names = |rows: Vec<mysql_async::Row>| -> Vec<String> {
+        rows.into_iter()
+            .map(|r| r.get::<String, _>(0).unwrap())
+            .collect()
+    };
+    let first = names(m.query("SHOW BINARY LOGS").await.unwrap())
+        .first()
+        .cloned();
+    let started = Instant::now();
+    loop {
+        m.query_drop("FLUSH BINARY LOGS").await.unwrap();
+        m.query_drop("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
+            .await
+            .unwrap();
+        let logs = names(m.query("SHOW BINARY LOGS").await.unwrap());
+        if logs.len() == 1 && logs.first() != first.as_ref() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "cannot purge: {logs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    m.disconnect().await.unwrap();
+    c.start_pod(3).await;
+    let started = Instant::now();
+    loop {
+        let (code, body) = http_get(&format!("{}/readyz", c.pod(3).agent()))
+            .await
+            .unwrap_or((0, "no answer yet".into()));
+        if code == 503 && body.contains("purged binary logs") {
+            eprintln!("[{}] purged binlogs reported: {body}", c.engine.name());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "purged binlogs not reported: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(c.status(3).await["gtid_missing_on_master"].is_string());
 }
 
 /// A local write on a replica is errant: the replica leaves the read Service
