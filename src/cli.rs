@@ -153,6 +153,16 @@ pub struct CommonArgs {
     /// The option file the pod's server reads; temporary servers read it too
     #[arg(long, env = "MYSQL_STS_MYSQLD_DEFAULTS_FILE", global = true)]
     pub mysqld_defaults_file: Option<PathBuf>,
+    /// The sidecar serves HTTPS with this certificate (PEM; a chain is fine),
+    /// valid for the pod's DNS name (e.g. *.<service>.<namespace>.svc.<domain>)
+    #[arg(long, env = "MYSQL_STS_TLS_CERT_FILE", global = true, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM)
+    #[arg(long, env = "MYSQL_STS_TLS_KEY_FILE", global = true, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Talk to the other agents over HTTPS, trusting this CA bundle (PEM)
+    #[arg(long, env = "MYSQL_STS_TLS_CA_FILE", global = true)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Log format
     #[arg(long, env = "MYSQL_STS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

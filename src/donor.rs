@@ -1,13 +1,14 @@
 //! Finding a clone donor: resolve the peers through DNS (the headless Service),
 //! nearest ordinal first, and take the first whose sidecar says it is ready.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::http::AgentClient;
 
 /// Each DNS or HTTP check gives up after this long.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -17,12 +18,6 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Donor {
     pub name: String,
     pub ip: IpAddr,
-}
-
-impl Donor {
-    pub fn agent(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(self.ip, port)
-    }
 }
 
 /// A resolver on the system configuration that does not hold on to "no such
@@ -59,13 +54,13 @@ pub async fn resolve(resolver: &TokioResolver, name: &str) -> std::result::Resul
 
 async fn check(
     resolver: &TokioResolver,
-    http: &reqwest::Client,
+    http: &AgentClient,
     name: &str,
-    agent_port: u16,
 ) -> std::result::Result<Donor, String> {
     let ip = resolve(resolver, name).await?;
-    let url = format!("http://{}/readyz", SocketAddr::new(ip, agent_port));
+    let url = http.url(name, "/readyz");
     let resp = http
+        .client
         .get(&url)
         .timeout(CHECK_TIMEOUT)
         .send()
@@ -98,19 +93,18 @@ pub fn candidates(donors: &[String], waited: Duration, fallback_after: Duration)
 /// `fallback_after`.
 pub async fn wait_for_donor(
     donors: &[String],
-    agent_port: u16,
+    http: &AgentClient,
     timeout: Duration,
     fallback_after: Duration,
 ) -> Result<Donor> {
     let resolver = resolver()?;
-    let http = http_client()?;
     let started = Instant::now();
     let mut delays = backoff();
     let mut last: Vec<String> = Vec::new();
     loop {
         last.clear();
         for name in candidates(donors, started.elapsed(), fallback_after) {
-            match check(&resolver, &http, name, agent_port).await {
+            match check(&resolver, http, name).await {
                 Ok(d) => {
                     info!(donor = %d.name, ip = %d.ip, skipped = ?last, "donor is ready");
                     return Ok(d);
@@ -143,12 +137,6 @@ fn backoff() -> impl Iterator<Item = Duration> {
     )
 }
 
-fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .build()
-        .map_err(|e| Error::Other(format!("cannot build the HTTP client: {e}")))
-}
-
 /// What a peer's sidecar says of its server, for re-seeding the master.
 #[derive(Debug, Clone)]
 pub struct PeerData {
@@ -177,12 +165,11 @@ async fn existing_peers(resolver: &TokioResolver, names: impl Fn(u32) -> String)
 /// none of them answered.
 pub async fn reseed_source(
     names: impl Fn(u32) -> String,
-    agent_port: u16,
+    http: &AgentClient,
     flavor: crate::flavor::Flavor,
     timeout: Duration,
 ) -> Result<Option<PeerData>> {
     let resolver = resolver()?;
-    let http = http_client()?;
     let peers = existing_peers(&resolver, &names).await;
     if peers.is_empty() {
         info!("no other pod exists: this is a new cluster");
@@ -194,9 +181,9 @@ pub async fn reseed_source(
         let mut answered = Vec::new();
         let mut silent = Vec::new();
         for p in &peers {
-            let url = format!("http://{}/status", p.agent(agent_port));
+            let url = http.url(&p.name, "/status");
             let status = async {
-                let resp = http.get(&url).timeout(CHECK_TIMEOUT).send().await.ok()?;
+                let resp = http.client.get(&url).timeout(CHECK_TIMEOUT).send().await.ok()?;
                 resp.json::<serde_json::Value>().await.ok()
             }
             .await;

@@ -25,7 +25,8 @@ pub struct Settings {
     pub datadir: PathBuf,
     pub conf_dir: PathBuf,
     pub mysql_port: u16,
-    pub agent_port: u16,
+    /// How to reach the peers' agents (plain or TLS).
+    pub http: crate::http::AgentClient,
     pub donor_timeout: Duration,
     /// How long to wait for the nearest donor before trying lower ordinals.
     pub donor_fallback_after: Duration,
@@ -100,7 +101,7 @@ pub async fn run(s: Settings) -> Result<Outcome> {
             let set = id.statefulset.clone();
             let names =
                 move |n: u32| crate::identity::peer_name(&format!("{set}-{n}"), &peer_domain);
-            match donor::reseed_source(names, s.agent_port, s.flavor, s.reseed_timeout).await? {
+            match donor::reseed_source(names, &s.http, s.flavor, s.reseed_timeout).await? {
                 Some(peer) => Some(peer.donor),
                 None => {
                     info!("empty datadir on the master: the server image initialises it");
@@ -149,7 +150,7 @@ async fn clone_with_retries(
                 let left = s.donor_timeout.saturating_sub(started.elapsed());
                 donor::wait_for_donor(
                     &s.identity.donors,
-                    s.agent_port,
+                    &s.http,
                     left,
                     s.donor_fallback_after,
                 )
@@ -187,7 +188,7 @@ async fn clone_once(s: &Settings, dd: &Datadir, donor: &donor::Donor) -> Result<
         donor,
         staging: &staging,
         mysql_port: s.mysql_port,
-        agent_port: s.agent_port,
+        http: &s.http,
         replication_user: &s.replication_user,
         replication_password: s.replication_password.as_ref(),
         root_password: s.root_password.as_ref(),

@@ -12,6 +12,7 @@ pub mod donor;
 pub mod error;
 pub mod flavor;
 pub mod gtid;
+pub mod http;
 pub mod identity;
 pub mod init;
 pub mod install;

@@ -9,10 +9,13 @@ use mysql_sts::flavor::Flavor;
 use mysql_sts::identity::{Identity, Role};
 use mysql_sts::mysqld::{self, Binary};
 use mysql_sts::readiness::Policy;
-use mysql_sts::{init, install, probe, serve, sidecar};
+use mysql_sts::http::AgentClient;
+use mysql_sts::{donor, init, install, probe, serve, sidecar};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS implementation in the process: rustls with aws-lc.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     init_logging(cli.common.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -64,7 +67,23 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Probe(p) => {
-            let (ok, said) = probe::run(c.agent_port, p.what, p.timeout).await;
+            // Over TLS the sidecar is asked by its own name, which its
+            // certificate holds, at the loopback address.
+            let loopback = SocketAddr::from(([127, 0, 0, 1], c.agent_port));
+            let (host, pin) = match &c.tls_ca_file {
+                Some(_) => {
+                    let fqdn = identity(c)?.fqdn;
+                    (fqdn.clone(), Some(fqdn))
+                }
+                None => ("127.0.0.1".to_owned(), None),
+            };
+            let http = AgentClient::new(
+                c.tls_ca_file.as_deref(),
+                c.agent_port,
+                None,
+                pin.as_deref().map(|n| (n, loopback)),
+            )?;
+            let (ok, said) = probe::run(&http, &host, p.what, p.timeout).await;
             println!("{said}");
             Ok(if ok { exit::OK } else { exit::OTHER })
         }
@@ -112,7 +131,12 @@ async fn run(cli: Cli) -> Result<i32> {
                 datadir: c.datadir.clone(),
                 conf_dir: c.conf_dir.clone(),
                 mysql_port: c.mysql_port,
-                agent_port: c.agent_port,
+                http: AgentClient::new(
+                    c.tls_ca_file.as_deref(),
+                    c.agent_port,
+                    Some(donor::resolver()?),
+                    None,
+                )?,
                 donor_timeout: args.donor_timeout,
                 stall_timeout: args.clone_stall_timeout,
                 replication_user: c.replication_user.clone(),
@@ -158,7 +182,8 @@ async fn run(cli: Cli) -> Result<i32> {
                 interval: args.reconcile_interval,
             };
             let listen = SocketAddr::new(args.listen_address, c.agent_port);
-            serve::run(shared, listen, settings).await?;
+            let tls = c.tls_cert_file.clone().zip(c.tls_key_file.clone());
+            serve::run(shared, listen, tls, settings).await?;
             Ok(exit::OK)
         }
     }

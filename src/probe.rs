@@ -3,20 +3,21 @@
 use std::time::Duration;
 
 use crate::cli::ProbeKind;
+use crate::http::AgentClient;
 
-/// Returns whether the sidecar said OK, and what it said.
-pub async fn run(agent_port: u16, what: ProbeKind, timeout: Duration) -> (bool, String) {
+/// Returns whether the sidecar at `host` said OK, and what it said.
+pub async fn run(
+    http: &AgentClient,
+    host: &str,
+    what: ProbeKind,
+    timeout: Duration,
+) -> (bool, String) {
     let path = match what {
-        ProbeKind::Ready => "readyz",
-        ProbeKind::Live => "livez",
+        ProbeKind::Ready => "/readyz",
+        ProbeKind::Live => "/livez",
     };
-    let url = format!("http://127.0.0.1:{agent_port}/{path}");
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .timeout(timeout)
-        .send()
-        .await;
-    match resp {
+    let url = http.url(host, path);
+    match http.client.get(&url).timeout(timeout).send().await {
         Ok(r) => {
             let ok = r.status().is_success();
             let body = r.text().await.unwrap_or_default();

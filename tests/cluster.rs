@@ -68,8 +68,11 @@ fn clone_donor(c: &Cluster, n: u32) -> String {
     v["donor"].as_str().unwrap().to_owned()
 }
 
-async fn lifecycle(engine: Engine) {
+async fn lifecycle(engine: Engine, tls: bool) {
     let mut c = Cluster::new(engine);
+    if tls {
+        c.enable_tls();
+    }
     let e = engine.name();
 
     // Bootstrap in order, as OrderedReady does.
@@ -101,6 +104,13 @@ async fn lifecycle(engine: Engine) {
         assert_eq!(st["replication"]["gtid_positioning"], true, "{st}");
     }
     assert_eq!(c.status(0).await["identity"]["role"], "master");
+    if tls {
+        // The agents speak TLS only: plain HTTP gets nothing.
+        let plain = http_get(&format!("http://{}:8080/readyz", c.pod(1).ip)).await;
+        assert!(!matches!(plain, Ok((200, _))), "plain HTTP answered: {plain:?}");
+        let probe = c.pod_command(1, &c.agent_argv(&["probe", "ready"])).output().unwrap();
+        assert!(probe.status.success(), "probe over TLS: {probe:?}");
+    }
 
     // Writes on the master reach every replica, identical.
     {
@@ -201,7 +211,7 @@ async fn lifecycle(engine: Engine) {
     c.stop_server(0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     for n in 1..4 {
-        let (code, body) = http_get(&format!("{}/readyz", c.pod(n).agent()))
+        let (code, body) = c.get(n, "/readyz")
             .await
             .unwrap();
         assert_eq!(
@@ -227,7 +237,7 @@ async fn lifecycle(engine: Engine) {
         Some("wrong-token"),
         Some(&CLONE_TOKEN[..CLONE_TOKEN.len() - 1]),
     ] {
-        let (code, body) = http_get_with(&format!("{}/clone", c.pod(2).agent()), bearer)
+        let (code, body) = c.get_with(2, "/clone", bearer)
             .await
             .unwrap();
         assert_eq!(code, 401, "{bearer:?}: {body}");
@@ -238,12 +248,23 @@ async fn lifecycle(engine: Engine) {
     errant_then_reclone(&mut c).await;
     reseed_master(&mut c).await;
 
+    // No process shows a secret in its argv.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        for secret in [ROOT_PASSWORD, REPL_PASSWORD, CLONE_TOKEN] {
+            assert!(!cmdline.contains(secret), "a secret in argv: {cmdline:?}");
+        }
+    }
+
     // Nothing the agent shows holds a secret.
     for n in 0..4 {
-        let (_, status) = http_get(&format!("{}/status", c.pod(n).agent()))
+        let (_, status) = c.get(n, "/status")
             .await
             .unwrap();
-        let (_, metrics) = http_get(&format!("{}/metrics", c.pod(n).agent()))
+        let (_, metrics) = c.get(n, "/metrics")
             .await
             .unwrap();
         let logs = std::fs::read_to_string(c.pod(n).log("sidecar")).unwrap()
@@ -297,7 +318,7 @@ async fn master_purged_what_a_replica_needs(c: &mut Cluster) {
     c.start_pod(3).await;
     let started = Instant::now();
     loop {
-        let (code, body) = http_get(&format!("{}/readyz", c.pod(3).agent()))
+        let (code, body) = c.get(3, "/readyz")
             .await
             .unwrap_or((0, "no answer yet".into()));
         if code == 503 && body.contains("purged binary logs") {
@@ -332,7 +353,7 @@ async fn errant_then_reclone(c: &mut Cluster) {
     r.disconnect().await.unwrap();
     let started = Instant::now();
     let reason = loop {
-        let (code, body) = http_get(&format!("{}/readyz", c.pod(3).agent()))
+        let (code, body) = c.get(3, "/readyz")
             .await
             .unwrap();
         if code == 503 && body.contains("errant") {
@@ -353,7 +374,7 @@ async fn errant_then_reclone(c: &mut Cluster) {
             .as_str()
             .is_some_and(|g| !g.is_empty())
     );
-    let (_, metrics) = http_get(&format!("{}/metrics", c.pod(3).agent()))
+    let (_, metrics) = c.get(3, "/metrics")
         .await
         .unwrap();
     assert!(
@@ -418,12 +439,13 @@ async fn reseed_master(c: &mut Cluster) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_statefulset_lifecycle() {
-    lifecycle(Engine::Mariadb).await;
+    // The MariaDB cluster runs its agents over TLS (clone stream included).
+    lifecycle(Engine::Mariadb, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_statefulset_lifecycle() {
-    lifecycle(Engine::Mysql).await;
+    lifecycle(Engine::Mysql, false).await;
 }
 
 /// A replica whose donors never resolve gives up after --donor-timeout with

@@ -31,8 +31,10 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
     let started = Instant::now();
 
-    let url = format!("http://{}/clone", req.donor.agent(req.agent_port));
-    let resp = reqwest::Client::new()
+    let url = req.http.url(donor, "/clone");
+    let resp = req
+        .http
+        .client
         .get(&url)
         .bearer_auth(token.expose())
         .send()

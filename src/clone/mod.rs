@@ -21,7 +21,7 @@ pub struct Request<'a> {
     pub donor: &'a Donor,
     pub staging: &'a Path,
     pub mysql_port: u16,
-    pub agent_port: u16,
+    pub http: &'a crate::http::AgentClient,
     pub replication_user: &'a str,
     pub replication_password: Option<&'a Secret>,
     pub root_password: Option<&'a Secret>,

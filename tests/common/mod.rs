@@ -142,6 +142,8 @@ pub struct Cluster {
     dnsmasq: Option<Child>,
     pub pods: BTreeMap<u32, Pod>,
     pub extra_env: Vec<(String, String)>,
+    /// With TLS: the CA's PEM; the agents serve and speak HTTPS.
+    pub tls_ca: Option<String>,
 }
 
 impl Cluster {
@@ -212,9 +214,80 @@ impl Cluster {
             dnsmasq: Some(dnsmasq),
             pods: BTreeMap::new(),
             extra_env: Vec::new(),
+            tls_ca: None,
         };
         std::thread::sleep(Duration::from_millis(300));
         c
+    }
+
+    /// Makes the agents serve HTTPS with a wildcard certificate for the pods'
+    /// names, signed by a CA made here, and speak HTTPS to each other.
+    pub fn enable_tls(&mut self) {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name = rcgen::DistinguishedName::new();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mysql-sts test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![format!("*.{DOMAIN}")])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let dir = self.base.join("tls");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+        fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+        let seen = Path::new("/").join(dir.strip_prefix(self.engine.root()).unwrap());
+        for (var, file) in [
+            ("MYSQL_STS_TLS_CERT_FILE", "tls.crt"),
+            ("MYSQL_STS_TLS_KEY_FILE", "tls.key"),
+            ("MYSQL_STS_TLS_CA_FILE", "ca.pem"),
+        ] {
+            self.extra_env
+                .push((var.into(), seen.join(file).display().to_string()));
+        }
+        self.tls_ca = Some(ca.pem());
+    }
+
+    /// GET `path` from pod `n`'s agent, over HTTPS by its name when TLS is on.
+    pub async fn get(&self, n: u32, path: &str) -> Result<(u16, String), String> {
+        self.get_with(n, path, None).await
+    }
+
+    pub async fn get_with(
+        &self,
+        n: u32,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let pod = self.pod(n);
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        let url = match &self.tls_ca {
+            Some(ca) => {
+                let name = format!("{}.{DOMAIN}", pod.name);
+                let ca = reqwest::Certificate::from_pem(ca.as_bytes()).unwrap();
+                b = b
+                    .tls_certs_only([ca])
+                    .resolve(&name, format!("{}:8080", pod.ip).parse().unwrap());
+                format!("https://{name}:8080{path}")
+            }
+            None => {
+                b = b.tls_certs_only([]);
+                format!("http://{}:8080{path}", pod.ip)
+            }
+        };
+        let mut req = b.build().unwrap().get(url);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let code = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((code, body))
     }
 
     pub fn pod(&self, n: u32) -> &Pod {
@@ -341,7 +414,7 @@ impl Cluster {
         cmd
     }
 
-    fn agent_argv(&self, args: &[&str]) -> Vec<String> {
+    pub fn agent_argv(&self, args: &[&str]) -> Vec<String> {
         let bin = match self.engine {
             Engine::Mariadb => agent_binary().display().to_string(),
             Engine::Mysql => "/usr/local/bin/mysql-sts".into(),
@@ -518,10 +591,9 @@ impl Cluster {
     /// Waits until the pod's `/readyz` answers 200; panics with its last answer.
     pub async fn wait_ready(&self, n: u32, within: Duration) -> Duration {
         let started = Instant::now();
-        let url = format!("{}/readyz", self.pod(n).agent());
         let mut last = String::new();
         while started.elapsed() < within {
-            match http_get(&url).await {
+            match self.get(n, "/readyz").await {
                 Ok((200, _)) => return started.elapsed(),
                 Ok((code, body)) => last = format!("{code} {body}"),
                 Err(e) => last = e,
@@ -536,9 +608,7 @@ impl Cluster {
     }
 
     pub async fn status(&self, n: u32) -> serde_json::Value {
-        let (code, body) = http_get(&format!("{}/status", self.pod(n).agent()))
-            .await
-            .unwrap();
+        let (code, body) = self.get(n, "/status").await.unwrap();
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -634,7 +704,10 @@ pub async fn http_get(url: &str) -> Result<(u16, String), String> {
 }
 
 pub async fn http_get_with(url: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
-    let mut req = reqwest::Client::new()
+    let mut req = reqwest::Client::builder()
+        .tls_certs_only([])
+        .build()
+        .unwrap()
         .get(url)
         .timeout(Duration::from_secs(5));
     if let Some(t) = bearer {

@@ -1,0 +1,87 @@
+//! HTTP between agents — readiness checks, status queries, the clone stream,
+//! the probe — plain or TLS. With a CA file the peers are spoken to over
+//! HTTPS and must present a certificate for their DNS name, which is resolved
+//! through the same resolver as everything else (hickory).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_resolver::TokioResolver;
+
+use crate::error::{Error, IoContext, Result};
+
+/// How this agent reaches other agents.
+#[derive(Clone)]
+pub struct AgentClient {
+    pub client: reqwest::Client,
+    scheme: &'static str,
+    port: u16,
+}
+
+impl AgentClient {
+    /// `ca`: verify peers against this CA bundle (PEM) and use HTTPS.
+    /// `resolver`: resolve peer names with it. `pin`: send this one name to
+    /// this address instead (the probe asks its own sidecar by its name).
+    pub fn new(
+        ca: Option<&Path>,
+        port: u16,
+        resolver: Option<TokioResolver>,
+        pin: Option<(&str, SocketAddr)>,
+    ) -> Result<AgentClient> {
+        let mut b = reqwest::Client::builder();
+        b = match ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .io_context(|| format!("cannot read --tls-ca-file {}", path.display()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    Error::config(format!("--tls-ca-file {}: not a PEM CA bundle: {e}", path.display()))
+                })?;
+                if certs.is_empty() {
+                    return Err(Error::config(format!(
+                        "--tls-ca-file {} holds no certificate",
+                        path.display()
+                    )));
+                }
+                b.tls_certs_only(certs).https_only(true)
+            }
+            // No trust store is loaded for plain HTTP: none may exist (scratch image).
+            None => b.tls_certs_only([]),
+        };
+        if let Some(r) = resolver {
+            b = b.dns_resolver(Arc::new(Hickory(r)));
+        }
+        if let Some((name, addr)) = pin {
+            b = b.resolve(name, addr);
+        }
+        let client = b
+            .build()
+            .map_err(|e| Error::Other(format!("cannot build the HTTP client: {e}")))?;
+        Ok(AgentClient {
+            client,
+            scheme: if ca.is_some() { "https" } else { "http" },
+            port,
+        })
+    }
+
+    /// The URL of `path` on the agent of `host`.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("{}://{host}:{}{path}", self.scheme, self.port)
+    }
+}
+
+struct Hickory(TokioResolver);
+
+impl reqwest::dns::Resolve for Hickory {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = self.0.clone();
+        let name = name.as_str().to_owned();
+        Box::pin(async move {
+            let ip = crate::donor::resolve(&resolver, &name)
+                .await
+                .map_err(|why| format!("{name} {why}"))?;
+            let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
