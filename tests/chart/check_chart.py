@@ -25,6 +25,8 @@ VARIANTS = {
     "existing-secret": {"auth": {"existingSecret": "db-credentials"}},
     "five-replicas": {"replicas": 5},
     "monitored": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "plain-http": {"tls": {"enabled": False}},
+    "cert-manager-tls": {"tls": {"existingSecret": "db-agent-tls"}},
 }
 # CRDs have no schema in the Kubernetes set: checked by shape below instead.
 CRD_GROUPS = ("monitoring.coreos.com/",)
@@ -114,8 +116,26 @@ def main():
             check(probe in agent, f"{name}: sidecar {probe}")
         check(agent["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{name}: readiness on /readyz")
         check(agent["livenessProbe"]["httpGet"]["path"] == "/livez", f"{name}: liveness on /livez")
+        tls = values.get("tls", {})
+        tls_on = tls.get("enabled", True)
+        env = {e["name"]: e.get("value") for e in agent["env"]}
+        tls_secrets = [o for o in by_kind(objs, "Secret") if o["type"] == "kubernetes.io/tls"]
+        if tls_on:
+            check(env.get("MYSQL_STS_TLS_CA_FILE") == "/etc/mysql-sts/tls/ca.crt", f"{name}: sidecar trusts the CA")
+            check(agent["readinessProbe"]["httpGet"]["scheme"] == "HTTPS", f"{name}: probes over HTTPS")
+            tls_vol = [v for v in pod["volumes"] if v["name"] == "tls"][0]["secret"]["secretName"]
+            if tls.get("existingSecret"):
+                check(not tls_secrets and tls_vol == "db-agent-tls", f"{name}: the existing TLS Secret is mounted")
+            else:
+                check(len(tls_secrets) == 1 and tls_secrets[0]["metadata"]["name"] == tls_vol,
+                      f"{name}: a generated TLS Secret is mounted")
+                check(set(tls_secrets[0]["data"]) == {"tls.crt", "tls.key", "ca.crt"}, f"{name}: TLS Secret keys")
+                check_generated_cert(name, tls_secrets[0]["data"])
+        else:
+            check("MYSQL_STS_TLS_CA_FILE" not in env and not tls_secrets, f"{name}: TLS off")
+            check(agent["readinessProbe"]["httpGet"]["scheme"] == "HTTP", f"{name}: probes over HTTP")
         secret_vol = [v for v in pod["volumes"] if v["name"] == "secrets"][0]["secret"]["secretName"]
-        secrets = by_kind(objs, "Secret")
+        secrets = [o for o in by_kind(objs, "Secret") if o["type"] == "Opaque"]
         if "existingSecret" in values.get("auth", {}):
             check(not secrets, f"{name}: no Secret is created for an existing one")
             check(secret_vol == "db-credentials", f"{name}: pods mount the existing Secret")
@@ -146,6 +166,22 @@ def main():
         print(f"{len(failures)} chart check(s) failed")
         sys.exit(1)
     print("chart checks passed")
+
+
+def check_generated_cert(variant, data):
+    """The generated certificate is signed by the generated CA and names
+    every pod the way the agents address each other."""
+    import base64
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        for key in ("tls.crt", "ca.crt"):
+            Path(d, key).write_bytes(base64.b64decode(data[key]))
+        verify = subprocess.run(["openssl", "verify", "-CAfile", f"{d}/ca.crt", f"{d}/tls.crt"],
+                                capture_output=True, text=True)
+        check(verify.returncode == 0, f"{variant}: certificate not signed by the CA: {verify.stdout}{verify.stderr}")
+        san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", f"{d}/tls.crt"],
+                             capture_output=True, text=True).stdout
+        check("DNS:*.db-mysql-sts-h.prod.svc.cluster.local" in san, f"{variant}: certificate names {san!r}")
 
 
 def check_same_as_compose():

@@ -70,4 +70,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: /etc/mysql-sts/secrets/clone-token
 - name: MYSQL_STS_LOG_FORMAT
   value: {{ .Values.agent.logFormat | quote }}
+{{- if .Values.tls.enabled }}
+- name: MYSQL_STS_TLS_CERT_FILE
+  value: /etc/mysql-sts/tls/tls.crt
+- name: MYSQL_STS_TLS_KEY_FILE
+  value: /etc/mysql-sts/tls/tls.key
+- name: MYSQL_STS_TLS_CA_FILE
+  value: /etc/mysql-sts/tls/ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "mysql-sts.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "mysql-sts.fullname" .)) .Values.tls.existingSecret -}}
+{{- end -}}
+
+{{- define "mysql-sts.scheme" -}}
+{{- if .Values.tls.enabled }}HTTPS{{ else }}HTTP{{ end -}}
 {{- end -}}
