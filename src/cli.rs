@@ -155,10 +155,20 @@ pub struct CommonArgs {
     pub mysqld_defaults_file: Option<PathBuf>,
     /// The sidecar serves HTTPS with this certificate (PEM; a chain is fine),
     /// valid for the pod's DNS name (e.g. *.<service>.<namespace>.svc.<domain>)
-    #[arg(long, env = "MYSQL_STS_TLS_CERT_FILE", global = true, requires = "tls_key_file")]
+    #[arg(
+        long,
+        env = "MYSQL_STS_TLS_CERT_FILE",
+        global = true,
+        requires = "tls_key_file"
+    )]
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of --tls-cert-file (PEM)
-    #[arg(long, env = "MYSQL_STS_TLS_KEY_FILE", global = true, requires = "tls_cert_file")]
+    #[arg(
+        long,
+        env = "MYSQL_STS_TLS_KEY_FILE",
+        global = true,
+        requires = "tls_cert_file"
+    )]
     pub tls_key_file: Option<PathBuf>,
     /// Talk to the other agents over HTTPS, trusting this CA bundle (PEM)
     #[arg(long, env = "MYSQL_STS_TLS_CA_FILE", global = true)]

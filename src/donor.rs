@@ -183,7 +183,13 @@ pub async fn reseed_source(
         for p in &peers {
             let url = http.url(&p.name, "/status");
             let status = async {
-                let resp = http.client.get(&url).timeout(CHECK_TIMEOUT).send().await.ok()?;
+                let resp = http
+                    .client
+                    .get(&url)
+                    .timeout(CHECK_TIMEOUT)
+                    .send()
+                    .await
+                    .ok()?;
                 resp.json::<serde_json::Value>().await.ok()
             }
             .await;

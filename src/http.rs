@@ -35,7 +35,10 @@ impl AgentClient {
                 let pem = std::fs::read(path)
                     .io_context(|| format!("cannot read --tls-ca-file {}", path.display()))?;
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    Error::config(format!("--tls-ca-file {}: not a PEM CA bundle: {e}", path.display()))
+                    Error::config(format!(
+                        "--tls-ca-file {}: not a PEM CA bundle: {e}",
+                        path.display()
+                    ))
                 })?;
                 if certs.is_empty() {
                     return Err(Error::config(format!(

@@ -148,13 +148,8 @@ async fn clone_with_retries(
             Some(d) if attempt == 1 => d.clone(),
             _ => {
                 let left = s.donor_timeout.saturating_sub(started.elapsed());
-                donor::wait_for_donor(
-                    &s.identity.donors,
-                    &s.http,
-                    left,
-                    s.donor_fallback_after,
-                )
-                .await?
+                donor::wait_for_donor(&s.identity.donors, &s.http, left, s.donor_fallback_after)
+                    .await?
             }
         };
         match clone_once(s, dd, &donor).await {

@@ -6,10 +6,10 @@ use mysql_sts::cli::{Cli, Command, CommonArgs, LogFormat};
 use mysql_sts::db::Target;
 use mysql_sts::error::{Error, Result, exit};
 use mysql_sts::flavor::Flavor;
+use mysql_sts::http::AgentClient;
 use mysql_sts::identity::{Identity, Role};
 use mysql_sts::mysqld::{self, Binary};
 use mysql_sts::readiness::Policy;
-use mysql_sts::http::AgentClient;
 use mysql_sts::{donor, init, install, probe, serve, sidecar};
 
 fn main() -> ExitCode {

@@ -29,13 +29,15 @@ pub async fn run(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let server = match tls {
         Some((cert, key)) => {
-            let config = RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
-                Error::config(format!(
-                    "cannot load --tls-cert-file {} / --tls-key-file {}: {e}",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
+            let config = RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    Error::config(format!(
+                        "cannot load --tls-cert-file {} / --tls-key-file {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
             tokio::spawn(
                 axum_server::bind_rustls(listen, config)
                     .handle(handle.clone())
@@ -71,7 +73,10 @@ pub async fn run(
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    info!(grace_s = DRAIN_GRACE.as_secs(), "stopping: draining requests and streams");
+    info!(
+        grace_s = DRAIN_GRACE.as_secs(),
+        "stopping: draining requests and streams"
+    );
     handle.graceful_shutdown(Some(DRAIN_GRACE));
     tokio::select! {
         _ = &mut server => {}

@@ -107,8 +107,14 @@ async fn lifecycle(engine: Engine, tls: bool) {
     if tls {
         // The agents speak TLS only: plain HTTP gets nothing.
         let plain = http_get(&format!("http://{}:8080/readyz", c.pod(1).ip)).await;
-        assert!(!matches!(plain, Ok((200, _))), "plain HTTP answered: {plain:?}");
-        let probe = c.pod_command(1, &c.agent_argv(&["probe", "ready"])).output().unwrap();
+        assert!(
+            !matches!(plain, Ok((200, _))),
+            "plain HTTP answered: {plain:?}"
+        );
+        let probe = c
+            .pod_command(1, &c.agent_argv(&["probe", "ready"]))
+            .output()
+            .unwrap();
         assert!(probe.status.success(), "probe over TLS: {probe:?}");
     }
 
@@ -211,9 +217,7 @@ async fn lifecycle(engine: Engine, tls: bool) {
     c.stop_server(0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     for n in 1..4 {
-        let (code, body) = c.get(n, "/readyz")
-            .await
-            .unwrap();
+        let (code, body) = c.get(n, "/readyz").await.unwrap();
         assert_eq!(
             code, 200,
             "a short master outage took mysql-{n} out of service: {body}"
@@ -237,9 +241,7 @@ async fn lifecycle(engine: Engine, tls: bool) {
         Some("wrong-token"),
         Some(&CLONE_TOKEN[..CLONE_TOKEN.len() - 1]),
     ] {
-        let (code, body) = c.get_with(2, "/clone", bearer)
-            .await
-            .unwrap();
+        let (code, body) = c.get_with(2, "/clone", bearer).await.unwrap();
         assert_eq!(code, 401, "{bearer:?}: {body}");
         assert!(body.len() < 200, "a refused request got data");
     }
@@ -261,12 +263,8 @@ async fn lifecycle(engine: Engine, tls: bool) {
 
     // Nothing the agent shows holds a secret.
     for n in 0..4 {
-        let (_, status) = c.get(n, "/status")
-            .await
-            .unwrap();
-        let (_, metrics) = c.get(n, "/metrics")
-            .await
-            .unwrap();
+        let (_, status) = c.get(n, "/status").await.unwrap();
+        let (_, metrics) = c.get(n, "/metrics").await.unwrap();
         let logs = std::fs::read_to_string(c.pod(n).log("sidecar")).unwrap()
             + &std::fs::read_to_string(c.pod(n).log("init")).unwrap();
         for secret in [ROOT_PASSWORD, REPL_PASSWORD, CLONE_TOKEN] {
@@ -318,7 +316,8 @@ async fn master_purged_what_a_replica_needs(c: &mut Cluster) {
     c.start_pod(3).await;
     let started = Instant::now();
     loop {
-        let (code, body) = c.get(3, "/readyz")
+        let (code, body) = c
+            .get(3, "/readyz")
             .await
             .unwrap_or((0, "no answer yet".into()));
         if code == 503 && body.contains("purged binary logs") {
@@ -353,9 +352,7 @@ async fn errant_then_reclone(c: &mut Cluster) {
     r.disconnect().await.unwrap();
     let started = Instant::now();
     let reason = loop {
-        let (code, body) = c.get(3, "/readyz")
-            .await
-            .unwrap();
+        let (code, body) = c.get(3, "/readyz").await.unwrap();
         if code == 503 && body.contains("errant") {
             break body;
         }
@@ -374,9 +371,7 @@ async fn errant_then_reclone(c: &mut Cluster) {
             .as_str()
             .is_some_and(|g| !g.is_empty())
     );
-    let (_, metrics) = c.get(3, "/metrics")
-        .await
-        .unwrap();
+    let (_, metrics) = c.get(3, "/metrics").await.unwrap();
     assert!(
         !metrics.contains("mysql_sts_gtid_errant_transactions 0"),
         "{metrics}"

@@ -142,6 +142,7 @@ pub struct Cluster {
     dnsmasq: Option<Child>,
     pub pods: BTreeMap<u32, Pod>,
     pub extra_env: Vec<(String, String)>,
+    dns_overrides: Vec<(u32, String)>,
     /// With TLS: the CA's PEM; the agents serve and speak HTTPS.
     pub tls_ca: Option<String>,
 }
@@ -214,6 +215,7 @@ impl Cluster {
             dnsmasq: Some(dnsmasq),
             pods: BTreeMap::new(),
             extra_env: Vec::new(),
+            dns_overrides: Vec::new(),
             tls_ca: None,
         };
         std::thread::sleep(Duration::from_millis(300));
@@ -229,8 +231,9 @@ impl Cluster {
         ca_params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "mysql-sts test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-            .unwrap();
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec![format!("*.{DOMAIN}")])
             .unwrap()
@@ -363,7 +366,12 @@ impl Cluster {
     pub fn publish_dns(&self) {
         let mut hosts = String::new();
         for p in self.pods.values() {
-            hosts.push_str(&format!("{} {}.{DOMAIN}\n", p.ip, p.name));
+            let ip = self
+                .dns_overrides
+                .iter()
+                .find(|(n, _)| *n == p.ordinal)
+                .map_or(p.ip.as_str(), |(_, ip)| ip.as_str());
+            hosts.push_str(&format!("{ip} {}.{DOMAIN}\n", p.name));
         }
         fs::write(&self.hosts_file, hosts).unwrap();
         if let Some(d) = &self.dnsmasq {
@@ -388,6 +396,8 @@ impl Cluster {
             ),
         };
         let mut cmd = Command::new("ip");
+        // Its own process group: killing a "container" kills what it started.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(["netns", "exec", &pod.netns, "unshare", "--uts", "sh", "-c"])
             .arg(setup)
             .arg("sh")
@@ -407,6 +417,7 @@ impl Cluster {
             .env("MYSQL_STS_MYSQLD_DEFAULTS_FILE", pod.dir.join("my.cnf"))
             .env("MYSQL_STS_DONOR_TIMEOUT", "60s")
             .env("MYSQL_STS_RECONCILE_INTERVAL", "1s")
+            .env("MYSQL_STS_DONOR_FALLBACK_AFTER", "3s")
             .env("TMPDIR", "/tmp");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -448,7 +459,8 @@ impl Cluster {
 
     /// What the server image's entrypoint does on an empty datadir: initialise
     /// it and set the root password (root@localhost and root@'%').
-    async fn entrypoint_initialise(&mut self, n: u32) {
+    /// Skips a datadir that is already initialised.
+    pub async fn entrypoint_or_skip(&mut self, n: u32) {
         let pod = self.pod(n);
         if pod.datadir().join("mysql").exists() {
             return;
@@ -561,7 +573,7 @@ impl Cluster {
             "init of {} failed ({status}):\n{out}",
             self.pod(n).name
         );
-        self.entrypoint_initialise(n).await;
+        self.entrypoint_or_skip(n).await;
         self.start_server(n);
         self.start_sidecar(n);
     }
@@ -575,11 +587,79 @@ impl Cluster {
         sidecar
     }
 
+    /// SIGKILL of the server "container" (its whole process group).
     pub fn kill_server(&mut self, n: u32) {
-        if let Some(mut c) = self.pods.get_mut(&n).unwrap().server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.pods.get_mut(&n).unwrap().server.take() {
+            kill_group(c);
         }
+    }
+
+    /// SIGKILL of the sidecar "container", with any backup it was streaming.
+    pub fn kill_sidecar(&mut self, n: u32) {
+        if let Some(c) = self.pods.get_mut(&n).unwrap().sidecar.take() {
+            kill_group(c);
+        }
+    }
+
+    /// Runs `mysql-sts init` in pod `n` in the background, output to its log.
+    pub fn spawn_init(&mut self, n: u32, extra: &[&str]) -> Child {
+        let mut args = vec!["init"];
+        args.extend_from_slice(extra);
+        let argv = self.agent_argv(&args);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.pod(n).log("init"))
+            .unwrap();
+        self.pods.get_mut(&n).unwrap().init_runs += 1;
+        self.pod_command(n, &argv)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Deletes pod `n` and its volume, as `kubectl delete pod` + PVC would.
+    pub fn remove_pod(&mut self, n: u32) {
+        self.kill_sidecar(n);
+        self.kill_server(n);
+        if let Some(p) = self.pods.remove(&n) {
+            let _ = Command::new("ip").args(["netns", "del", &p.netns]).status();
+            let _ = fs::remove_dir_all(format!("/etc/netns/{}", p.netns));
+            let _ = fs::remove_dir_all(&p.host_dir);
+        }
+        self.publish_dns();
+    }
+
+    /// Publishes `name` at `ip` instead of the pod's address (a test proxy).
+    pub fn override_dns(&mut self, n: u32, ip: Option<&str>) {
+        self.dns_overrides.retain(|(k, _)| *k != n);
+        if let Some(ip) = ip {
+            self.dns_overrides.push((n, ip.to_owned()));
+        }
+        self.publish_dns();
+    }
+
+    /// The address of the host end of the pods' bridge.
+    pub fn gateway(&self) -> String {
+        format!("10.77.{}.1", self.id)
+    }
+
+    /// Cuts (or restores) pod `n`'s traffic to pod `to`, inside `n`'s namespace.
+    pub fn partition(&self, n: u32, to: u32, cut: bool) {
+        let rule = if cut { "-A" } else { "-D" };
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.pod(n).netns,
+            "iptables",
+            rule,
+            "OUTPUT",
+            "-d",
+            &self.pod(to).ip,
+            "-j",
+            "DROP",
+        ]));
     }
 
     pub fn stop_server(&mut self, n: u32) {
@@ -619,6 +699,14 @@ impl Cluster {
     }
 }
 
+/// SIGKILL to the child's process group, then reaps it.
+pub fn kill_group(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
 /// SIGTERM, then SIGKILL after 60 s; returns the exit status.
 fn terminate(mut child: Child) -> ExitStatus {
     let _ = Command::new("kill")
@@ -640,12 +728,11 @@ impl Drop for Cluster {
         let ns: Vec<u32> = self.pods.keys().copied().collect();
         for n in &ns {
             let pod = self.pods.get_mut(n).unwrap();
-            for mut child in [pod.sidecar.take(), pod.server.take()]
+            for child in [pod.sidecar.take(), pod.server.take()]
                 .into_iter()
                 .flatten()
             {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(child);
             }
         }
         if let Some(mut d) = self.dnsmasq.take() {
