@@ -312,6 +312,15 @@ impl Cluster {
         let netns = format!("sts{id}-{n}");
         let veth = format!("v{id}-{n}");
         let ip = format!("10.77.{id}.{}", 10 + n);
+        // A leftover of an interrupted run would hold the names.
+        let _ = Command::new("ip")
+            .args(["link", "del", &veth])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &netns])
+            .stderr(Stdio::null())
+            .status();
         sh(&format!(
             "ip netns add {netns}
              ip link add {veth} type veth peer name eth0 netns {netns}
