@@ -2,10 +2,13 @@
 # hand the binary to the database containers of the pod:
 #   mysql-sts install /opt/mysql-sts     (into a shared emptyDir / volume)
 # because init and the sidecar need the database's own tools beside them.
-# Build context: a directory holding the static binary as `mysql-sts`
-# (scripts/build-images makes it).
+# Build context: a directory holding the static binary as `mysql-sts` and an
+# empty directory `empty/` (scripts/build-images makes it).
 FROM scratch
 COPY mysql-sts /mysql-sts
+# An empty directory owned by the image user: a volume mounted there starts
+# out writable for `install`, which then needs no root.
+COPY --chown=65532:65532 empty/ /opt/mysql-sts/
 USER 65532:65532
 ENTRYPOINT ["/mysql-sts"]
 CMD ["--help"]

@@ -149,6 +149,14 @@ impl Binary {
                     info!(datadir = %datadir.display(), secs = started.elapsed().as_secs_f64(), "temporary mysqld is up");
                     return Ok(server);
                 }
+                // The server is up but refuses us: waiting cannot help.
+                Err(e @ Error::Sql { .. }) if e.to_string().contains("Access denied") => {
+                    let _ = server.child.kill().await;
+                    return Err(Error::Other(format!(
+                        "temporary mysqld on {} refuses root: {e}; is MYSQL_ROOT_PASSWORD the cluster's root password?",
+                        datadir.display()
+                    )));
+                }
                 Err(e) if started.elapsed() > deadline => {
                     return Err(Error::Other(format!(
                         "temporary mysqld on {} did not answer within {} s: {e}; {}",

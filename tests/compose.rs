@@ -85,6 +85,52 @@ impl Project {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Every container of the project runs as a non-root user with a
+    /// read-only root filesystem.
+    fn assert_hardened(&self) {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.name),
+            ])
+            .output()
+            .unwrap();
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        assert!(ids.len() >= 13, "containers: {ids:?}");
+        for id in ids {
+            let out = Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{.Name}} user={{.Config.User}} ro={{.HostConfig.ReadonlyRootfs}}",
+                    &id,
+                ])
+                .output()
+                .unwrap();
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let user = line
+                .split("user=")
+                .nth(1)
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or("");
+            assert!(
+                !user.is_empty() && user != "root" && !user.starts_with("0:") && user != "0",
+                "runs as root: {line}"
+            );
+            assert!(
+                line.ends_with("ro=true"),
+                "writable root filesystem: {line}"
+            );
+        }
+    }
+
     fn logs(&self) -> String {
         let out = self.compose(&["logs", "--no-color", "--tail", "30"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -156,6 +202,7 @@ async fn compose_cluster(engine: &str) {
         "[compose {engine}] up to three ready pods: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    p.assert_hardened();
 
     let mut m = p.root(0).await;
     m.query_drop("CREATE DATABASE demo").await.unwrap();

@@ -572,7 +572,8 @@ async fn suite(engine: Engine) {
             t.scenario, t.recovered, t.rows_lost, t.secs, t.note
         );
     }
-    report(e, &results, acked.len());
+    let bad = bad_inputs(&mut c).await;
+    report(e, &results, acked.len(), &bad);
     let failed: Vec<_> = results.iter().filter(|t| !t.recovered).collect();
     assert!(
         failed.is_empty(),
@@ -613,7 +614,244 @@ async fn trial(
     }
 }
 
-fn report(engine: &str, results: &[Trial], acked: usize) {
+/// One row of the bad-input table.
+struct BadInput {
+    input: String,
+    expected: &'static str,
+    got: String,
+    message: String,
+}
+
+/// The last line a command wrote to stderr that names an error.
+fn error_line(out: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .rev()
+        .find(|l| l.contains("error"))
+        .unwrap_or_default()
+        .trim_start_matches("mysql-sts: error: ")
+        .chars()
+        .take(220)
+        .collect()
+}
+
+fn untouched(c: &Cluster, n: u32) -> bool {
+    let empty = |p: std::path::PathBuf| std::fs::read_dir(p).unwrap().next().is_none();
+    empty(c.pod(n).datadir()) && empty(c.pod(n).host_dir.join("conf.d"))
+}
+
+/// Every malformed input the agent can get, each with its exit code and
+/// message, and nothing written to the datadir or the config directory.
+async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
+    let engine = c.engine;
+    let flavor = engine.name();
+    let mut rows = Vec::new();
+    // A new replica whose donor (mysql-2) is up.
+    const BAD: u32 = 3;
+    c.create_pod(BAD);
+    let mut case = |c: &Cluster,
+                    input: String,
+                    args: &[&str],
+                    env: &[(&str, &str)],
+                    expected: i32,
+                    says: &str| {
+        let argv = c.agent_argv(args);
+        let mut cmd = c.pod_command(BAD, &argv);
+        cmd.env("MYSQL_STS_FLAVOR", flavor)
+            .env("MYSQL_STS_DONOR_TIMEOUT", "4s")
+            .env("MYSQL_STS_CLONE_ATTEMPTS", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let message = error_line(&out);
+        let code = out.status.code().unwrap_or(-1);
+        assert_eq!(code, expected, "{input}: {message}");
+        assert!(
+            message.contains(says),
+            "{input}: {message:?} does not say {says:?}"
+        );
+        let clean = untouched(c, BAD);
+        // A config is written once the identity is known; only data must not be.
+        let data_clean = std::fs::read_dir(c.pod(BAD).datadir())
+            .unwrap()
+            .next()
+            .is_none();
+        assert!(data_clean, "{input}: the datadir was written");
+        let _ = std::fs::remove_file(c.pod(BAD).host_dir.join("conf.d/mysql-sts.cnf"));
+        for secret in [ROOT_PASSWORD, REPL_PASSWORD, CLONE_TOKEN] {
+            assert!(
+                !String::from_utf8_lossy(&out.stderr).contains(secret),
+                "{input}: a secret in the output"
+            );
+        }
+        rows.push(BadInput {
+            input,
+            expected: if clean { "untouched" } else { "config only" },
+            got: code.to_string(),
+            message,
+        });
+    };
+    for host in [
+        "mysql",
+        "mysql-",
+        "mysql-x",
+        "mysql-+1",
+        "mysql--1",
+        "mysql-01",
+        "mysql-4294967296",
+        "MySQL-1",
+        "-1",
+    ] {
+        let flag = format!("--hostname={host}");
+        case(
+            c,
+            format!("hostname `{host}`"),
+            &["init", &flag],
+            &[],
+            2,
+            "is not a StatefulSet pod name",
+        );
+    }
+    match engine {
+        Engine::Mariadb => {
+            case(
+                c,
+                "clone token empty".into(),
+                &["init"],
+                &[("MYSQL_STS_CLONE_TOKEN", "")],
+                2,
+                "missing secret: the clone token",
+            );
+            case(
+                c,
+                "wrong clone token".into(),
+                &["init"],
+                &[("MYSQL_STS_CLONE_TOKEN", "not-the-token")],
+                4,
+                "refused the clone token (401)",
+            );
+        }
+        Engine::Mysql => {
+            case(
+                c,
+                "root password empty".into(),
+                &["init"],
+                &[("MYSQL_ROOT_PASSWORD", "")],
+                2,
+                "missing secret: the root password",
+            );
+            case(
+                c,
+                "replication password empty".into(),
+                &["init"],
+                &[("MYSQL_STS_REPLICATION_PASSWORD", "")],
+                2,
+                "missing secret: the replication password",
+            );
+            case(
+                c,
+                "wrong replication password".into(),
+                &["init"],
+                &[("MYSQL_STS_REPLICATION_PASSWORD", "wrong")],
+                4,
+                "CLONE INSTANCE failed",
+            );
+            case(
+                c,
+                "wrong root password".into(),
+                &["init"],
+                &[("MYSQL_ROOT_PASSWORD", "wrong")],
+                4,
+                "refuses root",
+            );
+        }
+    }
+    case(
+        c,
+        "secret file missing".into(),
+        &["sidecar", "--root-password-file", "/nonexistent/root"],
+        &[],
+        2,
+        "cannot read --root-password-file /nonexistent/root",
+    );
+    case(
+        c,
+        "donor names never resolve".into(),
+        &["init"],
+        &[("MYSQL_STS_SERVICE", "no-such-service")],
+        3,
+        "no donor became ready",
+    );
+    case(
+        c,
+        "`--donor-timeout soon`".into(),
+        &["init", "--donor-timeout", "soon"],
+        &[],
+        2,
+        "invalid value 'soon'",
+    );
+    case(
+        c,
+        "`--mysql-port 70000`".into(),
+        &["init", "--mysql-port", "70000"],
+        &[],
+        2,
+        "invalid value '70000'",
+    );
+    case(
+        c,
+        "`--clone-attempts 0`".into(),
+        &["init", "--clone-attempts", "0"],
+        &[],
+        2,
+        "invalid value '0'",
+    );
+    case(
+        c,
+        "`MYSQL_STS_FLAVOR=postgres`".into(),
+        &["init"],
+        &[("MYSQL_STS_FLAVOR", "postgres")],
+        2,
+        "invalid value 'postgres'",
+    );
+    c.remove_pod(BAD);
+
+    // A sidecar with the wrong root password keeps running, not ready, and says why.
+    c.kill_sidecar(2);
+    c.extra_env
+        .push(("MYSQL_ROOT_PASSWORD".into(), "wrong".into()));
+    c.start_sidecar(2);
+    c.extra_env.pop();
+    let started = Instant::now();
+    let message = loop {
+        if let Ok((200, body)) = c.get(2, "/status").await {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if let Some(e) = v["last_error"].as_str() {
+                break e.to_owned();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no error shown"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(message.contains("Access denied"), "{message}");
+    assert!(matches!(c.get(2, "/readyz").await, Ok((503, _))));
+    rows.push(BadInput {
+        input: "wrong root password (sidecar)".into(),
+        expected: "untouched",
+        got: "keeps running, /readyz 503".into(),
+        message: message.chars().take(220).collect(),
+    });
+    c.kill_sidecar(2);
+    c.start_sidecar(2);
+    c.wait_ready(2, Duration::from_secs(60)).await;
+    rows
+}
+
+fn report(engine: &str, results: &[Trial], acked: usize, bad: &[BadInput]) {
     let Some(dir) = std::env::var_os("MYSQL_STS_FAULT_REPORT") else {
         return;
     };
@@ -624,15 +862,13 @@ fn report(engine: &str, results: &[Trial], acked: usize) {
                    "secs": t.secs, "note": t.note})
         })
         .collect();
+    let bad: Vec<_> = bad
+        .iter()
+        .map(|b| json!({"input": b.input, "datadir": b.expected, "exit": b.got, "message": b.message}))
+        .collect();
     let path = std::path::Path::new(&dir).join(format!("faults-{engine}.json"));
-    std::fs::write(
-        path,
-        serde_json::to_string_pretty(
-            &json!({"engine": engine, "acked_rows": acked, "trials": trials}),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let all = json!({"engine": engine, "acked_rows": acked, "trials": trials, "bad_inputs": bad});
+    std::fs::write(path, serde_json::to_string_pretty(&all).unwrap()).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
