@@ -196,7 +196,7 @@ async fn compose_cluster(engine: &str) {
     let started = Instant::now();
     p.ok(&["up", "-d"]);
     for pod in 0..3 {
-        p.wait_ready(pod, Duration::from_secs(600)).await;
+        p.wait_ready(pod, Duration::from_secs(240)).await;
     }
     eprintln!(
         "[compose {engine}] up to three ready pods: {:.1} s",
