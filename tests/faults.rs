@@ -460,7 +460,7 @@ async fn suite(engine: Engine) {
         c.remove_pod(3);
 
         // 3. The stream is cut or corrupted in the middle, by a proxy.
-        let fault = if rng.next() % 2 == 0 {
+        let fault = if rng.next().is_multiple_of(2) {
             Fault::Cut
         } else {
             Fault::Corrupt
