@@ -61,14 +61,15 @@ async fn check(
     name: &str,
 ) -> std::result::Result<Donor, String> {
     let ip = resolve(resolver, name).await?;
-    let url = http.url(name, "/readyz");
     let resp = http
-        .client
-        .get(&url)
-        .timeout(CHECK_TIMEOUT)
-        .send()
+        .get(name, "/readyz", CHECK_TIMEOUT)
         .await
-        .map_err(|e| format!("sidecar at {url} does not answer ({e})"))?;
+        .map_err(|e| {
+            format!(
+                "sidecar at {} does not answer ({e})",
+                http.url(name, "/readyz")
+            )
+        })?;
     if resp.status().is_success() {
         Ok(Donor {
             name: name.to_owned(),
@@ -184,15 +185,8 @@ pub async fn reseed_source(
         let mut answered = Vec::new();
         let mut silent = Vec::new();
         for p in &peers {
-            let url = http.url(&p.name, "/status");
             let status = async {
-                let resp = http
-                    .client
-                    .get(&url)
-                    .timeout(CHECK_TIMEOUT)
-                    .send()
-                    .await
-                    .ok()?;
+                let resp = http.get(&p.name, "/status", CHECK_TIMEOUT).await.ok()?;
                 resp.json::<serde_json::Value>().await.ok()
             }
             .await;

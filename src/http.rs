@@ -67,6 +67,20 @@ impl AgentClient {
         })
     }
 
+    /// GET `path` from the agent of `host`, giving up after `timeout`.
+    pub async fn get(
+        &self,
+        host: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<reqwest::Response, reqwest::Error> {
+        self.client
+            .get(self.url(host, path))
+            .timeout(timeout)
+            .send()
+            .await
+    }
+
     /// The URL of `path` on the agent of `host`.
     pub fn url(&self, host: &str, path: &str) -> String {
         format!("{}://{host}:{}{path}", self.scheme, self.port)

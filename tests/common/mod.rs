@@ -267,6 +267,19 @@ impl Cluster {
         path: &str,
         bearer: Option<&str>,
     ) -> Result<(u16, String), String> {
+        let resp = self.request(n, path, bearer).await?;
+        let code = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((code, body))
+    }
+
+    /// Starts a GET of `path` on pod `n`'s agent; the body is left unread.
+    pub async fn request(
+        &self,
+        n: u32,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<reqwest::Response, String> {
         let pod = self.pod(n);
         let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
         let url = match &self.tls_ca {
@@ -287,10 +300,7 @@ impl Cluster {
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
-        let code = resp.status().as_u16();
-        let body = resp.text().await.map_err(|e| e.to_string())?;
-        Ok((code, body))
+        req.send().await.map_err(|e| e.to_string())
     }
 
     pub fn pod(&self, n: u32) -> &Pod {
@@ -800,12 +810,19 @@ pub async fn http_get(url: &str) -> Result<(u16, String), String> {
 }
 
 pub async fn http_get_with(url: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
-    let mut req = reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .tls_certs_only([])
+        .timeout(Duration::from_secs(5))
         .build()
-        .unwrap()
-        .get(url)
-        .timeout(Duration::from_secs(5));
+        .unwrap();
+    send(client.get(url), bearer).await
+}
+
+/// Sends a GET, with a bearer token if given; returns the status and body.
+async fn send(
+    mut req: reqwest::RequestBuilder,
+    bearer: Option<&str>,
+) -> Result<(u16, String), String> {
     if let Some(t) = bearer {
         req = req.bearer_auth(t);
     }
