@@ -119,13 +119,26 @@ async fn clone(
         )
             .into_response();
     };
+    let datadir = s.datadir.clone();
+    let estimate = tokio::task::spawn_blocking(move || crate::progress::dir_size(&datadir))
+        .await
+        .unwrap_or_default();
     match backup::start(s.clone(), permit, peer.to_string()) {
         Ok(rx) => {
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
             });
             (
-                [(header::CONTENT_TYPE, "application/x-mysql-sts-clone")],
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "application/x-mysql-sts-clone".to_owned(),
+                    ),
+                    (
+                        header::HeaderName::from_static(backup::ESTIMATE_HEADER),
+                        estimate.to_string(),
+                    ),
+                ],
                 Body::from_stream(stream),
             )
                 .into_response()

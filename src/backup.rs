@@ -22,6 +22,8 @@ use crate::sidecar::Shared;
 use crate::stream::Encoder;
 
 const CHUNK: usize = 1 << 20;
+/// Response header with the size of the donor's datadir, for the recipient's ETA.
+pub const ESTIMATE_HEADER: &str = "x-mysql-sts-estimated-bytes";
 
 /// Starts the backup and returns the receiving end of its framed stream. The
 /// backup is killed when the receiver is dropped (the recipient went away) or
@@ -96,7 +98,14 @@ pub fn start(
     let m = &shared.metrics;
     m.clone_streams_total.inc();
     m.clone_streams_in_progress.inc();
-    shared.update(|st| st.clone_streams_active += 1);
+    shared.update(|st| {
+        st.clone_streams_active += 1;
+        st.clone_stream = Some(crate::sidecar::StreamStatus {
+            recipient: peer.clone(),
+            bytes_sent: 0,
+            seconds: 0.0,
+        });
+    });
     info!(recipient = %peer, "clone stream started");
     tokio::spawn(async move {
         let started = Instant::now();
@@ -130,6 +139,12 @@ pub fn start(
                 Ok(n) => {
                     sent += n as u64;
                     shared.metrics.clone_bytes_sent.inc_by(n as u64);
+                    shared.update(|st| {
+                        if let Some(cs) = st.clone_stream.as_mut() {
+                            cs.bytes_sent = sent;
+                            cs.seconds = started.elapsed().as_secs_f64();
+                        }
+                    });
                     if tx.send(enc.data(&buf[..n])).await.is_err() {
                         break Err("the recipient went away".into());
                     }
@@ -150,6 +165,7 @@ pub fn start(
         shared.update(|st| {
             st.clone_streams_active -= 1;
             st.clone_streams_served += 1;
+            st.clone_stream = None;
         });
         let _ = std::fs::remove_dir_all(&run);
         drop(permit);

@@ -19,6 +19,7 @@ pub mod install;
 pub mod metrics;
 pub mod mysqld;
 pub mod probe;
+pub mod progress;
 pub mod readiness;
 pub mod secret;
 pub mod serve;

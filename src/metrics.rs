@@ -29,6 +29,8 @@ pub struct Metrics {
     pub clone_stream_failures: Counter,
     pub clone_bytes_sent: Counter,
     pub clone_unauthorized: Counter,
+    pub clone_bytes: Gauge,
+    pub clone_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -55,6 +57,8 @@ impl Metrics {
             clone_stream_failures: Counter::default(),
             clone_bytes_sent: Counter::default(),
             clone_unauthorized: Counter::default(),
+            clone_bytes: Gauge::default(),
+            clone_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -113,6 +117,16 @@ impl Metrics {
             "clone_unauthorized_requests",
             "Clone requests refused for a missing or wrong token",
             m.clone_unauthorized.clone(),
+        );
+        r.register(
+            "clone_received_bytes",
+            "Size of the clone this pod's data came from (0: not cloned)",
+            m.clone_bytes.clone(),
+        );
+        r.register(
+            "clone_duration_seconds",
+            "How long the clone this pod's data came from took",
+            m.clone_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

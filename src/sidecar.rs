@@ -38,7 +38,19 @@ pub struct Status {
     pub last_error: Option<String>,
     pub clone_streams_active: u32,
     pub clone_streams_served: u64,
+    /// The clone stream being served, if any.
+    pub clone_stream: Option<StreamStatus>,
+    /// Where this pod's data came from (its last clone), if it was cloned.
+    pub cloned_from: Option<crate::datadir::CloneInfo>,
     pub version: &'static str,
+}
+
+/// A clone stream in flight, as `/status` shows it on the donor.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStatus {
+    pub recipient: String,
+    pub bytes_sent: u64,
+    pub seconds: f64,
 }
 
 /// State shared by the control loop and the HTTP endpoints.
@@ -78,10 +90,22 @@ impl Shared {
             last_error: None,
             clone_streams_active: 0,
             clone_streams_served: 0,
+            clone_stream: None,
+            cloned_from: None,
             version: env!("CARGO_PKG_VERSION"),
         };
+        let metrics = Metrics::new(&identity);
+        let cloned_from = Datadir::new(&datadir).clone_info();
+        if let Some(c) = &cloned_from {
+            metrics.clone_bytes.set(c.bytes as i64);
+            metrics.clone_seconds.set(c.seconds);
+        }
+        let status = Status {
+            cloned_from,
+            ..status
+        };
         Arc::new(Shared {
-            metrics: Metrics::new(&identity),
+            metrics,
             identity,
             status: RwLock::new(status),
             clone_slot: Arc::new(tokio::sync::Semaphore::new(1)),

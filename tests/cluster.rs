@@ -91,6 +91,17 @@ async fn lifecycle(engine: Engine, tls: bool) {
         times.iter().sum::<Duration>().as_secs_f64()
     );
     assert_eq!(clone_donor(&c, 1), format!("mysql-0.{DOMAIN}"));
+    let st = c.status(2).await;
+    assert_eq!(
+        st["cloned_from"]["donor"],
+        format!("mysql-1.{DOMAIN}"),
+        "{st}"
+    );
+    let (_, metrics) = c.get(2, "/metrics").await.unwrap();
+    assert!(
+        !metrics.contains("mysql_sts_clone_received_bytes 0\n"),
+        "{metrics}"
+    );
     assert_eq!(clone_donor(&c, 2), format!("mysql-1.{DOMAIN}"));
     for n in 1..3 {
         let st = c.status(n).await;
@@ -249,6 +260,14 @@ async fn lifecycle(engine: Engine, tls: bool) {
         // One stream at a time: a second request is told the donor is busy.
         let first = c.request(2, "/clone", Some(CLONE_TOKEN)).await.unwrap();
         assert_eq!(first.status(), 200);
+        let estimate: u64 = first.headers()["x-mysql-sts-estimated-bytes"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(estimate > 1_000_000, "estimate {estimate}");
+        let st = c.status(2).await;
+        assert!(st["clone_stream"]["recipient"].is_string(), "{st}");
         let (code, body) = c.get_with(2, "/clone", Some(CLONE_TOKEN)).await.unwrap();
         assert_eq!(code, 503, "{body}");
         assert!(body.contains("busy"), "{body}");

@@ -69,9 +69,15 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         })?;
     let mut stdin = mbstream.stdin.take().expect("piped");
 
+    // The donor tells the size of its datadir: an estimate of the stream.
+    let estimate = resp
+        .headers()
+        .get(crate::backup::ESTIMATE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut progress = crate::progress::Progress::new(donor, estimate);
     let mut body = resp.bytes_stream();
     let mut dec = Decoder::default();
-    let mut last_log = Instant::now();
     let mut trailer = None;
     while trailer.is_none() {
         let chunk = match tokio::time::timeout(req.stall_timeout, body.next()).await {
@@ -103,11 +109,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
                 Some(Frame::Fail(m)) => return Err(fail(format!("the donor failed: {m}"))),
             }
         }
-        if last_log.elapsed().as_secs() >= 5 {
-            let secs = started.elapsed().as_secs_f64();
-            info!(donor = %donor, bytes = dec.bytes(), mb_per_s = dec.bytes() as f64 / secs / 1e6, "clone in progress");
-            last_log = Instant::now();
-        }
+        progress.update(dec.bytes());
     }
     dec.finish().map_err(|e| fail(e.to_string()))?;
     let trailer = trailer.expect("finish() checked the trailer");

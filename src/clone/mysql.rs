@@ -11,6 +11,7 @@ use crate::datadir::CloneInfo;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::flavor::quote;
+use crate::progress::{Progress, dir_size};
 
 const START_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -64,9 +65,21 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         quote(&data.to_string_lossy()),
     );
     // CLONE has its own network timeouts; a long copy must not be cut here.
-    mysql_async::prelude::Queryable::query_drop(&mut conn, sql)
-        .await
-        .map_err(|e| fail(format!("CLONE INSTANCE failed: {e}")))?;
+    // Progress is what has landed in the target directory so far.
+    let mut progress = Progress::new(donor, None);
+    {
+        let clone = mysql_async::prelude::Queryable::query_drop(&mut conn, sql);
+        let mut clone = std::pin::pin!(clone);
+        loop {
+            tokio::select! {
+                r = &mut clone => {
+                    r.map_err(|e| fail(format!("CLONE INSTANCE failed: {e}")))?;
+                    break;
+                }
+                _ = tokio::time::sleep(crate::progress::EVERY) => progress.update(dir_size(&data)),
+            }
+        }
+    }
     let copied = started.elapsed();
     drop(conn);
     server
@@ -105,17 +118,4 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     };
     info!(donor = %donor, gtid = %info.gtid, secs = info.seconds, "copy recovered and shut down");
     Ok((data, info))
-}
-
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
