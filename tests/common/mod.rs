@@ -303,6 +303,11 @@ impl Cluster {
         req.send().await.map_err(|e| e.to_string())
     }
 
+    /// The process id of pod `n`'s sidecar, while it runs.
+    pub fn sidecar_pid(&self, n: u32) -> Option<u32> {
+        self.pod(n).sidecar.as_ref().map(|c| c.id())
+    }
+
     pub fn pod(&self, n: u32) -> &Pod {
         &self.pods[&n]
     }
@@ -343,6 +348,15 @@ impl Cluster {
              echo 'nameserver 10.77.{id}.1' > /etc/netns/{netns}/resolv.conf",
             self.bridge
         ));
+        // A pod recreated at the same address has a new MAC: forget the old one.
+        let _ = Command::new("ip")
+            .args(["neigh", "flush", "to", &ip])
+            .status();
+        for other in self.pods.values() {
+            let _ = Command::new("ip")
+                .args(["-n", &other.netns, "neigh", "flush", "to", &ip])
+                .status();
+        }
         let host_dir = self.base.join(&name);
         let dir = Path::new("/").join(host_dir.strip_prefix(self.engine.root()).unwrap());
         for sub in ["data", "conf.d", "run"] {
