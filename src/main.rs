@@ -17,11 +17,19 @@ fn main() -> ExitCode {
     // One TLS implementation in the process: rustls with aws-lc.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     init_logging(cli.common.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // The sidecar waits on the network almost all the time: one thread keeps
+    // its memory small. Init's clone work gets two.
+    let rt = match cli.command {
+        Command::Sidecar(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .expect("tokio runtime");
     let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
