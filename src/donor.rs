@@ -44,9 +44,7 @@ pub async fn resolve(resolver: &TokioResolver, name: &str) -> std::result::Resul
     };
     match tokio::time::timeout(CHECK_TIMEOUT, resolver.lookup_ip(fq.as_str())).await {
         Err(_) => Err("DNS did not answer".to_owned()),
-        Ok(Err(e)) if e.to_string().contains("no records found") => {
-            Err("does not resolve (no such name)".to_owned())
-        }
+        Ok(Err(e)) if e.is_no_records_found() => Err("does not resolve (no such name)".to_owned()),
         Ok(Err(e)) => Err(format!("does not resolve ({e})")),
         Ok(Ok(lookup)) => lookup
             .iter()

@@ -13,6 +13,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::flavor::Flavor;
 use crate::secret::Secret;
 
+/// The server's "Access denied for user" error.
+const ER_ACCESS_DENIED: u16 = 1045;
+
 /// Asks `mysqld --version` which flavour this is.
 pub async fn detect_flavor(mysqld: &Path) -> Result<Flavor> {
     let out = tokio::time::timeout(
@@ -150,7 +153,16 @@ impl Binary {
                     return Ok(server);
                 }
                 // The server is up but refuses us: waiting cannot help.
-                Err(e @ Error::Sql { .. }) if e.to_string().contains("Access denied") => {
+                Err(
+                    e @ Error::Sql {
+                        source:
+                            mysql_async::Error::Server(mysql_async::ServerError {
+                                code: ER_ACCESS_DENIED,
+                                ..
+                            }),
+                        ..
+                    },
+                ) => {
                     let _ = server.child.kill().await;
                     return Err(Error::Other(format!(
                         "temporary mysqld on {} refuses root: {e}; is MYSQL_ROOT_PASSWORD the cluster's root password?",

@@ -121,6 +121,16 @@ impl Shared {
         self.status.read().expect("status lock").clone()
     }
 
+    /// The GTID position of the clone this pod's data came from, if any. Read
+    /// once at start-up: init, which writes it, runs before the sidecar.
+    pub fn cloned_gtid(&self) -> Option<String> {
+        let st = self.status.read().expect("status lock");
+        st.cloned_from
+            .as_ref()
+            .map(|c| c.gtid.clone())
+            .filter(|g| !g.is_empty())
+    }
+
     pub fn flavor(&self) -> Option<Flavor> {
         self.status.read().expect("status lock").flavor
     }
@@ -227,17 +237,19 @@ impl Reconciler {
                 f
             }
         };
-        let mut obs = match role {
-            Role::Master => self.master_round(conn, flavor).await?,
-            Role::Replica => self.replica_round(conn, flavor).await?,
-        };
-        obs.reachable = true;
+        // Read before the master's set in the replica's check: whatever we got
+        // from the master is in the master's set by the time that is read.
         let gtid = db::first_row(conn, flavor.gtid_executed_query())
             .await?
             .into_iter()
             .next()
             .flatten()
             .unwrap_or_default();
+        let mut obs = match role {
+            Role::Master => self.master_round(conn, flavor).await?,
+            Role::Replica => self.replica_round(conn, flavor, &gtid).await?,
+        };
+        obs.reachable = true;
         let m = &self.shared.metrics;
         m.gtid_executed.set(gtid::weight(flavor, &gtid) as i64);
         m.gtid_errant.set(match flavor {
@@ -295,10 +307,7 @@ impl Reconciler {
     async fn restore_binlog_state(&mut self, conn: &mut Conn) -> Result<()> {
         let pos = db::first_row(conn, "SELECT @@global.gtid_binlog_pos").await?;
         let pos = pos.into_iter().next().flatten().unwrap_or_default();
-        let cloned = Datadir::new(&self.shared.datadir)
-            .clone_info()
-            .map(|c| c.gtid)
-            .unwrap_or_default();
+        let cloned = self.shared.cloned_gtid().unwrap_or_default();
         if pos.is_empty() && !cloned.is_empty() {
             info!(gtid = %cloned, "continuing the GTID sequence of the cloned data");
             db::exec(conn, "RESET MASTER").await?;
@@ -314,7 +323,12 @@ impl Reconciler {
         Ok(())
     }
 
-    async fn replica_round(&mut self, conn: &mut Conn, flavor: Flavor) -> Result<Observation> {
+    async fn replica_round(
+        &mut self,
+        conn: &mut Conn,
+        flavor: Flavor,
+        executed: &str,
+    ) -> Result<Observation> {
         let role = Role::Replica;
         if !read_only(conn, flavor, role).await? {
             warn!("the replica is writable; making it read-only");
@@ -327,18 +341,14 @@ impl Reconciler {
             ..Default::default()
         };
         let status = replica_status(conn, flavor).await?;
+        // Before replication is configured, the copy's position is what we hold.
         let start_gtid = if status.is_none() {
-            Datadir::new(&self.shared.datadir)
-                .clone_info()
-                .map(|c| c.gtid)
-                .filter(|g| !g.is_empty())
+            self.shared.cloned_gtid()
         } else {
             None
         };
-        if let Some(check) = self
-            .check_against_master(conn, flavor, start_gtid.as_deref())
-            .await
-        {
+        let ours = start_gtid.as_deref().unwrap_or(executed);
+        if let Some(check) = self.check_against_master(conn, flavor, ours).await {
             self.against_master = check;
         }
         (obs.errant, obs.missing) = self.against_master.clone();
@@ -370,20 +380,8 @@ impl Reconciler {
         &mut self,
         conn: &mut Conn,
         flavor: Flavor,
-        start_gtid: Option<&str>,
+        ours: &str,
     ) -> Option<(String, String)> {
-        // Ours first, the master's second: whatever we got from the master is
-        // in the master's set by the time it is read.
-        let local = match start_gtid {
-            Some(g) => g.to_owned(),
-            None => db::first_row(conn, flavor.gtid_executed_query())
-                .await
-                .ok()?
-                .into_iter()
-                .next()
-                .flatten()
-                .unwrap_or_default(),
-        };
         let mut master = match self.master_conn.take() {
             Some(c) => c,
             None => match self.master_target().connect(Duration::from_secs(3)).await {
@@ -394,7 +392,7 @@ impl Reconciler {
                 }
             },
         };
-        let result = compare_gtids(conn, &mut master, flavor, &local).await;
+        let result = compare_gtids(conn, &mut master, flavor, ours).await;
         match result {
             Ok(r) => {
                 self.master_conn = Some(master);
@@ -445,12 +443,9 @@ impl Reconciler {
         } else {
             info!(master = %master, from = ?status.as_ref().map(|s| &s.source_host), "pointing replication at the master");
             db::exec(conn, flavor.stop_replica()).await?;
-            if let (Some(gtid), Some(sql)) = (
-                &start_gtid,
-                start_gtid
-                    .as_deref()
-                    .and_then(|g| flavor.set_start_position(g)),
-            ) {
+            if let Some(gtid) = start_gtid.as_deref()
+                && let Some(sql) = flavor.set_start_position(gtid)
+            {
                 info!(gtid = %gtid, "starting from the cloned position");
                 db::exec(conn, &sql).await?;
             }
