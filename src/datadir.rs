@@ -58,6 +58,9 @@ pub struct CloneInfo {
     pub gtid: String,
     pub bytes: u64,
     pub seconds: f64,
+    /// Attempts that failed before this one (each left the datadir empty).
+    #[serde(default)]
+    pub failed_attempts: u32,
 }
 
 /// A datadir on disk.
@@ -283,6 +286,7 @@ mod tests {
             gtid: "0-100-7".into(),
             bytes: 1,
             seconds: 0.5,
+            failed_attempts: 0,
         };
         dd.commit_clone(&staging, &info).unwrap();
         assert_eq!(dd.state().unwrap(), State::Initialised);

@@ -61,7 +61,32 @@ pub enum Error {
     Other(String),
 }
 
+/// The server error "Access denied" (MySQL and MariaDB alike).
+pub const ER_ACCESS_DENIED: u16 = 1045;
+
 impl Error {
+    /// A short fixed name for the kind of failure, fit for a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Sql {
+                source: mysql_async::Error::Server(e),
+                ..
+            } if e.code == ER_ACCESS_DENIED => "access_denied",
+            Error::Sql {
+                source: mysql_async::Error::Server(_),
+                ..
+            } => "sql",
+            Error::Sql { .. } => "connection",
+            Error::Io { .. } => "io",
+            Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => "config",
+            Error::Other(_) => "other",
+            Error::NoDonor { .. }
+            | Error::Clone { .. }
+            | Error::CloneRefused { .. }
+            | Error::Datadir { .. } => "clone",
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => {

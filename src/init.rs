@@ -152,7 +152,7 @@ async fn clone_with_retries(
                     .await?
             }
         };
-        match clone_once(s, dd, &donor).await {
+        match clone_once(s, dd, &donor, attempt - 1).await {
             Ok(()) => return Ok(Outcome::Cloned),
             Err(e @ Error::CloneRefused { .. }) => return Err(e),
             Err(e) if attempt < s.clone_attempts && !s.identity.donors.is_empty() => {
@@ -164,7 +164,12 @@ async fn clone_with_retries(
     }
 }
 
-async fn clone_once(s: &Settings, dd: &Datadir, donor: &donor::Donor) -> Result<()> {
+async fn clone_once(
+    s: &Settings,
+    dd: &Datadir,
+    donor: &donor::Donor,
+    failed_before: u32,
+) -> Result<()> {
     let staging = dd.begin_clone()?;
     // Run as root (e.g. in an image whose default user is root), init hands
     // everything it writes to the datadir's owner, who runs the server.
@@ -193,7 +198,8 @@ async fn clone_once(s: &Settings, dd: &Datadir, donor: &donor::Donor) -> Result<
         owner,
     };
     let result = async {
-        let (data, info) = clone::run(&req).await?;
+        let (data, mut info) = clone::run(&req).await?;
+        info.failed_attempts = failed_before;
         if let Some(o) = owner {
             crate::datadir::chown_tree(&data, o)?;
         }

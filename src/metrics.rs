@@ -6,7 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::identity::Identity;
+use crate::identity::{Identity, Role};
+use crate::readiness::Cause;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
@@ -15,15 +16,26 @@ struct InfoLabels {
     pod: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub ready: Gauge,
+    readiness: Family<CauseLabel, Gauge>,
     pub io_running: Gauge,
     pub sql_running: Gauge,
     pub lag_seconds: Gauge,
     pub gtid_executed: Gauge,
     pub gtid_errant: Gauge,
-    pub reconcile_errors: Counter,
+    reconcile_errors: Family<KindLabel, Counter>,
     pub clone_streams_in_progress: Gauge,
     pub clone_streams_total: Counter,
     pub clone_stream_failures: Counter,
@@ -31,6 +43,7 @@ pub struct Metrics {
     pub clone_unauthorized: Counter,
     pub clone_bytes: Gauge,
     pub clone_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub clone_failed_attempts: Gauge,
 }
 
 impl Metrics {
@@ -44,14 +57,22 @@ impl Metrics {
         })
         .set(1);
         registry.register("build", "Build and identity of this agent", info);
+        let master = Gauge::<i64>::default();
+        master.set(i64::from(id.role == Role::Master));
+        registry.register(
+            "master",
+            "1 on the master (ordinal 0), 0 on a replica",
+            master,
+        );
         let m = Metrics {
             ready: Gauge::default(),
+            readiness: Family::default(),
             io_running: Gauge::default(),
             sql_running: Gauge::default(),
             lag_seconds: Gauge::default(),
             gtid_executed: Gauge::default(),
             gtid_errant: Gauge::default(),
-            reconcile_errors: Counter::default(),
+            reconcile_errors: Family::default(),
             clone_streams_in_progress: Gauge::default(),
             clone_streams_total: Counter::default(),
             clone_stream_failures: Counter::default(),
@@ -59,10 +80,17 @@ impl Metrics {
             clone_unauthorized: Counter::default(),
             clone_bytes: Gauge::default(),
             clone_seconds: Gauge::default(),
+            clone_failed_attempts: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
         r.register("ready", "1 when /readyz answers 200", m.ready.clone());
+        r.register(
+            "readiness_cause",
+            "1 for the cause of the current readiness answer (see /status for its text), 0 for the others",
+            m.readiness.clone(),
+        );
+        m.set_cause(Cause::Starting);
         r.register(
             "replication_io_running",
             "1 when the replica's IO thread is connected",
@@ -90,7 +118,7 @@ impl Metrics {
         );
         r.register(
             "reconcile_errors",
-            "Control-loop rounds that failed",
+            "Control-loop rounds that failed, by kind of failure",
             m.reconcile_errors.clone(),
         );
         r.register(
@@ -128,7 +156,28 @@ impl Metrics {
             "How long the clone this pod's data came from took",
             m.clone_seconds.clone(),
         );
+        r.register(
+            "clone_received_failed_attempts",
+            "Clone attempts that failed before the one this pod's data came from",
+            m.clone_failed_attempts.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Marks `cause` as the current readiness cause, every other one as not.
+    pub fn set_cause(&self, cause: Cause) {
+        for c in Cause::ALL {
+            self.readiness
+                .get_or_create(&CauseLabel { cause: c.as_str() })
+                .set(i64::from(c == cause));
+        }
+    }
+
+    /// Counts a failed control-loop round under its kind of failure.
+    pub fn reconcile_failed(&self, kind: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

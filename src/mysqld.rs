@@ -9,12 +9,9 @@ use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
 use crate::db::{self, Target};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{ER_ACCESS_DENIED, Error, IoContext, Result};
 use crate::flavor::Flavor;
 use crate::secret::Secret;
-
-/// The server's "Access denied for user" error.
-const ER_ACCESS_DENIED: u16 = 1045;
 
 /// Asks `mysqld --version` which flavour this is.
 pub async fn detect_flavor(mysqld: &Path) -> Result<Flavor> {

@@ -95,22 +95,104 @@ pub struct Observation {
     pub io_down_for: Option<Duration>,
 }
 
+/// The kind of a readiness answer: a small fixed set, fit for a metric label,
+/// where the reason text carries the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Starting,
+    ServerUnreachable,
+    MasterWritable,
+    MasterReadOnly,
+    ReplicaWritable,
+    ErrantTransactions,
+    PurgedTransactions,
+    NotReplicating,
+    SqlError,
+    SqlStopped,
+    Replicating,
+    LagTooHigh,
+    LagUnknown,
+    Connecting,
+    MasterOutageGrace,
+    MasterUnreachable,
+    IoError,
+    IoStopped,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 18] = [
+        Cause::Starting,
+        Cause::ServerUnreachable,
+        Cause::MasterWritable,
+        Cause::MasterReadOnly,
+        Cause::ReplicaWritable,
+        Cause::ErrantTransactions,
+        Cause::PurgedTransactions,
+        Cause::NotReplicating,
+        Cause::SqlError,
+        Cause::SqlStopped,
+        Cause::Replicating,
+        Cause::LagTooHigh,
+        Cause::LagUnknown,
+        Cause::Connecting,
+        Cause::MasterOutageGrace,
+        Cause::MasterUnreachable,
+        Cause::IoError,
+        Cause::IoStopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Starting => "starting",
+            Cause::ServerUnreachable => "server_unreachable",
+            Cause::MasterWritable => "master_writable",
+            Cause::MasterReadOnly => "master_read_only",
+            Cause::ReplicaWritable => "replica_writable",
+            Cause::ErrantTransactions => "errant_transactions",
+            Cause::PurgedTransactions => "purged_transactions",
+            Cause::NotReplicating => "not_replicating",
+            Cause::SqlError => "sql_error",
+            Cause::SqlStopped => "sql_stopped",
+            Cause::Replicating => "replicating",
+            Cause::LagTooHigh => "lag_too_high",
+            Cause::LagUnknown => "lag_unknown",
+            Cause::Connecting => "connecting",
+            Cause::MasterOutageGrace => "master_outage_grace",
+            Cause::MasterUnreachable => "master_unreachable",
+            Cause::IoError => "io_error",
+            Cause::IoStopped => "io_stopped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Readiness {
     pub ready: bool,
+    pub cause: Cause,
     pub reason: String,
 }
 
 impl Readiness {
-    fn yes(reason: impl Into<String>) -> Self {
+    /// Before the first round of the control loop.
+    pub fn starting() -> Self {
+        Readiness {
+            ready: false,
+            cause: Cause::Starting,
+            reason: "the first check has not run yet".into(),
+        }
+    }
+    fn yes(cause: Cause, reason: impl Into<String>) -> Self {
         Readiness {
             ready: true,
+            cause,
             reason: reason.into(),
         }
     }
-    fn no(reason: impl Into<String>) -> Self {
+    fn no(cause: Cause, reason: impl Into<String>) -> Self {
         Readiness {
             ready: false,
+            cause,
             reason: reason.into(),
         }
     }
@@ -129,49 +211,64 @@ pub struct Policy {
 /// without error and it lags at most `max_lag`.
 pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
     if !obs.reachable {
-        return Readiness::no("the local server is not reachable");
+        return Readiness::no(
+            Cause::ServerUnreachable,
+            "the local server is not reachable",
+        );
     }
     if role == Role::Master {
         return if obs.read_only {
-            Readiness::no("the master is read-only")
+            Readiness::no(Cause::MasterReadOnly, "the master is read-only")
         } else {
-            Readiness::yes("the master accepts writes")
+            Readiness::yes(Cause::MasterWritable, "the master accepts writes")
         };
     }
     if !obs.read_only {
-        return Readiness::no("the replica is not read-only");
+        return Readiness::no(Cause::ReplicaWritable, "the replica is not read-only");
     }
     if !obs.errant.is_empty() {
-        return Readiness::no(format!(
-            "errant transactions the master does not have: {}; re-clone this replica (see README: errant transactions)",
-            obs.errant
-        ));
+        return Readiness::no(
+            Cause::ErrantTransactions,
+            format!(
+                "errant transactions the master does not have: {}; re-clone this replica (see README: errant transactions)",
+                obs.errant
+            ),
+        );
     }
     if !obs.missing.is_empty() {
-        return Readiness::no(format!(
-            "the master has purged binary logs with transactions this replica lacks: {}; re-clone this replica",
-            obs.missing
-        ));
+        return Readiness::no(
+            Cause::PurgedTransactions,
+            format!(
+                "the master has purged binary logs with transactions this replica lacks: {}; re-clone this replica",
+                obs.missing
+            ),
+        );
     }
     let Some(r) = &obs.replica else {
-        return Readiness::no("replication is not configured");
+        return Readiness::no(Cause::NotReplicating, "replication is not configured");
     };
     if r.sql_errno != 0 {
-        return Readiness::no(format!("SQL thread error {}: {}", r.sql_errno, r.sql_error));
+        return Readiness::no(
+            Cause::SqlError,
+            format!("SQL thread error {}: {}", r.sql_errno, r.sql_error),
+        );
     }
     if !r.sql_running {
-        return Readiness::no("SQL thread is stopped");
+        return Readiness::no(Cause::SqlStopped, "SQL thread is stopped");
     }
     match r.io {
         Some(IoState::Yes) => match r.lag_seconds {
             Some(lag) if lag <= policy.max_lag.as_secs() => {
-                Readiness::yes(format!("replicating, {lag} s behind"))
+                Readiness::yes(Cause::Replicating, format!("replicating, {lag} s behind"))
             }
-            Some(lag) => Readiness::no(format!(
-                "lag {lag} s is above --max-lag-seconds {}",
-                policy.max_lag.as_secs()
-            )),
-            None => Readiness::no("lag is unknown"),
+            Some(lag) => Readiness::no(
+                Cause::LagTooHigh,
+                format!(
+                    "lag {lag} s is above --max-lag-seconds {}",
+                    policy.max_lag.as_secs()
+                ),
+            ),
+            None => Readiness::no(Cause::LagUnknown, "lag is unknown"),
         },
         Some(IoState::Connecting) => {
             let detail = if r.io_errno != 0 {
@@ -180,26 +277,38 @@ pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
                 String::new()
             };
             let Some(down) = obs.io_down_for else {
-                return Readiness::no(format!("connecting to the master{detail}"));
+                return Readiness::no(
+                    Cause::Connecting,
+                    format!("connecting to the master{detail}"),
+                );
             };
             if down <= policy.master_outage_grace {
-                Readiness::yes(format!(
-                    "reconnecting to the master for {} s{detail}, within the grace of {} s",
-                    down.as_secs(),
-                    policy.master_outage_grace.as_secs()
-                ))
+                Readiness::yes(
+                    Cause::MasterOutageGrace,
+                    format!(
+                        "reconnecting to the master for {} s{detail}, within the grace of {} s",
+                        down.as_secs(),
+                        policy.master_outage_grace.as_secs()
+                    ),
+                )
             } else {
-                Readiness::no(format!(
-                    "no connection to the master for {} s{detail}",
-                    down.as_secs()
-                ))
+                Readiness::no(
+                    Cause::MasterUnreachable,
+                    format!(
+                        "no connection to the master for {} s{detail}",
+                        down.as_secs()
+                    ),
+                )
             }
         }
-        Some(IoState::No) | None if r.io_errno != 0 => Readiness::no(format!(
-            "IO thread stopped with error {}: {}",
-            r.io_errno, r.io_error
-        )),
-        Some(IoState::No) | None => Readiness::no("IO thread is stopped"),
+        Some(IoState::No) | None if r.io_errno != 0 => Readiness::no(
+            Cause::IoError,
+            format!(
+                "IO thread stopped with error {}: {}",
+                r.io_errno, r.io_error
+            ),
+        ),
+        Some(IoState::No) | None => Readiness::no(Cause::IoStopped, "IO thread is stopped"),
     }
 }
 
@@ -412,6 +521,64 @@ mod tests {
             let got = decide(Role::Replica, &obs, POLICY);
             assert_eq!(got.ready, ready, "{name}: {got:?}");
             assert!(got.reason.contains(reason), "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn causes_are_a_small_fixed_set() {
+        let names: std::collections::HashSet<&str> =
+            Cause::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), Cause::ALL.len());
+        for c in Cause::ALL {
+            // /status shows the same name the metric label carries.
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
+        }
+        let connecting = |down: u64| Observation {
+            io_down_for: Some(Duration::from_secs(down)),
+            ..replica(ReplicaStatus {
+                io: Some(IoState::Connecting),
+                ..healthy()
+            })
+        };
+        let cases = [
+            (Role::Replica, replica(healthy()), Cause::Replicating),
+            (
+                Role::Replica,
+                Observation::default(),
+                Cause::ServerUnreachable,
+            ),
+            (
+                Role::Replica,
+                replica(ReplicaStatus {
+                    lag_seconds: Some(31),
+                    ..healthy()
+                }),
+                Cause::LagTooHigh,
+            ),
+            (Role::Replica, connecting(5), Cause::MasterOutageGrace),
+            (Role::Replica, connecting(21), Cause::MasterUnreachable),
+            (
+                Role::Replica,
+                Observation {
+                    errant: "0-9-1".into(),
+                    ..replica(healthy())
+                },
+                Cause::ErrantTransactions,
+            ),
+            (
+                Role::Master,
+                Observation {
+                    reachable: true,
+                    ..Default::default()
+                },
+                Cause::MasterWritable,
+            ),
+        ];
+        for (role, obs, cause) in cases {
+            assert_eq!(decide(role, &obs, POLICY).cause, cause, "{obs:?}");
         }
     }
 

@@ -78,10 +78,7 @@ impl Shared {
             identity: identity.clone(),
             flavor,
             phase: "starting".into(),
-            ready: Readiness {
-                ready: false,
-                reason: "the sidecar is starting".into(),
-            },
+            ready: Readiness::starting(),
             read_only: None,
             gtid_executed: None,
             gtid_errant: None,
@@ -99,6 +96,9 @@ impl Shared {
         if let Some(c) = &cloned_from {
             metrics.clone_bytes.set(c.bytes as i64);
             metrics.clone_seconds.set(c.seconds);
+            metrics
+                .clone_failed_attempts
+                .set(i64::from(c.failed_attempts));
         }
         let status = Status {
             cloned_from,
@@ -193,7 +193,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings) {
             }
             Err(e) => {
                 warn!(error = %e, "reconcile failed");
-                r.shared.metrics.reconcile_errors.inc();
+                r.shared.metrics.reconcile_failed(e.kind());
                 r.conn = None;
                 r.shared.update(|st| {
                     st.last_error = Some(e.to_string());
@@ -466,6 +466,7 @@ impl Reconciler {
         let ready = readiness::decide(role, obs, self.s.policy);
         let m = &self.shared.metrics;
         m.ready.set(i64::from(ready.ready));
+        m.set_cause(ready.cause);
         if let Some(r) = &obs.replica {
             m.io_running.set(i64::from(r.io == Some(IoState::Yes)));
             m.sql_running.set(i64::from(r.sql_running));

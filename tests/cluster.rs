@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mysql_async::prelude::Queryable;
+use mysql_sts::readiness;
 
 async fn row_count(c: &Cluster, n: u32) -> u64 {
     let mut conn = c.root(n).await;
@@ -304,6 +305,26 @@ async fn lifecycle(engine: Engine, tls: bool) {
             metrics.contains("mysql_sts_ready 1"),
             "mysql-{n}: {metrics}"
         );
+        let cause = if n == 0 {
+            "master_writable"
+        } else {
+            "replicating"
+        };
+        assert!(
+            metrics.contains(&format!(
+                "mysql_sts_readiness_cause{{cause=\"{cause}\"}} 1\n"
+            )),
+            "mysql-{n}: {metrics}"
+        );
+        assert_eq!(
+            metrics.matches("mysql_sts_readiness_cause{").count(),
+            readiness::Cause::ALL.len(),
+            "one series per cause"
+        );
+        assert!(
+            metrics.contains(&format!("mysql_sts_master {}\n", u8::from(n == 0))),
+            "mysql-{n}: {metrics}"
+        );
     }
 }
 
@@ -402,6 +423,10 @@ async fn errant_then_reclone(c: &mut Cluster) {
     let (_, metrics) = c.get(3, "/metrics").await.unwrap();
     assert!(
         !metrics.contains("mysql_sts_gtid_errant_transactions 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mysql_sts_readiness_cause{cause=\"errant_transactions\"} 1\n"),
         "{metrics}"
     );
 

@@ -150,6 +150,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         gtid,
         bytes: trailer.bytes,
         seconds: started.elapsed().as_secs_f64(),
+        failed_attempts: 0,
     };
     info!(donor = %donor, gtid = %info.gtid, prepare_secs = (started.elapsed() - streamed).as_secs_f64(), "copy prepared");
     Ok((data, info))

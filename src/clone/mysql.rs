@@ -115,6 +115,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         gtid,
         bytes,
         seconds: started.elapsed().as_secs_f64(),
+        failed_attempts: 0,
     };
     info!(donor = %donor, gtid = %info.gtid, secs = info.seconds, "copy recovered and shut down");
     Ok((data, info))

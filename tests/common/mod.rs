@@ -61,8 +61,12 @@ impl Engine {
     }
 }
 
+/// The agent under test: this build's, or the one `MYSQL_STS_TEST_AGENT`
+/// names (the benchmarks measure the static binary the image ships).
 pub fn agent_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mysql-sts"))
+    std::env::var_os("MYSQL_STS_TEST_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mysql-sts")))
 }
 
 pub fn require_root() {
@@ -306,6 +310,11 @@ impl Cluster {
     /// The process id of pod `n`'s sidecar, while it runs.
     pub fn sidecar_pid(&self, n: u32) -> Option<u32> {
         self.pod(n).sidecar.as_ref().map(|c| c.id())
+    }
+
+    /// The process id of pod `n`'s server, while it runs.
+    pub fn server_pid(&self, n: u32) -> Option<u32> {
+        self.pod(n).server.as_ref().map(|c| c.id())
     }
 
     pub fn pod(&self, n: u32) -> &Pod {
