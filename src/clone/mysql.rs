@@ -67,6 +67,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     // CLONE has its own network timeouts; a long copy must not be cut here.
     // Progress is what has landed in the target directory so far.
     let mut progress = Progress::new(donor, None);
+    let clone_started = Instant::now();
     {
         let clone = mysql_async::prelude::Queryable::query_drop(&mut conn, sql);
         let mut clone = std::pin::pin!(clone);
@@ -80,7 +81,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
             }
         }
     }
-    let copied = started.elapsed();
+    let clone_secs = clone_started.elapsed().as_secs_f64();
     drop(conn);
     server
         .shutdown()
@@ -89,7 +90,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     std::fs::remove_dir_all(&scratch)
         .map_err(|e| fail(format!("cannot remove {}: {e}", scratch.display())))?;
     let bytes = dir_size(&data);
-    info!(donor = %donor, bytes, secs = copied.as_secs_f64(), "copy received; starting it once to finish recovery");
+    info!(donor = %donor, bytes, clone_secs, secs = started.elapsed().as_secs_f64(), "copy received; starting it once to finish recovery");
 
     // The copy carries the donor's accounts: root has the cluster's root password.
     let server = req
