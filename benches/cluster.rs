@@ -283,6 +283,17 @@ async fn caught_up(c: &Cluster, n: u32) {
     }
 }
 
+/// Drops pod `n`'s binary logs, so that its datadir's size is its data's:
+/// the denominator of every throughput figure.
+async fn purge_binlogs(c: &Cluster, n: u32) {
+    let mut conn = c.root(n).await;
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    conn.query_drop("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 SECOND")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+}
+
 /// One clone into a new pod `n` by `mysql-sts init`: its wall time and the
 /// init process's peak RSS (kB), sampled every 20 ms. The pod stays.
 fn clone_ours(c: &mut Cluster, n: u32) -> (f64, u64) {
@@ -420,24 +431,34 @@ struct MainResult {
     recovery: Vec<f64>,
 }
 
-/// The master's write latency while `runs` clones into pod 2 run. With
-/// `own_disk` the recipient's datadir is a tmpfs, as another node's disk
-/// would be; otherwise it shares the master's disk.
-fn latency_during_clones(c: &mut Cluster, w: &Writer, runs: usize, own_disk: bool) -> Vec<f64> {
+/// Mounts (or unmounts) a tmpfs on pod `n`'s datadir: a disk of its own,
+/// as on another node, where this machine has one.
+fn own_disk(c: &Cluster, n: u32, mount: bool) {
+    let data = c.pod(n).datadir();
+    let mut cmd = std::process::Command::new(if mount { "mount" } else { "umount" });
+    if mount {
+        cmd.args(["-t", "tmpfs", "tmpfs"]);
+    }
+    run(cmd.arg(&data));
+}
+
+/// The master's write latency while `runs` clones into a new mysql-3 run.
+/// With `own` the recipient's datadir is a tmpfs; otherwise it shares the
+/// master's disk.
+fn latency_during_clones(c: &mut Cluster, w: &Writer, runs: usize, own: bool) -> Vec<f64> {
     let mut lat = Vec::new();
     for _ in 0..runs {
-        c.create_pod(2);
-        let data = c.pod(2).datadir().display().to_string();
-        if own_disk {
-            run(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs", &data]));
+        c.create_pod(3);
+        if own {
+            own_disk(c, 3, true);
         }
         let from = Instant::now();
-        clone_ours(c, 2);
+        clone_ours(c, 3);
         lat.extend(w.window(from, Instant::now()));
-        if own_disk {
-            run(std::process::Command::new("umount").arg(&data));
+        if own {
+            own_disk(c, 3, false);
         }
-        c.remove_pod(2);
+        c.remove_pod(3);
     }
     lat
 }
@@ -455,6 +476,7 @@ async fn mariadb(sizes: &[u64], main: u64, runs: usize) -> (Vec<SizeResult>, Mai
     for &size in sizes {
         grow(&c, size).await;
         caught_up(&c, 1).await;
+        purge_binlogs(&c, 1).await;
         let data_mb = mysql_sts::progress::dir_size(&c.pod(1).datadir()) as f64 / 1e6;
         let mut r = SizeResult {
             mb: size,
@@ -497,36 +519,51 @@ async fn mariadb(sizes: &[u64], main: u64, runs: usize) -> (Vec<SizeResult>, Mai
 }
 
 async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mut MainResult) {
-    // The master's write latency: idle, while mysql-2 clones from mysql-1
-    // (the default), and while it clones from mysql-0 (its donor name
-    // published at the master's address).
+    // The master's write latency: idle, while mysql-3 clones from mysql-2
+    // (the default), and while it clones from mysql-0 (mysql-2's name
+    // published at the master's address). mysql-2 keeps its data on a tmpfs,
+    // as on its own node's disk.
+    c.create_pod(2);
+    own_disk(c, 2, true);
+    c.start_pod(2).await;
+    c.wait_ready(2, Duration::from_secs(1800)).await;
+    caught_up(c, 2).await;
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin_pods = |c: &Cluster, master: &str, others: &str| {
+        for n in 0..=2 {
+            let cpus = if n == 0 { master } else { others };
+            pin(c.server_pid(n).unwrap(), cpus);
+            pin(c.sidecar_pid(n).unwrap(), cpus);
+        }
+        pin_self(others);
+    };
     if all >= 2 {
-        pin(c.server_pid(0).unwrap(), "0");
-        pin(c.sidecar_pid(0).unwrap(), "0");
-        pin(c.server_pid(1).unwrap(), "1");
-        pin(c.sidecar_pid(1).unwrap(), "1");
-        pin_self("1");
+        pin_pods(c, "0", "1");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let from = Instant::now();
     tokio::time::sleep(Duration::from_secs(20)).await;
     m.latency_idle = writer.window(from, Instant::now());
-    m.latency_replica = latency_during_clones(c, writer, runs, false);
     m.latency_replica_own_disk = latency_during_clones(c, writer, runs, true);
+    m.latency_replica = latency_during_clones(c, writer, runs, false);
     let master_ip = c.pod(0).ip.clone();
-    c.override_dns(1, Some(&master_ip));
-    m.latency_master = latency_during_clones(c, writer, runs, false);
+    c.override_dns(2, Some(&master_ip));
     m.latency_master_own_disk = latency_during_clones(c, writer, runs, true);
-    c.override_dns(1, None);
+    m.latency_master = latency_during_clones(c, writer, runs, false);
+    c.override_dns(2, None);
     if all >= 2 {
         let every = format!("0-{}", all - 1);
-        for n in [0, 1] {
-            pin(c.server_pid(n).unwrap(), &every);
-            pin(c.sidecar_pid(n).unwrap(), &every);
-        }
-        pin_self(&every);
+        pin_pods(c, &every, &every);
     }
+
+    // Recovery with two replicas.
+    for _ in 0..runs {
+        m.recovery.push(recovery(c, &[1, 2]).await);
+        c.wait_ready(0, Duration::from_secs(120)).await;
+    }
+    c.stop_pod(2);
+    own_disk(c, 2, false);
+    c.remove_pod(2);
 
     // The ceiling: tar of mysql-1's datadir, its server stopped, over a socket.
     c.stop_server(1);
@@ -543,14 +580,7 @@ async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mu
     c.start_server(1);
     c.wait_ready(1, Duration::from_secs(120)).await;
 
-    // Recovery with two replicas, then footprint and probe cost.
-    c.start_pod(2).await;
-    c.wait_ready(2, Duration::from_secs(600)).await;
-    for _ in 0..runs {
-        m.recovery.push(recovery(c, &[1, 2]).await);
-        c.wait_ready(0, Duration::from_secs(120)).await;
-    }
-    c.remove_pod(2);
+    // Footprint and probe cost.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let sidecar = c.sidecar_pid(1).unwrap();
     m.sidecar_idle_kb = proc_kb(sidecar, "VmRSS:");
@@ -585,6 +615,7 @@ async fn mysql(size: u64, runs: usize) -> MysqlResult {
     c.start_pod(1).await;
     c.wait_ready(1, Duration::from_secs(1200)).await;
     caught_up(&c, 1).await;
+    purge_binlogs(&c, 1).await;
     let data_mb = mysql_sts::progress::dir_size(&c.pod(1).datadir()) as f64 / 1e6;
     let (mut ours, mut copy, mut hand) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
@@ -814,10 +845,10 @@ fn report(sizes: &[SizeResult], main: u64, runs: usize, m: &MainResult) -> Strin
     let idle99 = quantile(&m.latency_idle, 0.99);
     md.push(format!(
         "A client inserts one row at a time into mysql-0 (autocommit, 10 ms apart) while a new \
-         replica, mysql-2, clones {runs} times, at {main} MB. The master's pod and the client are \
-         pinned to CPU 0, the donor and the recipient to CPU 1, as if on separate nodes. This \
-         machine has one disk: the recipient writes its copy either to it, beside the master's \
-         data, or to a tmpfs, as another node's disk would take it."
+         replica, mysql-3, clones {runs} times, at {main} MB. The master's pod and the client are \
+         pinned to CPU 0, mysql-1, mysql-2 and mysql-3 to CPU 1, as if on separate nodes. This \
+         machine has one disk: mysql-2 and mysql-3 keep their data on a tmpfs, as on disks of \
+         their own; the last two rows write mysql-3's copy to the master's disk instead."
     ));
     md.push(String::new());
     md.push("| while | writes | p50 | p99 | p99 / idle p99 |".into());
@@ -825,19 +856,19 @@ fn report(sizes: &[SizeResult], main: u64, runs: usize, m: &MainResult) -> Strin
     for (name, v) in [
         ("idle (20 s)", &m.latency_idle),
         (
-            "clone from mysql-1 (mysql-sts: N-1), recipient on its own disk",
+            "mysql-3 clones from mysql-2 (mysql-sts: N-1)",
             &m.latency_replica_own_disk,
         ),
         (
-            "clone from mysql-0 (always the primary), recipient on its own disk",
+            "mysql-3 clones from mysql-0 (always the primary)",
             &m.latency_master_own_disk,
         ),
         (
-            "clone from mysql-1, recipient on the master's disk",
+            "from mysql-2, the copy written to the master's disk",
             &m.latency_replica,
         ),
         (
-            "clone from mysql-0, recipient on the master's disk",
+            "from mysql-0, the copy written to the master's disk",
             &m.latency_master,
         ),
     ] {
@@ -851,9 +882,8 @@ fn report(sizes: &[SizeResult], main: u64, runs: usize, m: &MainResult) -> Strin
     }
     md.push(String::new());
     md.push(format!(
-        "Cloning from N-1: the master's p99 is **{:.2}×** idle with the recipient on its own disk \
-         (target ≤ 1.1×), {:.2}× when the copy lands on the master's disk; cloning from the \
-         primary: {:.2}× and {:.2}×.",
+        "Cloning from N-1: the master's p99 is **{:.2}×** idle (target ≤ 1.1×), {:.2}× when the \
+         copy lands on the master's disk; cloning from the primary: {:.2}× and {:.2}×.",
         quantile(&m.latency_replica_own_disk, 0.99) / idle99,
         quantile(&m.latency_replica, 0.99) / idle99,
         quantile(&m.latency_master_own_disk, 0.99) / idle99,
