@@ -65,6 +65,17 @@ pub enum Error {
 pub const ER_ACCESS_DENIED: u16 = 1045;
 
 impl Error {
+    /// Every name [`Error::kind`] gives.
+    pub const KINDS: [&'static str; 7] = [
+        "connection",
+        "access_denied",
+        "sql",
+        "io",
+        "config",
+        "clone",
+        "other",
+    ];
+
     /// A short fixed name for the kind of failure, fit for a metric label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -128,5 +139,37 @@ impl<T> SqlContext<T> for std::result::Result<T, mysql_async::Error> {
             what: what(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_listed() {
+        let errors = [
+            Error::config("x"),
+            Error::Other("x".into()),
+            Error::Io {
+                what: "x".into(),
+                source: std::io::Error::other("x"),
+            },
+            Error::Sql {
+                what: "x".into(),
+                source: mysql_async::Error::Server(mysql_async::ServerError {
+                    code: ER_ACCESS_DENIED,
+                    message: "Access denied".into(),
+                    state: "28000".into(),
+                }),
+            },
+            Error::Clone {
+                donor: "mysql-1".into(),
+                why: "x".into(),
+            },
+        ];
+        let kinds: Vec<&str> = errors.iter().map(Error::kind).collect();
+        assert_eq!(kinds, ["config", "other", "io", "access_denied", "clone"]);
+        assert!(kinds.iter().all(|k| Error::KINDS.contains(k)));
     }
 }

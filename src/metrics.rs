@@ -4,8 +4,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::error::Error;
 use crate::identity::{Identity, Role};
 use crate::readiness::Cause;
 
@@ -49,13 +51,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(id: &Identity) -> Metrics {
         let mut registry = Registry::with_prefix("mysql_sts");
-        let info = Family::<InfoLabels, Gauge>::default();
-        info.get_or_create(&InfoLabels {
+        let info = Info::new(InfoLabels {
             version: env!("CARGO_PKG_VERSION").into(),
             role: id.role.to_string(),
             pod: id.hostname.clone(),
-        })
-        .set(1);
+        });
         registry.register("build", "Build and identity of this agent", info);
         let master = Gauge::<i64>::default();
         master.set(i64::from(id.role == Role::Master));
@@ -91,6 +91,11 @@ impl Metrics {
             m.readiness.clone(),
         );
         m.set_cause(Cause::Starting);
+        for kind in Error::KINDS {
+            m.reconcile_errors
+                .get_or_create(&KindLabel { kind })
+                .inc_by(0);
+        }
         r.register(
             "replication_io_running",
             "1 when the replica's IO thread is connected",
@@ -185,5 +190,39 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_exists_from_the_start() {
+        let id = Identity::new("mysql-2", "mysql-h.db.svc.cluster.local", 100).unwrap();
+        let m = Metrics::new(&id);
+        m.reconcile_failed("connection");
+        m.set_cause(Cause::LagTooHigh);
+        let text = m.encode();
+        for line in [
+            "mysql_sts_build_info{version=\"",
+            "role=\"replica\",pod=\"mysql-2\"} 1\n",
+            "mysql_sts_master 0\n",
+            "mysql_sts_readiness_cause{cause=\"lag_too_high\"} 1\n",
+            "mysql_sts_readiness_cause{cause=\"replicating\"} 0\n",
+            "mysql_sts_reconcile_errors_total{kind=\"connection\"} 1\n",
+            "mysql_sts_reconcile_errors_total{kind=\"access_denied\"} 0\n",
+            "mysql_sts_clone_received_failed_attempts 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+        assert_eq!(
+            text.matches("mysql_sts_readiness_cause{").count(),
+            Cause::ALL.len()
+        );
+        assert_eq!(
+            text.matches("mysql_sts_reconcile_errors_total{").count(),
+            Error::KINDS.len()
+        );
     }
 }
