@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mysql_async::prelude::Queryable;
+use mysql_sts::readiness::{IoState, ReplicaStatus};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -53,19 +54,8 @@ fn secs_row(name: &str, v: &[f64]) -> String {
 /// Runs `script` in pod `n` with `sh -c`; returns its wall time and stdout.
 fn timed_sh(c: &Cluster, n: u32, script: &str) -> (f64, String) {
     let started = Instant::now();
-    let out = c
-        .pod_command(n, &["sh".into(), "-ec".into(), script.into()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let out = run(&mut c.pod_command(n, &["sh".into(), "-ec".into(), script.into()]));
+    (started.elapsed().as_secs_f64(), out)
 }
 
 /// Creates pod 2, pipes `send` (run in pod 1) into `receive` (run in pod 2)
@@ -130,13 +120,7 @@ fn pin_self(cpus: &str) {
 }
 
 fn taskset(args: &[&str]) {
-    let ok = std::process::Command::new("taskset")
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "taskset {args:?}");
+    run(std::process::Command::new("taskset").args(args));
 }
 
 /// A client writing to the master one row at a time, from its own thread and
@@ -166,13 +150,7 @@ impl Writer {
                         Some(c) => c,
                         None => match tokio::time::timeout(
                             Duration::from_secs(2),
-                            mysql_async::Conn::new(
-                                mysql_async::OptsBuilder::default()
-                                    .ip_or_hostname(ip.clone())
-                                    .user(Some("root"))
-                                    .pass(Some(ROOT_PASSWORD))
-                                    .prefer_socket(false),
-                            ),
+                            mysql_async::Conn::new(tcp_opts(&ip, "root", ROOT_PASSWORD)),
                         )
                         .await
                         {
@@ -349,34 +327,25 @@ async fn time_to_ready(c: &mut Cluster, n: u32) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// Whether pod `n`'s server replicates: both threads running.
+/// Whether pod `n`'s server replicates: both threads running, as the
+/// sidecar reads them.
 async fn replicating(c: &Cluster, n: u32) -> bool {
     let Ok(Ok(mut conn)) = tokio::time::timeout(
         Duration::from_secs(1),
-        mysql_async::Conn::new(
-            mysql_async::OptsBuilder::default()
-                .ip_or_hostname(c.pod(n).ip.clone())
-                .user(Some("root"))
-                .pass(Some(ROOT_PASSWORD))
-                .prefer_socket(false),
-        ),
+        mysql_async::Conn::new(tcp_opts(&c.pod(n).ip, "root", ROOT_PASSWORD)),
     )
     .await
     else {
         return false;
     };
-    let row: Option<mysql_async::Row> = conn.query_first("SHOW REPLICA STATUS").await.unwrap();
+    let flavor = c.engine.flavor();
+    let rows = mysql_sts::db::rows(&mut conn, flavor.replica_status_query())
+        .await
+        .unwrap();
     let _ = conn.disconnect().await;
-    let Some(row) = row else { return false };
-    let yes = |names: [&str; 2]| {
-        names.iter().any(|name| {
-            row.get_opt::<String, _>(*name)
-                .and_then(|v| v.ok())
-                .is_some_and(|v| v == "Yes")
-        })
-    };
-    yes(["Slave_IO_Running", "Replica_IO_Running"])
-        && yes(["Slave_SQL_Running", "Replica_SQL_Running"])
+    rows.first()
+        .map(|row| ReplicaStatus::from_row(flavor, row))
+        .is_some_and(|r| r.io == Some(IoState::Yes) && r.sql_running)
 }
 
 /// SIGKILLs the master's server, waits until the replicas notice, starts it

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{http_get, scalar};
+use common::{http_get, run, scalar};
 use mysql_async::prelude::Queryable;
 
 const ROOT_PASSWORD: &str = "compose-Root-7c21";
@@ -68,21 +68,14 @@ impl Project {
     }
 
     fn ip(&self, pod: u32) -> String {
-        let out = Command::new("docker")
-            .args([
-                "inspect",
-                "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                &format!("{}_mysql-{pod}_1", self.name),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        run(Command::new("docker").args([
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &format!("{}_mysql-{pod}_1", self.name),
+        ]))
+        .trim()
+        .to_owned()
     }
 
     /// Every container of the project runs as a non-root user with a

@@ -72,12 +72,7 @@ impl Writer {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (s, a, p, i) = (stop.clone(), acked.clone(), pause.clone(), idle.clone());
         let task = tokio::spawn(async move {
-            let opts = mysql_async::OptsBuilder::default()
-                .ip_or_hostname(master_ip)
-                .tcp_port(3306)
-                .user(Some("root"))
-                .pass(Some(ROOT_PASSWORD))
-                .prefer_socket(false);
+            let opts = tcp_opts(&master_ip, "root", ROOT_PASSWORD);
             let mut conn: Option<mysql_async::Conn> = None;
             while !s.load(Ordering::Relaxed) {
                 if p.load(Ordering::Relaxed) {

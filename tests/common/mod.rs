@@ -53,6 +53,14 @@ impl Engine {
         }
     }
 
+    /// The server flavour the agent sees on this engine.
+    pub fn flavor(self) -> mysql_sts::flavor::Flavor {
+        match self {
+            Engine::Mariadb => mysql_sts::flavor::Flavor::Mariadb,
+            Engine::Mysql => mysql_sts::flavor::Flavor::Mysql,
+        }
+    }
+
     fn server(self) -> &'static str {
         match self {
             Engine::Mariadb => "/usr/sbin/mariadbd",
@@ -863,13 +871,18 @@ pub async fn connect_socket(socket: &Path, password: Option<&str>) -> mysql_asyn
     mysql_async::Conn::new(opts).await.unwrap()
 }
 
-pub async fn connect_tcp(host: &str, user: &str, password: &str) -> mysql_async::Conn {
-    let opts = mysql_async::OptsBuilder::default()
+/// Options for a client connecting to `host`'s server over TCP, as `user`.
+pub fn tcp_opts(host: &str, user: &str, password: &str) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
         .ip_or_hostname(host.to_owned())
         .tcp_port(3306)
         .user(Some(user.to_owned()))
         .pass(Some(password.to_owned()))
-        .prefer_socket(false);
+        .prefer_socket(false)
+}
+
+pub async fn connect_tcp(host: &str, user: &str, password: &str) -> mysql_async::Conn {
+    let opts = tcp_opts(host, user, password);
     let started = Instant::now();
     loop {
         match mysql_async::Conn::new(opts.clone()).await {
