@@ -1,4 +1,4 @@
-//! The donor side of a MariaDB clone: run `mariabackup --backup
+//! The donor side of a MariaDB clone: run `mariadb-backup --backup
 //! --stream=xbstream` against the local server and frame its output for the
 //! recipient, ending with a trailer that vouches for every byte (or says why
 //! the backup failed). One stream at a time.
@@ -57,7 +57,7 @@ pub fn start(
         )
         .io_context(|| format!("cannot write {}", cnf.display()))?;
     }
-    let mut cmd = Command::new("mariabackup");
+    let mut cmd = Command::new("mariadb-backup");
     cmd.arg(format!("--defaults-extra-file={}", cnf.display()))
         .arg("--backup")
         .arg("--stream=xbstream")
@@ -81,7 +81,7 @@ pub fn start(
         .spawn()
         .map_err(|e| {
             Error::Other(format!(
-                "cannot run mariabackup: {e}; is mariadb-backup installed beside the sidecar?"
+                "cannot run mariadb-backup: {e}; is mariadb-backup installed beside the sidecar?"
             ))
         })?;
     let mut stdout = child.stdout.take().expect("piped");
@@ -133,11 +133,11 @@ pub fn start(
                             break Ok(());
                         }
                         Ok(s) => {
-                            let msg = format!("mariabackup exited with {s}: {tail}");
+                            let msg = format!("mariadb-backup exited with {s}: {tail}");
                             let _ = tx.send(Encoder::fail(&msg)).await;
                             break Err(msg);
                         }
-                        Err(e) => break Err(format!("waiting for mariabackup: {e}")),
+                        Err(e) => break Err(format!("waiting for mariadb-backup: {e}")),
                     }
                 }
                 Ok(n) => {
@@ -153,7 +153,7 @@ pub fn start(
                         break Err("the recipient went away".into());
                     }
                 }
-                Err(e) => break Err(format!("reading mariabackup's output: {e}")),
+                Err(e) => break Err(format!("reading mariadb-backup's output: {e}")),
             }
         };
         let _ = child.kill().await;

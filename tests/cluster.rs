@@ -257,7 +257,7 @@ async fn lifecycle(engine: Engine, tls: bool) {
         assert_eq!(code, 401, "{bearer:?}: {body}");
         assert!(body.len() < 200, "a refused request got data");
     }
-    if engine == Engine::Mariadb {
+    if engine.is_mariadb() {
         // One stream at a time: a second request is told the donor is busy.
         let first = c.request(2, "/clone", Some(CLONE_TOKEN)).await.unwrap();
         assert_eq!(first.status(), 200);
@@ -395,7 +395,9 @@ async fn errant_then_reclone(c: &mut Cluster) {
     let e = c.engine.name();
     let mut r = c.root(3).await;
     let write = match c.engine {
-        Engine::Mariadb => "INSERT INTO app.t (id, v) VALUES (999999, 'errant')",
+        Engine::Mariadb | Engine::Mariadb11 => {
+            "INSERT INTO app.t (id, v) VALUES (999999, 'errant')"
+        }
         Engine::Mysql => {
             "SET GLOBAL super_read_only = 0; INSERT INTO app.t (id, v) VALUES (999999, 'errant')"
         }
@@ -496,6 +498,11 @@ async fn reseed_master(c: &mut Cluster) {
 async fn mariadb_statefulset_lifecycle() {
     // The MariaDB cluster runs its agents over TLS (clone stream included).
     lifecycle(Engine::Mariadb, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_statefulset_lifecycle() {
+    lifecycle(Engine::Mariadb11, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -242,6 +242,11 @@ async fn compose_mariadb_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn compose_mariadb11_cluster() {
+    compose_cluster("mariadb11").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn compose_mysql_cluster() {
     compose_cluster("mysql").await;
 }

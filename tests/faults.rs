@@ -417,7 +417,7 @@ async fn suite(engine: Engine) {
         let init = c.spawn_init(3, &[]);
         tokio::time::sleep(Duration::from_secs_f64(rng.between(0.1, 0.9) * clone_secs)).await;
         match engine {
-            Engine::Mariadb => c.kill_sidecar(2),
+            Engine::Mariadb | Engine::Mariadb11 => c.kill_sidecar(2),
             Engine::Mysql => c.kill_server(2),
         }
         let status = tokio::task::spawn_blocking(move || init.wait_with_output().unwrap().status)
@@ -639,7 +639,7 @@ fn untouched(c: &Cluster, n: u32) -> bool {
 /// message, and nothing written to the datadir or the config directory.
 async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
     let engine = c.engine;
-    let flavor = engine.name();
+    let flavor = engine.flavor().to_string();
     let mut rows = Vec::new();
     // A new replica whose donor (mysql-2) is up.
     const BAD: u32 = 3;
@@ -652,7 +652,7 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                     says: &str| {
         let argv = c.agent_argv(args);
         let mut cmd = c.pod_command(BAD, &argv);
-        cmd.env("MYSQL_STS_FLAVOR", flavor)
+        cmd.env("MYSQL_STS_FLAVOR", &flavor)
             .env("MYSQL_STS_DONOR_TIMEOUT", "4s")
             .env("MYSQL_STS_CLONE_ATTEMPTS", "1");
         for (k, v) in env {
@@ -709,7 +709,7 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
         );
     }
     match engine {
-        Engine::Mariadb => {
+        Engine::Mariadb | Engine::Mariadb11 => {
             case(
                 c,
                 "clone token empty".into(),
@@ -869,6 +869,11 @@ fn report(engine: &str, results: &[Trial], acked: usize, bad: &[BadInput]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_faults() {
     suite(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_faults() {
+    suite(Engine::Mariadb11).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
-//! MariaDB recipient: pull the donor sidecar's framed `mariabackup` stream,
+//! MariaDB recipient: pull the donor sidecar's framed `mariadb-backup` stream,
 //! extract it with `mbstream`, verify the trailer, prepare, read the GTID.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -128,18 +128,18 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     let streamed = started.elapsed();
     info!(donor = %donor, bytes = trailer.bytes, crc32 = format!("{:08x}", trailer.crc32), secs = streamed.as_secs_f64(), "stream received and verified");
 
-    let out = Command::new("mariabackup")
+    let out = Command::new("mariadb-backup")
         .arg("--prepare")
         .arg(format!("--target-dir={}", data.display()))
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| fail(format!("cannot run mariabackup: {e}")))?;
+        .map_err(|e| fail(format!("cannot run mariadb-backup: {e}")))?;
     if !out.status.success() {
         let log = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
         return Err(fail(format!(
-            "mariabackup --prepare failed ({}): {}",
+            "mariadb-backup --prepare failed ({}): {}",
             out.status,
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         )));
@@ -156,16 +156,46 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     Ok((data, info))
 }
 
-/// The GTID position of the copy: the third field of `xtrabackup_binlog_info`.
-fn read_gtid(data: &std::path::Path) -> std::result::Result<String, String> {
-    let path = data.join("xtrabackup_binlog_info");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "cannot read {}: {e}; is log_bin on at the donor?",
-            path.display()
-        )
-    })?;
-    Ok(parse_binlog_info(&text))
+/// mariadb-backup's record of the copy's binary log position, under the name
+/// of each version: `mariadb_backup_*` since 11.1 (MDEV-18931), `xtrabackup_*`
+/// before.
+const BINLOG_INFO: [&str; 2] = ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"];
+
+/// The GTID position of the copy: the third field of its binlog info file.
+fn read_gtid(data: &Path) -> std::result::Result<String, String> {
+    for name in BINLOG_INFO {
+        let path = data.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(parse_binlog_info(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    let found = backup_metadata(data);
+    Err(format!(
+        "the copy holds no binary log position: neither {} in {} ({}); \
+         the donor's mariadb-backup wrote a layout this agent does not know",
+        BINLOG_INFO.join(" nor "),
+        data.display(),
+        if found.is_empty() {
+            "and no backup metadata at all: was it a mariadb-backup stream?".to_owned()
+        } else {
+            format!("backup metadata found: {}", found.join(", "))
+        }
+    ))
+}
+
+/// The names of the backup metadata files in `data`, sorted.
+fn backup_metadata(data: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(data)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("mariadb_backup_") || n.starts_with("xtrabackup_"))
+        .collect();
+    found.sort();
+    found
 }
 
 pub(crate) fn parse_binlog_info(text: &str) -> String {
@@ -174,6 +204,58 @@ pub(crate) fn parse_binlog_info(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::read_gtid;
+
+    fn copy_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_the_position_under_either_name() {
+        let old = copy_with(&[
+            ("xtrabackup_binlog_info", "binlog.000002\t1234\t0-100-57\n"),
+            ("xtrabackup_checkpoints", "backup_type = full-prepared\n"),
+        ]);
+        assert_eq!(read_gtid(old.path()).unwrap(), "0-100-57");
+        let new = copy_with(&[
+            (
+                "mariadb_backup_binlog_info",
+                "binlog.000003\t328\t0-100-9\n",
+            ),
+            (
+                "mariadb_backup_checkpoints",
+                "backup_type = full-prepared\n",
+            ),
+        ]);
+        assert_eq!(read_gtid(new.path()).unwrap(), "0-100-9");
+    }
+
+    #[test]
+    fn an_unknown_layout_says_what_it_found() {
+        let dir = copy_with(&[
+            ("mariadb_backup_checkpoints", ""),
+            ("mariadb_backup_info", ""),
+            ("ibdata1", ""),
+        ]);
+        let err = read_gtid(dir.path()).unwrap_err();
+        assert!(
+            err.contains("mariadb_backup_binlog_info nor xtrabackup_binlog_info"),
+            "{err}"
+        );
+        assert!(
+            err.contains("backup metadata found: mariadb_backup_checkpoints, mariadb_backup_info"),
+            "{err}"
+        );
+        assert!(!err.contains("log_bin"), "{err}");
+        let empty = copy_with(&[]);
+        let err = read_gtid(empty.path()).unwrap_err();
+        assert!(err.contains("no backup metadata at all"), "{err}");
+    }
+
     #[test]
     fn binlog_info() {
         assert_eq!(

@@ -1,8 +1,9 @@
 //! A StatefulSet on one machine, for the integration tests: each pod is a
 //! network namespace with its own address and hostname, running the real
 //! `mysql-sts init`, then a real server, then `mysql-sts sidecar`; a dnsmasq
-//! the test controls publishes the headless-Service names. MariaDB runs from
-//! the host's packages, MySQL from a Debian sid chroot (see `scripts/`).
+//! the test controls publishes the headless-Service names. MariaDB 10.11 runs
+//! from the host's packages, MariaDB 11.8 and MySQL 9.7 from Debian sid
+//! chroots (see `scripts/install-test-deps`).
 //!
 //! Needs root. `scripts/test` installs everything and runs the suite.
 
@@ -24,16 +25,19 @@ pub const SERVICE: &str = "mysql-h";
 pub const NAMESPACE: &str = "test";
 pub const DOMAIN: &str = "mysql-h.test.svc.cluster.local";
 
-/// Where `scripts/install-test-deps` puts the MySQL chroot.
-pub fn mysql_chroot() -> PathBuf {
-    std::env::var_os("MYSQL_STS_TEST_MYSQL_ROOT")
+/// Where `scripts/install-test-deps` puts the chroot of a sid engine.
+fn chroot(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/mysql-sts-test/sid".into())
+        .unwrap_or_else(|| default.into())
 }
 
+/// The servers the suite proves: MariaDB 10.11 from the host's packages,
+/// MariaDB 11.8 and MySQL 9.7 from Debian sid chroots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Mariadb,
+    Mariadb11,
     Mysql,
 }
 
@@ -41,30 +45,43 @@ impl Engine {
     pub fn name(self) -> &'static str {
         match self {
             Engine::Mariadb => "mariadb",
+            Engine::Mariadb11 => "mariadb11",
             Engine::Mysql => "mysql",
         }
     }
 
-    /// The filesystem the pod's processes see: `/` or the chroot.
+    /// The filesystem the pod's processes see: `/` or a chroot.
     fn root(self) -> PathBuf {
         match self {
             Engine::Mariadb => "/".into(),
-            Engine::Mysql => mysql_chroot(),
+            Engine::Mariadb11 => chroot(
+                "MYSQL_STS_TEST_MARIADB11_ROOT",
+                "/var/cache/mysql-sts-test/sid-mariadb",
+            ),
+            Engine::Mysql => chroot("MYSQL_STS_TEST_MYSQL_ROOT", "/var/cache/mysql-sts-test/sid"),
         }
+    }
+
+    fn in_chroot(self) -> bool {
+        self != Engine::Mariadb
     }
 
     /// The server flavour the agent sees on this engine.
     pub fn flavor(self) -> mysql_sts::flavor::Flavor {
         match self {
-            Engine::Mariadb => mysql_sts::flavor::Flavor::Mariadb,
+            Engine::Mariadb | Engine::Mariadb11 => mysql_sts::flavor::Flavor::Mariadb,
             Engine::Mysql => mysql_sts::flavor::Flavor::Mysql,
         }
     }
 
+    pub fn is_mariadb(self) -> bool {
+        self.flavor() == mysql_sts::flavor::Flavor::Mariadb
+    }
+
     fn server(self) -> &'static str {
-        match self {
-            Engine::Mariadb => "/usr/sbin/mariadbd",
-            Engine::Mysql => "/usr/sbin/mysqld",
+        match self.flavor() {
+            mysql_sts::flavor::Flavor::Mariadb => "/usr/sbin/mariadbd",
+            mysql_sts::flavor::Flavor::Mysql => "/usr/sbin/mysqld",
         }
     }
 }
@@ -184,13 +201,14 @@ impl Cluster {
             ])
             .stderr(Stdio::null())
             .status();
-        let base = match engine {
-            Engine::Mariadb => PathBuf::from(format!("/var/tmp/mysql-sts-pods/c{id}")),
-            Engine::Mysql => engine.root().join(format!("pods/c{id}")),
+        let base = if engine.in_chroot() {
+            engine.root().join(format!("pods/c{id}"))
+        } else {
+            PathBuf::from(format!("/var/tmp/mysql-sts-pods/c{id}"))
         };
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).unwrap();
-        if engine == Engine::Mysql {
+        if engine.in_chroot() {
             install_agent_in_chroot(&engine.root());
         }
         let hosts_file = base.join("dns-hosts");
@@ -405,7 +423,7 @@ impl Cluster {
              log_error={d}/server-error.log\nskip-name-resolve\ninnodb_buffer_pool_size=32M\n"
         );
         let engine = match self.engine {
-            Engine::Mariadb => "",
+            Engine::Mariadb | Engine::Mariadb11 => "",
             Engine::Mysql => {
                 "mysqlx=OFF\nsecure-file-priv=NULL\nperformance_schema=OFF\ninnodb_redo_log_capacity=16M\n"
             }
@@ -433,17 +451,20 @@ impl Cluster {
     }
 
     /// A command run inside pod `n`: its network namespace, its hostname and,
-    /// for MySQL, the chroot (with the namespace's resolv.conf bound into it).
+    /// for the sid engines, the chroot (with the namespace's resolv.conf bound
+    /// into it, and a /proc as a container has: mariadb-backup needs one).
     pub fn pod_command(&self, n: u32, argv: &[String]) -> Command {
         let pod = self.pod(n);
         let root = self.engine.root();
-        let setup = match self.engine {
-            Engine::Mariadb => format!("hostname {}; exec \"$@\"", pod.name),
-            Engine::Mysql => format!(
-                "hostname {}; mount --bind /etc/resolv.conf {root}/etc/resolv.conf; exec chroot {root} \"$@\"",
+        let setup = if self.engine.in_chroot() {
+            format!(
+                "hostname {}; mount --bind /etc/resolv.conf {root}/etc/resolv.conf; \
+                 mount -t proc proc {root}/proc; exec chroot {root} \"$@\"",
                 pod.name,
                 root = root.display()
-            ),
+            )
+        } else {
+            format!("hostname {}; exec \"$@\"", pod.name)
         };
         let mut cmd = Command::new("ip");
         // Its own process group: killing a "container" kills what it started.
@@ -476,9 +497,10 @@ impl Cluster {
     }
 
     pub fn agent_argv(&self, args: &[&str]) -> Vec<String> {
-        let bin = match self.engine {
-            Engine::Mariadb => agent_binary().display().to_string(),
-            Engine::Mysql => "/usr/local/bin/mysql-sts".into(),
+        let bin = if self.engine.in_chroot() {
+            "/usr/local/bin/mysql-sts".into()
+        } else {
+            agent_binary().display().to_string()
         };
         std::iter::once(bin)
             .chain(args.iter().map(|s| s.to_string()))
@@ -516,20 +538,23 @@ impl Cluster {
             return;
         }
         let cnf = format!("--defaults-file={}", pod.dir.join("my.cnf").display());
-        let argv: Vec<String> = match self.engine {
-            Engine::Mariadb => vec![
+        let argv: Vec<String> = match self.engine.flavor() {
+            mysql_sts::flavor::Flavor::Mariadb => vec![
                 "mariadb-install-db".into(),
                 cnf,
                 "--auth-root-authentication-method=normal".into(),
                 "--skip-test-db".into(),
             ],
-            Engine::Mysql => vec!["mysqld".into(), cnf, "--initialize-insecure".into()],
+            mysql_sts::flavor::Flavor::Mysql => {
+                vec!["mysqld".into(), cnf, "--initialize-insecure".into()]
+            }
         };
         let out = self.pod_command(n, &argv).output().unwrap();
         assert!(
             out.status.success(),
-            "initialising {}: {}",
+            "initialising {}: {}{}",
             pod.name,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         self.start_server(n);
