@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use mysql_sts::readiness::{IoState, ReplicaStatus};
+use mysql_sts::engine::replication::{IoState, ReplicaStatus};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -339,12 +339,12 @@ async fn replicating(c: &Cluster, n: u32) -> bool {
         return false;
     };
     let flavor = c.engine.flavor();
-    let rows = mysql_sts::db::rows(&mut conn, flavor.replica_status_query())
+    let rows = mysql_sts::net::sql::rows(&mut conn, flavor.replica_status_query())
         .await
         .unwrap();
     let _ = conn.disconnect().await;
     rows.first()
-        .map(|row| ReplicaStatus::from_row(flavor, row))
+        .map(ReplicaStatus::from_row)
         .is_some_and(|r| r.io == Some(IoState::Yes) && r.sql_running)
 }
 

@@ -57,6 +57,9 @@ pub enum Error {
         source: mysql_async::Error,
     },
 
+    #[error("stopped by a signal before the work was done")]
+    Stopped,
+
     #[error("{0}")]
     Other(String),
 }
@@ -90,7 +93,7 @@ impl Error {
             Error::Sql { .. } => "connection",
             Error::Io { .. } => "io",
             Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => "config",
-            Error::Other(_) => "other",
+            Error::Other(_) | Error::Stopped => "other",
             Error::NoDonor { .. }
             | Error::Clone { .. }
             | Error::CloneRefused { .. }

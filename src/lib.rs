@@ -1,29 +1,35 @@
 //! mysql-sts: replicated MySQL and MariaDB as a Kubernetes StatefulSet,
 //! without an operator. One binary, used as init container, sidecar and
 //! probe client.
+//!
+//! The crate's map:
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`config`] | flags, environment and secret files → `InitConfig`, `SidecarConfig`, `ProbeConfig` |
+//! | [`pod`] | who this pod is: ordinal, role, peer names |
+//! | [`init`] | the init container: the datadir decision ([`init::plan`]), donors, the clone |
+//! | [`sidecar`] | the control loop (observe → [`sidecar::plan`] → apply), readiness, HTTP API, metrics |
+//! | [`engine`] | the one seam between MySQL and MariaDB: settings, SQL, GTIDs, both ends of a clone |
+//! | [`net`] | DNS, the agent-to-agent client, the clone wire format, SQL connections |
+//! | [`status`] | what a pod says of itself on `/status`, served and read alike |
+//! | [`datadir`] | what a datadir holds, and the rule that keeps half a clone from passing as data |
+//! | [`probe`] | the exec-probe client |
+//! | [`shutdown`], [`error`], [`secret`], [`progress`], [`install`] | the rest of the plumbing |
 
-pub mod api;
-pub mod backup;
-pub mod cli;
-pub mod clone;
+pub mod config;
 pub mod datadir;
-pub mod db;
-pub mod donor;
+pub mod engine;
 pub mod error;
-pub mod flavor;
-pub mod gtid;
-pub mod http;
-pub mod identity;
 pub mod init;
 pub mod install;
-pub mod metrics;
-pub mod mysqld;
+pub mod net;
+pub mod pod;
 pub mod probe;
 pub mod progress;
-pub mod readiness;
 pub mod secret;
-pub mod serve;
+pub mod shutdown;
 pub mod sidecar;
-pub mod stream;
+pub mod status;
 
 pub use error::{Error, Result};

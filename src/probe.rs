@@ -1,23 +1,15 @@
 //! The probe client for exec probes: asks the local sidecar's endpoint.
 
-use std::time::Duration;
+use crate::config::{ProbeConfig, ProbeKind};
 
-use crate::cli::ProbeKind;
-use crate::http::AgentClient;
-
-/// Returns whether the sidecar at `host` said OK, and what it said.
-pub async fn run(
-    http: &AgentClient,
-    host: &str,
-    what: ProbeKind,
-    timeout: Duration,
-) -> (bool, String) {
-    let path = match what {
+/// Returns whether the sidecar said OK, and what it said.
+pub async fn run(cfg: &ProbeConfig) -> (bool, String) {
+    let path = match cfg.what {
         ProbeKind::Ready => "/readyz",
         ProbeKind::Live => "/livez",
     };
-    let url = http.url(host, path);
-    match http.client.get(&url).timeout(timeout).send().await {
+    let url = cfg.http.url(&cfg.host, path);
+    match cfg.http.client.get(&url).timeout(cfg.timeout).send().await {
         Ok(r) => {
             let ok = r.status().is_success();
             let body = r.text().await.unwrap_or_default();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use mysql_sts::readiness;
+use mysql_sts::sidecar::readiness;
 
 async fn row_count(c: &Cluster, n: u32) -> u64 {
     let mut conn = c.root(n).await;

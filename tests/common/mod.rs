@@ -67,21 +67,21 @@ impl Engine {
     }
 
     /// The server flavour the agent sees on this engine.
-    pub fn flavor(self) -> mysql_sts::flavor::Flavor {
+    pub fn flavor(self) -> mysql_sts::engine::Flavor {
         match self {
-            Engine::Mariadb | Engine::Mariadb11 => mysql_sts::flavor::Flavor::Mariadb,
-            Engine::Mysql => mysql_sts::flavor::Flavor::Mysql,
+            Engine::Mariadb | Engine::Mariadb11 => mysql_sts::engine::Flavor::Mariadb,
+            Engine::Mysql => mysql_sts::engine::Flavor::Mysql,
         }
     }
 
     pub fn is_mariadb(self) -> bool {
-        self.flavor() == mysql_sts::flavor::Flavor::Mariadb
+        self.flavor() == mysql_sts::engine::Flavor::Mariadb
     }
 
     fn server(self) -> &'static str {
         match self.flavor() {
-            mysql_sts::flavor::Flavor::Mariadb => "/usr/sbin/mariadbd",
-            mysql_sts::flavor::Flavor::Mysql => "/usr/sbin/mysqld",
+            mysql_sts::engine::Flavor::Mariadb => "/usr/sbin/mariadbd",
+            mysql_sts::engine::Flavor::Mysql => "/usr/sbin/mysqld",
         }
     }
 }
@@ -539,13 +539,13 @@ impl Cluster {
         }
         let cnf = format!("--defaults-file={}", pod.dir.join("my.cnf").display());
         let argv: Vec<String> = match self.engine.flavor() {
-            mysql_sts::flavor::Flavor::Mariadb => vec![
+            mysql_sts::engine::Flavor::Mariadb => vec![
                 "mariadb-install-db".into(),
                 cnf,
                 "--auth-root-authentication-method=normal".into(),
                 "--skip-test-db".into(),
             ],
-            mysql_sts::flavor::Flavor::Mysql => {
+            mysql_sts::engine::Flavor::Mysql => {
                 vec!["mysqld".into(), cnf, "--initialize-insecure".into()]
             }
         };

@@ -1,64 +1,28 @@
 //! Finding a clone donor: resolve the peers through DNS (the headless Service),
 //! nearest ordinal first, and take the first whose sidecar says it is ready.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use tracing::{info, warn};
 
+use crate::engine::Flavor;
+use crate::engine::clone::Donor;
 use crate::error::{Error, Result};
-use crate::http::AgentClient;
+use crate::init::plan::{self, PeerAnswer, Reseed};
+use crate::net::agent_client::AgentClient;
+use crate::net::dns::{resolve, resolver};
+use crate::status::Status;
 
 /// Each DNS or HTTP check gives up after this long.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A donor that resolved and answered ready.
-#[derive(Debug, Clone)]
-pub struct Donor {
-    pub name: String,
-    pub ip: IpAddr,
-}
-
-/// A resolver on the system configuration that does not hold on to "no such
-/// name" answers: a donor pod that appears must be seen within seconds.
-pub fn resolver() -> Result<TokioResolver> {
-    let mut builder = TokioResolver::builder_tokio()
-        .map_err(|e| Error::config(format!("cannot read the DNS configuration: {e}")))?;
-    let opts = builder.options_mut();
-    opts.negative_max_ttl = Some(Duration::from_secs(1));
-    opts.positive_max_ttl = Some(Duration::from_secs(5));
-    opts.timeout = Duration::from_secs(2);
-    opts.attempts = 1;
-    builder
-        .build()
-        .map_err(|e| Error::config(format!("cannot build the DNS resolver: {e}")))
-}
-
-pub async fn resolve(resolver: &TokioResolver, name: &str) -> std::result::Result<IpAddr, String> {
-    // A trailing dot keeps search domains from turning a missing pod into some other name.
-    let fq = if name.contains('.') && !name.ends_with('.') {
-        format!("{name}.")
-    } else {
-        name.to_owned()
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, resolver.lookup_ip(fq.as_str())).await {
-        Err(_) => Err("DNS did not answer".to_owned()),
-        Ok(Err(e)) if e.is_no_records_found() => Err("does not resolve (no such name)".to_owned()),
-        Ok(Err(e)) => Err(format!("does not resolve ({e})")),
-        Ok(Ok(lookup)) => lookup
-            .iter()
-            .next()
-            .ok_or_else(|| "resolves to no address".to_owned()),
-    }
-}
 
 async fn check(
     resolver: &TokioResolver,
     http: &AgentClient,
     name: &str,
 ) -> std::result::Result<Donor, String> {
-    let ip = resolve(resolver, name).await?;
+    let ip = resolve(resolver, name).await.map_err(|e| e.to_string())?;
     let resp = http
         .get(name, "/readyz", CHECK_TIMEOUT)
         .await
@@ -139,7 +103,7 @@ fn backoff() -> impl Iterator<Item = Duration> {
     )
 }
 
-/// What a peer's sidecar says of its server, for re-seeding the master.
+/// The peer an empty master re-seeds from, and what it holds.
 #[derive(Debug, Clone)]
 pub struct PeerData {
     pub donor: Donor,
@@ -161,14 +125,20 @@ async fn existing_peers(resolver: &TokioResolver, names: impl Fn(u32) -> String)
     found
 }
 
+/// What a peer's sidecar says of itself; `None` when it does not answer.
+async fn peer_status(http: &AgentClient, name: &str) -> Option<Status> {
+    let resp = http.get(name, "/status", CHECK_TIMEOUT).await.ok()?;
+    resp.json::<Status>().await.ok()
+}
+
 /// For a master whose datadir is empty: the peer holding the most data, so
 /// that an empty master never takes over from replicas that hold data.
 /// `Ok(None)` when no peer exists (a new cluster) or, after `timeout`, when
-/// none of them answered.
+/// none of them answered with data.
 pub async fn reseed_source(
     names: impl Fn(u32) -> String,
     http: &AgentClient,
-    flavor: crate::flavor::Flavor,
+    flavor: Flavor,
     timeout: Duration,
 ) -> Result<Option<PeerData>> {
     let resolver = resolver()?;
@@ -181,40 +151,41 @@ pub async fn reseed_source(
     let mut delays = backoff();
     loop {
         let mut answered = Vec::new();
+        let mut from = Vec::new();
         let mut silent = Vec::new();
         for p in &peers {
-            let status = async {
-                let resp = http.get(&p.name, "/status", CHECK_TIMEOUT).await.ok()?;
-                resp.json::<serde_json::Value>().await.ok()
-            }
-            .await;
-            match status {
-                Some(v) => answered.push(PeerData {
-                    donor: p.clone(),
-                    gtid: v["gtid_executed"].as_str().unwrap_or_default().to_owned(),
-                }),
+            match peer_status(http, &p.name).await {
+                Some(st) => {
+                    answered.push(PeerAnswer {
+                        name: p.name.clone(),
+                        gtid: st.gtid_executed.filter(|g| !g.is_empty()),
+                    });
+                    from.push(p);
+                }
                 None => silent.push(p.name.clone()),
             }
         }
-        let with_data: Vec<&PeerData> = answered.iter().filter(|p| !p.gtid.is_empty()).collect();
-        let done = silent.is_empty() || started.elapsed() >= timeout;
-        if done {
-            let best = with_data
-                .into_iter()
-                .max_by_key(|p| crate::gtid::weight(flavor, &p.gtid))
-                .cloned();
-            match &best {
-                Some(b) => {
-                    info!(donor = %b.donor.name, gtid = %b.gtid, unanswered = ?silent, "re-seeding the master from the most advanced peer")
-                }
-                None => {
-                    warn!(peers = ?peers.iter().map(|p| &p.name).collect::<Vec<_>>(), waited_s = started.elapsed().as_secs(), "peers exist but none has data to give: starting an EMPTY master")
-                }
+        let timed_out = started.elapsed() >= timeout;
+        match plan::reseed(&answered, silent.len(), timed_out, |g| {
+            flavor.gtid_weight(g)
+        }) {
+            Reseed::Wait => {
+                warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to tell what it holds");
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
-            return Ok(best);
+            Reseed::StartEmpty => {
+                warn!(peers = ?peers.iter().map(|p| &p.name).collect::<Vec<_>>(), waited_s = started.elapsed().as_secs(), "peers exist but none has data to give: starting an EMPTY master");
+                return Ok(None);
+            }
+            Reseed::From(i) => {
+                let gtid = answered[i].gtid.clone().unwrap_or_default();
+                info!(donor = %answered[i].name, gtid = %gtid, unanswered = ?silent, "re-seeding the master from the most advanced peer");
+                return Ok(Some(PeerData {
+                    donor: from[i].clone(),
+                    gtid,
+                }));
+            }
         }
-        warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to tell what it holds");
-        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
     }
 }
 

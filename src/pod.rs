@@ -1,12 +1,12 @@
 //! Who this pod is: the StatefulSet ordinal parsed from the hostname, and the
 //! names of its peers (master and clone donors) derived from it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// This pod's place in the StatefulSet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub hostname: String,
     pub statefulset: String,
@@ -19,7 +19,7 @@ pub struct Identity {
     pub donors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Master,

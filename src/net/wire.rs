@@ -6,6 +6,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+/// Response header with the size of the donor's datadir, for the recipient's ETA.
+pub const ESTIMATE_HEADER: &str = "x-mysql-sts-estimated-bytes";
+
 const DATA: u8 = b'D';
 const END: u8 = b'E';
 const FAIL: u8 = b'F';

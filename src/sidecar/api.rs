@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::backup;
-use crate::flavor::Flavor;
-use crate::sidecar::Shared;
+use crate::engine::clone::StreamJob;
+use crate::net::wire;
+use crate::sidecar::shared::{Shared, StreamReport};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -96,21 +96,12 @@ async fn clone(
             json!({"error": "missing or wrong clone token"}),
         );
     }
-    match s.flavor() {
-        Some(Flavor::Mariadb) => {}
-        Some(Flavor::Mysql) => {
-            return json_response(
-                StatusCode::CONFLICT,
-                json!({"error": "this donor runs MySQL: recipients clone it with the CLONE plugin"}),
-            );
-        }
-        None => {
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "the local server has not been reached yet"}),
-            );
-        }
-    }
+    let Some(flavor) = s.flavor() else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the local server has not been reached yet"}),
+        );
+    };
     let Ok(permit) = s.clone_slot.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -119,12 +110,26 @@ async fn clone(
         )
             .into_response();
     };
-    let datadir = s.datadir.clone();
-    let estimate = tokio::task::spawn_blocking(move || crate::progress::dir_size(&datadir))
-        .await
-        .unwrap_or_default();
-    match backup::start(s.clone(), permit, peer.to_string()) {
+    let job = StreamJob {
+        local: s.local.clone(),
+        datadir: s.datadir.clone(),
+        shutdown: s.shutdown.clone(),
+        permit,
+        peer: peer.to_string(),
+        watcher: Arc::new(StreamReport(s.clone())),
+    };
+    let Some(started) = flavor.start_clone_stream(job) else {
+        return json_response(
+            StatusCode::CONFLICT,
+            json!({"error": format!("this donor runs {flavor}: recipients clone it with the engine's own clone (the CLONE plugin)")}),
+        );
+    };
+    match started {
         Ok(rx) => {
+            let datadir = s.datadir.clone();
+            let estimate = tokio::task::spawn_blocking(move || crate::progress::dir_size(&datadir))
+                .await
+                .unwrap_or_default();
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
             });
@@ -135,7 +140,7 @@ async fn clone(
                         "application/x-mysql-sts-clone".to_owned(),
                     ),
                     (
-                        header::HeaderName::from_static(backup::ESTIMATE_HEADER),
+                        header::HeaderName::from_static(wire::ESTIMATE_HEADER),
                         estimate.to_string(),
                     ),
                 ],

@@ -8,8 +8,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::error::Error;
-use crate::identity::{Identity, Role};
-use crate::readiness::Cause;
+use crate::pod::{Identity, Role};
+use crate::sidecar::readiness::Cause;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {

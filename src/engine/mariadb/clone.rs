@@ -10,12 +10,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tracing::info;
 
-use super::Request;
 use crate::datadir::CloneInfo;
+use crate::engine::clone::Request;
 use crate::error::{Error, Result};
-use crate::stream::{Decoder, Frame};
+use crate::net::wire::{self, Decoder, Frame};
+use crate::secret::Secret;
 
-pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
+pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneInfo)> {
     let donor = &req.donor.name;
     let fail = |why: String| Error::Clone {
         donor: donor.clone(),
@@ -25,7 +26,6 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
         donor: donor.clone(),
         why: why.to_owned(),
     };
-    let token = req.clone_token.ok_or_else(|| refused("no clone token"))?;
     let data = req.staging.join("data");
     std::fs::create_dir(&data)
         .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
@@ -72,7 +72,7 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     // The donor tells the size of its datadir: an estimate of the stream.
     let estimate = resp
         .headers()
-        .get(crate::backup::ESTIMATE_HEADER)
+        .get(wire::ESTIMATE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut progress = crate::progress::Progress::new(donor, estimate);

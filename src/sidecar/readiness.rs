@@ -1,82 +1,12 @@
-//! Replication status as the server reports it, and the pure decision
-//! "ready or not" that `/readyz` serves.
+//! The pure decision "ready or not" that `/readyz` serves, from what the
+//! sidecar observed.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::flavor::{Flavor, StatusColumn};
-use crate::identity::Role;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IoState {
-    /// Connected to the source and receiving.
-    Yes,
-    /// Trying to (re)connect: a source outage, retried by the server itself.
-    Connecting,
-    /// Stopped.
-    No,
-}
-
-/// The parts of `SHOW REPLICA STATUS` the agent acts on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-pub struct ReplicaStatus {
-    pub io: Option<IoState>,
-    pub sql_running: bool,
-    pub lag_seconds: Option<u64>,
-    pub source_host: String,
-    pub source_port: u16,
-    pub source_user: String,
-    pub gtid_positioning: bool,
-    pub io_errno: u32,
-    pub io_error: String,
-    pub sql_errno: u32,
-    pub sql_error: String,
-    pub retrieved_gtid: String,
-}
-
-impl ReplicaStatus {
-    /// Reads one row of `SHOW REPLICA STATUS`, given as column → value.
-    pub fn from_row(flavor: Flavor, row: &HashMap<String, Option<String>>) -> ReplicaStatus {
-        let get = |c: StatusColumn| -> &str {
-            flavor
-                .column(c)
-                .iter()
-                .find_map(|name| row.get(*name).and_then(|v| v.as_deref()))
-                .unwrap_or("")
-        };
-        let io = match get(StatusColumn::IoRunning) {
-            "Yes" => IoState::Yes,
-            "Connecting" | "Preparing" => IoState::Connecting,
-            _ => IoState::No,
-        };
-        let gtid = get(StatusColumn::GtidMode);
-        ReplicaStatus {
-            io: Some(io),
-            sql_running: get(StatusColumn::SqlRunning) == "Yes",
-            lag_seconds: get(StatusColumn::Lag).parse().ok(),
-            source_host: get(StatusColumn::SourceHost).to_owned(),
-            source_port: get(StatusColumn::SourcePort).parse().unwrap_or(0),
-            source_user: get(StatusColumn::SourceUser).to_owned(),
-            gtid_positioning: gtid == "1" || gtid.eq_ignore_ascii_case("slave_pos"),
-            io_errno: get(StatusColumn::IoErrno).parse().unwrap_or(0),
-            io_error: get(StatusColumn::IoError).to_owned(),
-            sql_errno: get(StatusColumn::SqlErrno).parse().unwrap_or(0),
-            sql_error: get(StatusColumn::SqlError).to_owned(),
-            retrieved_gtid: get(StatusColumn::RetrievedGtid).to_owned(),
-        }
-    }
-
-    /// Whether the replica replicates from `host:port` as `user` by GTID.
-    pub fn points_at(&self, host: &str, port: u16, user: &str) -> bool {
-        self.source_host == host
-            && self.source_port == port
-            && self.source_user == user
-            && self.gtid_positioning
-    }
-}
+use crate::engine::replication::{GtidSet, IoState, ReplicaStatus};
+use crate::pod::Role;
 
 /// Everything the readiness decision looks at, gathered by the sidecar.
 #[derive(Debug, Clone, Default)]
@@ -85,11 +15,11 @@ pub struct Observation {
     pub read_only: bool,
     /// `None` when the server has no replication configured.
     pub replica: Option<ReplicaStatus>,
-    /// Transactions the replica has and the master does not (empty: none).
-    pub errant: String,
+    /// Transactions the replica has and the master does not.
+    pub errant: Option<GtidSet>,
     /// Transactions the replica lacks that the master has purged from its
-    /// binary logs (empty: none): it can never catch up.
-    pub missing: String,
+    /// binary logs: it can never catch up.
+    pub missing: Option<GtidSet>,
     /// How long the IO thread has been away from `Yes` after having been
     /// connected; `None` while connected, or when it never was.
     pub io_down_for: Option<Duration>,
@@ -97,7 +27,7 @@ pub struct Observation {
 
 /// The kind of a readiness answer: a small fixed set, fit for a metric label,
 /// where the reason text carries the details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     Starting,
@@ -166,7 +96,7 @@ impl Cause {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     pub ready: bool,
     pub cause: Cause,
@@ -226,21 +156,21 @@ pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
     if !obs.read_only {
         return Readiness::no(Cause::ReplicaWritable, "the replica is not read-only");
     }
-    if !obs.errant.is_empty() {
+    if let Some(errant) = &obs.errant {
         return Readiness::no(
             Cause::ErrantTransactions,
             format!(
                 "errant transactions the master does not have: {}; re-clone this replica (see README: errant transactions)",
-                obs.errant
+                errant
             ),
         );
     }
-    if !obs.missing.is_empty() {
+    if let Some(missing) = &obs.missing {
         return Readiness::no(
             Cause::PurgedTransactions,
             format!(
                 "the master has purged binary logs with transactions this replica lacks: {}; re-clone this replica",
-                obs.missing
+                missing
             ),
         );
     }
@@ -464,7 +394,7 @@ mod tests {
             (
                 "errant",
                 Observation {
-                    errant: "0-101-7".into(),
+                    errant: GtidSet::new("0-101-7"),
                     ..replica(healthy())
                 },
                 false,
@@ -473,7 +403,7 @@ mod tests {
             (
                 "master purged what it needs",
                 Observation {
-                    missing: "0-100-5".into(),
+                    missing: GtidSet::new("0-100-5"),
                     ..replica(healthy())
                 },
                 false,
@@ -563,7 +493,7 @@ mod tests {
             (
                 Role::Replica,
                 Observation {
-                    errant: "0-9-1".into(),
+                    errant: GtidSet::new("0-9-1"),
                     ..replica(healthy())
                 },
                 Cause::ErrantTransactions,
@@ -580,60 +510,5 @@ mod tests {
         for (role, obs, cause) in cases {
             assert_eq!(decide(role, &obs, POLICY).cause, cause, "{obs:?}");
         }
-    }
-
-    fn row(pairs: &[(&str, &str)]) -> HashMap<String, Option<String>> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-            .collect()
-    }
-
-    #[test]
-    fn parses_mysql_status() {
-        let s = ReplicaStatus::from_row(
-            Flavor::Mysql,
-            &row(&[
-                ("Replica_IO_Running", "Yes"),
-                ("Replica_SQL_Running", "Yes"),
-                ("Seconds_Behind_Source", "3"),
-                ("Source_Host", "mysql-0.h"),
-                ("Source_Port", "3306"),
-                ("Source_User", "repl"),
-                ("Auto_Position", "1"),
-                ("Last_IO_Errno", "0"),
-                ("Last_SQL_Errno", "0"),
-            ]),
-        );
-        assert_eq!(s.io, Some(IoState::Yes));
-        assert!(s.sql_running);
-        assert_eq!(s.lag_seconds, Some(3));
-        assert!(s.points_at("mysql-0.h", 3306, "repl"));
-        assert!(!s.points_at("mysql-1.h", 3306, "repl"));
-    }
-
-    #[test]
-    fn parses_mariadb_status() {
-        let mut r = row(&[
-            ("Slave_IO_Running", "Connecting"),
-            ("Slave_SQL_Running", "Yes"),
-            ("Master_Host", "mysql-0"),
-            ("Master_Port", "3306"),
-            ("Master_User", "repl"),
-            ("Using_Gtid", "Slave_Pos"),
-            ("Last_IO_Errno", "2003"),
-            ("Last_IO_Error", "can't connect"),
-        ]);
-        r.insert("Seconds_Behind_Master".into(), None);
-        let s = ReplicaStatus::from_row(Flavor::Mariadb, &r);
-        assert_eq!(s.io, Some(IoState::Connecting));
-        assert_eq!(s.lag_seconds, None);
-        assert_eq!(s.io_errno, 2003);
-        assert!(s.points_at("mysql-0", 3306, "repl"));
-        let no_gtid = ReplicaStatus {
-            gtid_positioning: false,
-            ..s
-        };
-        assert!(!no_gtid.points_at("mysql-0", 3306, "repl"));
     }
 }

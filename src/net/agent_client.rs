@@ -94,7 +94,7 @@ impl reqwest::dns::Resolve for Hickory {
         let resolver = self.0.clone();
         let name = name.as_str().to_owned();
         Box::pin(async move {
-            let ip = crate::donor::resolve(&resolver, &name)
+            let ip = crate::net::dns::resolve(&resolver, &name)
                 .await
                 .map_err(|why| format!("{name} {why}"))?;
             let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(SocketAddr::new(ip, 0)));

@@ -6,24 +6,25 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use super::{Request, run_dir_for};
 use crate::datadir::CloneInfo;
-use crate::db;
+use crate::engine::clone::{Request, run_dir_for};
 use crate::error::{Error, Result};
-use crate::flavor::quote;
+use crate::net::sql::{self as db, quote};
 use crate::progress::{Progress, dir_size};
+use crate::secret::Secret;
 
 const START_DEADLINE: Duration = Duration::from_secs(600);
 
-pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
+pub async fn clone(
+    req: &Request<'_>,
+    root: &Secret,
+    password: &Secret,
+) -> Result<(PathBuf, CloneInfo)> {
     let donor = &req.donor.name;
     let fail = |why: String| Error::Clone {
         donor: donor.clone(),
         why,
     };
-    let password = req
-        .replication_password
-        .ok_or_else(|| fail("no replication password".into()))?;
     let started = Instant::now();
     let scratch = req.staging.join("scratch");
     let data = req.staging.join("data");
@@ -95,11 +96,11 @@ pub(super) async fn clone(req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
     // The copy carries the donor's accounts: root has the cluster's root password.
     let server = req
         .binary
-        .start(&data, &run, req.root_password.cloned(), START_DEADLINE)
+        .start(&data, &run, Some(root.clone()), START_DEADLINE)
         .await
         .map_err(|e| fail(format!("the copy does not start: {e}")))?;
     let mut conn = server.target.connect(Duration::from_secs(10)).await?;
-    let gtid = db::first_row(&mut conn, "SELECT @@global.gtid_executed")
+    let gtid = db::first_row(&mut conn, super::GTID_EXECUTED)
         .await?
         .into_iter()
         .next()

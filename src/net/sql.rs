@@ -1,5 +1,5 @@
-//! Thin helpers over `mysql_async`: connecting with a deadline and reading
-//! rows as text, as the server's status commands return them.
+//! Thin helpers over `mysql_async`: connecting with a deadline, reading rows
+//! as text as the server's status commands return them, quoting literals.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -112,6 +112,33 @@ pub async fn first_row(conn: &mut Conn, sql: &str) -> Result<Vec<Option<String>>
         .unwrap_or_default())
 }
 
+/// Runs a query and returns the first column of its first row as text
+/// (empty for no row or NULL).
+pub async fn scalar(conn: &mut Conn, sql: &str) -> Result<String> {
+    Ok(column(&first_row(conn, sql).await?, 0))
+}
+
+/// Column `i` of a row read by [`first_row`], as text (empty for NULL).
+pub fn column(row: &[Option<String>], i: usize) -> String {
+    row.get(i).cloned().flatten().unwrap_or_default()
+}
+
+/// Escapes a string for a single-quoted SQL literal.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Hides what follows `PASSWORD` or `IDENTIFIED BY` in a statement before it
 /// appears in an error or a log line.
 pub fn redact(sql: &str) -> String {
@@ -126,7 +153,14 @@ pub fn redact(sql: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{quote, redact};
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("plain"), "'plain'");
+        assert_eq!(quote("it's"), "'it''s'");
+        assert_eq!(quote(r"a\b"), r"'a\\b'");
+    }
 
     #[test]
     fn redaction() {

@@ -7,36 +7,35 @@ use std::collections::VecDeque;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::clone::run_dir;
+use crate::engine::clone::{StreamJob, run_dir};
 use crate::error::{Error, IoContext, Result};
-use crate::sidecar::Shared;
-use crate::stream::Encoder;
+use crate::net::wire::Encoder;
 
 const CHUNK: usize = 1 << 20;
-/// Response header with the size of the donor's datadir, for the recipient's ETA.
-pub const ESTIMATE_HEADER: &str = "x-mysql-sts-estimated-bytes";
 
 /// Starts the backup and returns the receiving end of its framed stream. The
 /// backup is killed when the receiver is dropped (the recipient went away) or
-/// the sidecar is told to stop at once.
-pub fn start(
-    shared: Arc<Shared>,
-    permit: OwnedSemaphorePermit,
-    peer: String,
-) -> Result<mpsc::Receiver<Bytes>> {
+/// the job's shutdown fires.
+pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
+    let StreamJob {
+        local,
+        datadir,
+        shutdown,
+        permit,
+        peer,
+        watcher,
+    } = job;
     let run = run_dir("backup")?;
     let cnf = run.join("client.cnf");
-    let password = shared
-        .local
+    let password = local
         .password
         .as_ref()
         .map(|p| p.expose().to_owned())
@@ -52,7 +51,7 @@ pub fn start(
         writeln!(
             f,
             "[client]\nuser={}\npassword=\"{}\"",
-            shared.local.user,
+            local.user,
             password.replace('\\', "\\\\").replace('"', "\\\"")
         )
         .io_context(|| format!("cannot write {}", cnf.display()))?;
@@ -66,12 +65,12 @@ pub fn start(
         // a donor master's writes for up to a second. Look every 10 ms.
         .arg("--log-copy-interval=10")
         .arg(format!("--target-dir={}", run.join("target").display()))
-        .arg(format!("--datadir={}", shared.datadir.display()));
-    match &shared.local.socket {
+        .arg(format!("--datadir={}", datadir.display()));
+    match &local.socket {
         Some(s) => cmd.arg(format!("--socket={}", s.display())),
         None => cmd
-            .arg(format!("--host={}", shared.local.host))
-            .arg(format!("--port={}", shared.local.port)),
+            .arg(format!("--host={}", local.host))
+            .arg(format!("--port={}", local.port)),
     };
     let mut child = cmd
         .stdin(Stdio::null())
@@ -99,17 +98,7 @@ pub fn start(
     });
 
     let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let m = &shared.metrics;
-    m.clone_streams_total.inc();
-    m.clone_streams_in_progress.inc();
-    shared.update(|st| {
-        st.clone_streams_active += 1;
-        st.clone_stream = Some(crate::sidecar::StreamStatus {
-            recipient: peer.clone(),
-            bytes_sent: 0,
-            seconds: 0.0,
-        });
-    });
+    watcher.started(&peer);
     info!(recipient = %peer, "clone stream started");
     tokio::spawn(async move {
         let started = Instant::now();
@@ -120,7 +109,7 @@ pub fn start(
             buf.clear();
             buf.reserve(CHUNK);
             let read = tokio::select! {
-                _ = shared.shutdown.cancelled() => break Err("the donor's sidecar is shutting down".into()),
+                _ = shutdown.cancelled() => break Err("the donor's sidecar is shutting down".into()),
                 r = stdout.read_buf(&mut buf) => r,
             };
             match read {
@@ -142,13 +131,7 @@ pub fn start(
                 }
                 Ok(n) => {
                     sent += n as u64;
-                    shared.metrics.clone_bytes_sent.inc_by(n as u64);
-                    shared.update(|st| {
-                        if let Some(cs) = st.clone_stream.as_mut() {
-                            cs.bytes_sent = sent;
-                            cs.seconds = started.elapsed().as_secs_f64();
-                        }
-                    });
+                    watcher.sent(n as u64, sent, started.elapsed());
                     if tx.send(enc.data(&buf[..n])).await.is_err() {
                         break Err("the recipient went away".into());
                     }
@@ -158,19 +141,13 @@ pub fn start(
         };
         let _ = child.kill().await;
         let secs = started.elapsed().as_secs_f64();
-        match outcome {
+        match &outcome {
             Ok(()) => info!(recipient = %peer, bytes = sent, secs, "clone stream complete"),
             Err(why) => {
-                shared.metrics.clone_stream_failures.inc();
-                warn!(recipient = %peer, bytes = sent, secs, why = %why, "clone stream failed");
+                warn!(recipient = %peer, bytes = sent, secs, why = %why, "clone stream failed")
             }
         }
-        shared.metrics.clone_streams_in_progress.dec();
-        shared.update(|st| {
-            st.clone_streams_active -= 1;
-            st.clone_streams_served += 1;
-            st.clone_stream = None;
-        });
+        watcher.finished(outcome.is_ok());
         let _ = std::fs::remove_dir_all(&run);
         drop(permit);
     });

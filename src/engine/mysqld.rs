@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
-use crate::db::{self, Target};
 use crate::error::{ER_ACCESS_DENIED, Error, IoContext, Result};
-use crate::flavor::Flavor;
+use crate::net::sql::{self as db, Target};
 use crate::secret::Secret;
 
-/// Asks `mysqld --version` which flavour this is.
-pub async fn detect_flavor(mysqld: &Path) -> Result<Flavor> {
+/// What `mysqld --version` says.
+pub async fn version(mysqld: &Path) -> Result<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         Command::new(mysqld).arg("--version").output(),
@@ -40,7 +39,7 @@ pub async fn detect_flavor(mysqld: &Path) -> Result<Flavor> {
             out.status
         )));
     }
-    Ok(Flavor::from_version(&text))
+    Ok(text.into_owned())
 }
 
 /// How to start the server binary for a temporary, private server.

@@ -1,0 +1,717 @@
+//! Command-line flags (each with its environment fallback), secret files and
+//! their cross-checks, turned into the typed configuration of each command:
+//! [`InitConfig`], [`SidecarConfig`], [`ProbeConfig`]. The rules of which
+//! secret each command needs are pure functions here, unit-tested below.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::mysqld::Binary;
+use crate::engine::{CloneCredentials, Flavor, MissingCredential};
+use crate::error::{Error, Result};
+use crate::net::agent_client::AgentClient;
+use crate::net::sql::Target;
+use crate::pod::{Identity, Role};
+use crate::secret::Secret;
+use crate::sidecar::control::LoopSettings;
+use crate::sidecar::readiness::Policy;
+
+const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Replicated MySQL and MariaDB as a Kubernetes StatefulSet, without an operator.
+#[derive(Debug, Parser)]
+#[command(name = "mysql-sts", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Init container: identity, server config, clone from a peer if the datadir is empty; exits.
+    Init(InitArgs),
+    /// Sidecar beside the server: replication, read-only, HTTP endpoints, clone donor; until SIGTERM.
+    Sidecar(SidecarArgs),
+    /// Prints this pod's identity as JSON; touches nothing.
+    Identity,
+    /// Asks the local sidecar; exits 0 when OK, 1 when not.
+    Probe(ProbeArgs),
+    /// Copies this binary to DIR/mysql-sts, for an init step that hands it to
+    /// the database containers of the pod through a shared volume; exits.
+    Install {
+        /// The shared directory
+        dir: PathBuf,
+    },
+}
+
+/// `--flavor`: an engine, or `auto` (ask the server binary or the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlavorChoice(pub Option<Flavor>);
+
+fn parse_flavor(s: &str) -> std::result::Result<FlavorChoice, String> {
+    match s {
+        "auto" => Ok(FlavorChoice(None)),
+        other => other.parse().map(|f| FlavorChoice(Some(f))),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// This pod's hostname, `<statefulset>-<ordinal>` [default: the system hostname]
+    #[arg(long, env = "MYSQL_STS_HOSTNAME", global = true)]
+    pub hostname: Option<String>,
+    /// The headless Service that names the pods; required unless --peer-domain is given
+    #[arg(long, env = "MYSQL_STS_SERVICE", global = true)]
+    pub service: Option<String>,
+    /// The pod's namespace [default: the service-account namespace file, else `default`]
+    #[arg(long, env = "POD_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
+    /// The cluster's DNS domain
+    #[arg(
+        long,
+        env = "MYSQL_STS_CLUSTER_DOMAIN",
+        default_value = "cluster.local",
+        global = true
+    )]
+    pub cluster_domain: String,
+    /// The domain under which peers resolve [default: <service>.<namespace>.svc.<cluster-domain>];
+    /// an empty value means bare pod names (docker compose)
+    #[arg(long, env = "MYSQL_STS_PEER_DOMAIN", global = true)]
+    pub peer_domain: Option<String>,
+    /// The server's data directory (the pod's volume)
+    #[arg(
+        long,
+        env = "MYSQL_STS_DATADIR",
+        default_value = "/var/lib/mysql",
+        global = true
+    )]
+    pub datadir: PathBuf,
+    /// Where init writes mysql-sts.cnf; the server must include this directory
+    #[arg(
+        long,
+        env = "MYSQL_STS_CONF_DIR",
+        default_value = "/etc/mysql/conf.d",
+        global = true
+    )]
+    pub conf_dir: PathBuf,
+    /// server_id = base + ordinal
+    #[arg(
+        long,
+        env = "MYSQL_STS_SERVER_ID_BASE",
+        default_value_t = 100,
+        global = true
+    )]
+    pub server_id_base: u32,
+    /// The port of the local server and of the peers' servers
+    #[arg(
+        long,
+        env = "MYSQL_STS_MYSQL_PORT",
+        default_value_t = 3306,
+        global = true
+    )]
+    pub mysql_port: u16,
+    /// The port of this sidecar's HTTP endpoints and of the peers'
+    #[arg(
+        long,
+        env = "MYSQL_STS_AGENT_PORT",
+        default_value_t = 8080,
+        global = true
+    )]
+    pub agent_port: u16,
+    /// The server flavour: `auto`, `mysql` or `mariadb`; `auto` asks the
+    /// server binary or the running server
+    #[arg(long, env = "MYSQL_STS_FLAVOR", default_value = "auto", value_parser = parse_flavor, global = true)]
+    pub flavor: FlavorChoice,
+    /// File holding the root password [default: the MYSQL_ROOT_PASSWORD variable]
+    #[arg(long, env = "MYSQL_STS_ROOT_PASSWORD_FILE", global = true)]
+    pub root_password_file: Option<PathBuf>,
+    /// The replication account
+    #[arg(
+        long,
+        env = "MYSQL_STS_REPLICATION_USER",
+        default_value = "repl",
+        global = true
+    )]
+    pub replication_user: String,
+    /// File holding the replication password [default: the MYSQL_STS_REPLICATION_PASSWORD variable]
+    #[arg(long, env = "MYSQL_STS_REPLICATION_PASSWORD_FILE", global = true)]
+    pub replication_password_file: Option<PathBuf>,
+    /// File holding the clone token [default: the MYSQL_STS_CLONE_TOKEN variable]
+    #[arg(long, env = "MYSQL_STS_CLONE_TOKEN_FILE", global = true)]
+    pub clone_token_file: Option<PathBuf>,
+    /// The server binary, for `--flavor auto` and the temporary servers of a MySQL clone
+    /// [default: mariadbd or mysqld, whichever is on PATH]
+    #[arg(long, env = "MYSQL_STS_MYSQLD", global = true)]
+    pub mysqld: Option<PathBuf>,
+    /// The option file the pod's server reads; temporary servers read it too
+    #[arg(long, env = "MYSQL_STS_MYSQLD_DEFAULTS_FILE", global = true)]
+    pub mysqld_defaults_file: Option<PathBuf>,
+    /// The sidecar serves HTTPS with this certificate (PEM; a chain is fine),
+    /// valid for the pod's DNS name (e.g. *.<service>.<namespace>.svc.<domain>)
+    #[arg(
+        long,
+        env = "MYSQL_STS_TLS_CERT_FILE",
+        global = true,
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM)
+    #[arg(
+        long,
+        env = "MYSQL_STS_TLS_KEY_FILE",
+        global = true,
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+    /// Talk to the other agents over HTTPS, trusting this CA bundle (PEM)
+    #[arg(long, env = "MYSQL_STS_TLS_CA_FILE", global = true)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Log format
+    #[arg(long, env = "MYSQL_STS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// How long to wait for a donor to resolve and be ready, e.g. `90s`, `10m`
+    #[arg(long, env = "MYSQL_STS_DONOR_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub donor_timeout: Duration,
+    /// How long to wait for the nearest donor (N-1) before trying lower ordinals
+    #[arg(long, env = "MYSQL_STS_DONOR_FALLBACK_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub donor_fallback_after: Duration,
+    /// Clone attempts (each after a failed one, with the next ready donor)
+    #[arg(long, env = "MYSQL_STS_CLONE_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub clone_attempts: u32,
+    /// Move this pod's data aside (into <datadir>/.mysql-sts-old-<time>) and clone
+    /// again; so does a file <datadir>/.mysql-sts-reclone
+    #[arg(long, env = "MYSQL_STS_RECLONE")]
+    pub reclone: bool,
+    /// Disaster recovery: let an empty master start empty without looking for
+    /// peers that hold data
+    #[arg(long, env = "MYSQL_STS_FRESH_MASTER")]
+    pub fresh_master: bool,
+    /// How long an empty master waits for its peers to say what they hold
+    /// before it starts empty
+    #[arg(long, env = "MYSQL_STS_RESEED_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub reseed_timeout: Duration,
+    /// Give up a clone whose stream brings no byte for this long
+    #[arg(long, env = "MYSQL_STS_CLONE_STALL_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub clone_stall_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SidecarArgs {
+    /// A replica lagging more than this is not ready
+    #[arg(long, env = "MYSQL_STS_MAX_LAG_SECONDS", default_value_t = 30)]
+    pub max_lag_seconds: u64,
+    /// How long a replica stays ready while it reconnects to a master that went away
+    #[arg(long, env = "MYSQL_STS_MASTER_OUTAGE_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub master_outage_grace: Duration,
+    /// How often the sidecar checks and repairs replication
+    #[arg(long, env = "MYSQL_STS_RECONCILE_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub reconcile_interval: Duration,
+    /// The address the HTTP endpoints listen on
+    #[arg(long, env = "MYSQL_STS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
+    pub listen_address: std::net::IpAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// What to ask
+    #[arg(value_enum)]
+    pub what: ProbeKind,
+    /// Give up after this long
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// What an exec probe asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeKind {
+    Ready,
+    Live,
+}
+
+impl CommonArgs {
+    pub fn hostname(&self) -> Result<String> {
+        if let Some(h) = &self.hostname {
+            return Ok(h.clone());
+        }
+        gethostname::gethostname().into_string().map_err(|h| {
+            Error::config(format!(
+                "the system hostname {h:?} is not UTF-8; pass --hostname"
+            ))
+        })
+    }
+
+    /// The domain peers resolve under, from --peer-domain or --service.
+    pub fn peer_domain(&self) -> Result<String> {
+        if let Some(d) = &self.peer_domain {
+            return Ok(d.trim_matches('.').to_owned());
+        }
+        let service = self
+            .service
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::config(
+                    "--service (MYSQL_STS_SERVICE) is required unless --peer-domain is given",
+                )
+            })?;
+        let namespace = match &self.namespace {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => std::fs::read_to_string(NAMESPACE_FILE)
+                .map(|s| s.trim().to_owned())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".to_owned()),
+        };
+        Ok(format!(
+            "{service}.{namespace}.svc.{}",
+            self.cluster_domain.trim_matches('.')
+        ))
+    }
+
+    pub fn root_password(&self) -> Result<Secret> {
+        Secret::load(
+            "the root password",
+            "MYSQL_ROOT_PASSWORD",
+            "--root-password-file",
+            self.root_password_file.as_deref(),
+        )
+    }
+
+    pub fn replication_password(&self) -> Result<Secret> {
+        Secret::load(
+            "the replication password",
+            "MYSQL_STS_REPLICATION_PASSWORD",
+            "--replication-password-file",
+            self.replication_password_file.as_deref(),
+        )
+    }
+
+    pub fn clone_token(&self) -> Result<Secret> {
+        Secret::load(
+            "the clone token",
+            "MYSQL_STS_CLONE_TOKEN",
+            "--clone-token-file",
+            self.clone_token_file.as_deref(),
+        )
+    }
+
+    /// The server binary: --mysqld, else the flavour's usual name when the
+    /// flavour is given, else the first of mariadbd and mysqld on PATH.
+    pub fn mysqld(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.mysqld {
+            return Ok(p.clone());
+        }
+        if let Some(f) = self.flavor.0 {
+            return Ok(f.server_binary());
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for name in ["mariadbd", "mysqld"] {
+            for dir in std::env::split_paths(&path).chain(["/usr/sbin".into()]) {
+                let p = dir.join(name);
+                if p.is_file() {
+                    return Ok(p);
+                }
+            }
+        }
+        Err(Error::config(
+            "no server binary: neither mariadbd nor mysqld is on PATH; pass --mysqld or --flavor",
+        ))
+    }
+}
+
+impl CommonArgs {
+    pub fn identity(&self) -> Result<Identity> {
+        Identity::new(&self.hostname()?, &self.peer_domain()?, self.server_id_base)
+    }
+
+    /// Every secret as loaded: a missing one is an error kept for whoever needs it.
+    pub fn secrets(&self) -> Secrets {
+        Secrets {
+            root: self.root_password(),
+            replication: self.replication_password(),
+            token: self.clone_token(),
+        }
+    }
+}
+
+/// The three secrets as loaded from their files or variables.
+#[derive(Debug)]
+pub struct Secrets {
+    pub root: Result<Secret>,
+    pub replication: Result<Secret>,
+    pub token: Result<Secret>,
+}
+
+impl Secrets {
+    /// What a clone on `flavor` needs; `Err` is the load error of the first
+    /// missing one, which says how to set it.
+    pub fn clone_credentials(self, flavor: Flavor) -> Result<CloneCredentials> {
+        let ok = |r: &Result<Secret>| r.as_ref().ok().cloned();
+        let missing = match flavor.clone_credentials(
+            ok(&self.root),
+            ok(&self.replication),
+            ok(&self.token),
+        ) {
+            Ok(c) => return Ok(c),
+            Err(m) => m,
+        };
+        let load = match missing {
+            MissingCredential::RootPassword => self.root,
+            MissingCredential::ReplicationPassword => self.replication,
+            MissingCredential::CloneToken => self.token,
+        };
+        Err(load.expect_err("a credential the engine found missing failed to load"))
+    }
+}
+
+/// Everything `mysql-sts init` needs.
+pub struct InitConfig {
+    pub identity: Identity,
+    pub flavor: Flavor,
+    pub datadir: PathBuf,
+    pub conf_dir: PathBuf,
+    pub mysql_port: u16,
+    /// How to reach the peers' agents (plain or TLS).
+    pub http: AgentClient,
+    pub donor_timeout: Duration,
+    /// How long to wait for the nearest donor before trying lower ordinals.
+    pub donor_fallback_after: Duration,
+    pub clone_attempts: u32,
+    pub stall_timeout: Duration,
+    /// Move the data aside and clone again.
+    pub reclone: bool,
+    /// On the master: start empty without asking the peers (disaster recovery).
+    pub fresh_master: bool,
+    /// On an empty master: how long to wait for the peers to say what they hold.
+    pub reseed_timeout: Duration,
+    pub peer_domain: String,
+    pub replication_user: String,
+    /// What a clone needs. A replica cannot start without them; the master
+    /// needs them only for a re-seed, and gets this error then.
+    pub credentials: Result<CloneCredentials>,
+    pub binary: Binary,
+}
+
+/// The init configuration from the flags, for a server of `flavor`.
+pub fn init(c: &CommonArgs, args: &InitArgs, flavor: Flavor) -> Result<InitConfig> {
+    let identity = c.identity()?;
+    let credentials = c.secrets().clone_credentials(flavor);
+    let credentials = init_credentials(identity.role, credentials)?;
+    Ok(InitConfig {
+        peer_domain: c.peer_domain()?,
+        donor_fallback_after: args.donor_fallback_after,
+        clone_attempts: args.clone_attempts,
+        reclone: args.reclone,
+        fresh_master: args.fresh_master,
+        reseed_timeout: args.reseed_timeout,
+        identity,
+        flavor,
+        datadir: c.datadir.clone(),
+        conf_dir: c.conf_dir.clone(),
+        mysql_port: c.mysql_port,
+        http: AgentClient::new(
+            c.tls_ca_file.as_deref(),
+            c.agent_port,
+            Some(crate::net::dns::resolver()?),
+            None,
+        )?,
+        donor_timeout: args.donor_timeout,
+        stall_timeout: args.clone_stall_timeout,
+        replication_user: c.replication_user.clone(),
+        credentials,
+        binary: Binary {
+            path: c.mysqld()?,
+            defaults_file: c.mysqld_defaults_file.clone(),
+            user: None,
+        },
+    })
+}
+
+/// A replica always needs what a clone needs: a missing secret stops it at
+/// once. The master keeps the error for a re-seed that may never come.
+fn init_credentials(
+    role: Role,
+    credentials: Result<CloneCredentials>,
+) -> Result<Result<CloneCredentials>> {
+    match role {
+        Role::Replica => credentials.map(Ok),
+        Role::Master => Ok(credentials),
+    }
+}
+
+/// Everything `mysql-sts sidecar` needs.
+pub struct SidecarConfig {
+    pub identity: Identity,
+    /// `None`: asked from the server once it answers.
+    pub flavor: Option<Flavor>,
+    /// The local server, as root.
+    pub local: Target,
+    pub datadir: PathBuf,
+    /// `None`: this sidecar serves no clone stream.
+    pub clone_token: Option<Secret>,
+    pub control: LoopSettings,
+    pub listen: SocketAddr,
+    /// HTTPS with (certificate, key).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
+    let identity = c.identity()?;
+    let flavor = c.flavor.0;
+    let Secrets {
+        root,
+        replication,
+        token,
+    } = c.secrets();
+    let (root, replication) = (root?, replication?);
+    let clone_token = sidecar_token(flavor, token)?;
+    Ok(SidecarConfig {
+        identity,
+        flavor,
+        local: Target {
+            host: "127.0.0.1".into(),
+            port: c.mysql_port,
+            socket: None,
+            user: "root".into(),
+            password: Some(root),
+        },
+        datadir: c.datadir.clone(),
+        clone_token,
+        control: LoopSettings {
+            flavor,
+            mysql_port: c.mysql_port,
+            replication_user: c.replication_user.clone(),
+            replication_password: replication,
+            policy: Policy {
+                max_lag: Duration::from_secs(args.max_lag_seconds),
+                master_outage_grace: args.master_outage_grace,
+            },
+            interval: args.reconcile_interval,
+        },
+        listen: SocketAddr::new(args.listen_address, c.agent_port),
+        tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),
+    })
+}
+
+/// The token is required where the sidecar must serve clone streams; else a
+/// missing one only means it serves none.
+fn sidecar_token(flavor: Option<Flavor>, token: Result<Secret>) -> Result<Option<Secret>> {
+    match token {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if flavor.is_some_and(Flavor::serves_clone_stream) => Err(e),
+        Err(_) => {
+            tracing::warn!("no clone token: this sidecar will not serve clone streams");
+            Ok(None)
+        }
+    }
+}
+
+/// Everything `mysql-sts probe` needs.
+pub struct ProbeConfig {
+    pub http: AgentClient,
+    /// The name the local sidecar is asked by.
+    pub host: String,
+    pub what: ProbeKind,
+    pub timeout: Duration,
+}
+
+pub fn probe(c: &CommonArgs, args: &ProbeArgs) -> Result<ProbeConfig> {
+    // Over TLS the sidecar is asked by its own name, which its certificate
+    // holds, at the loopback address.
+    let loopback = SocketAddr::from(([127, 0, 0, 1], c.agent_port));
+    let (host, pin) = match &c.tls_ca_file {
+        Some(_) => {
+            let fqdn = c.identity()?.fqdn;
+            (fqdn.clone(), Some(fqdn))
+        }
+        None => ("127.0.0.1".to_owned(), None),
+    };
+    let http = AgentClient::new(
+        c.tls_ca_file.as_deref(),
+        c.agent_port,
+        None,
+        pin.as_deref().map(|n| (n, loopback)),
+    )?;
+    Ok(ProbeConfig {
+        http,
+        host,
+        what: args.what,
+        timeout: args.timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing(what: &str) -> Result<Secret> {
+        Err(Error::MissingSecret {
+            what: format!("{what}: set ITS_VARIABLE or --its-file"),
+        })
+    }
+
+    fn secrets(root: bool, replication: bool, token: bool) -> Secrets {
+        let s = |ok: bool, what: &str| {
+            if ok {
+                Ok(Secret::new(format!("{what}-value")))
+            } else {
+                missing(what)
+            }
+        };
+        Secrets {
+            root: s(root, "the root password"),
+            replication: s(replication, "the replication password"),
+            token: s(token, "the clone token"),
+        }
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("mysql-sts").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn clone_credentials_per_engine() {
+        let all = |f: Flavor| secrets(true, true, true).clone_credentials(f).unwrap();
+        assert!(matches!(all(Flavor::Mysql), CloneCredentials::Mysql { .. }));
+        assert!(matches!(
+            all(Flavor::Mariadb),
+            CloneCredentials::Mariadb { .. }
+        ));
+        for (flavor, (root, repl, token), says) in [
+            (
+                Flavor::Mysql,
+                (false, true, true),
+                Some("the root password"),
+            ),
+            (
+                Flavor::Mysql,
+                (true, false, true),
+                Some("the replication password"),
+            ),
+            (
+                Flavor::Mysql,
+                (false, false, true),
+                Some("the root password"),
+            ),
+            (Flavor::Mysql, (true, true, false), None),
+            (
+                Flavor::Mariadb,
+                (true, true, false),
+                Some("the clone token"),
+            ),
+            (Flavor::Mariadb, (false, false, true), None),
+        ] {
+            let got = secrets(root, repl, token).clone_credentials(flavor);
+            match (says, got) {
+                (None, Ok(_)) => {}
+                (Some(what), Err(e)) => {
+                    assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
+                    let text = e.to_string();
+                    assert!(
+                        text.starts_with(&format!("missing secret: {what}")),
+                        "{text}"
+                    );
+                    assert!(text.contains("ITS_VARIABLE"), "says how to set it: {text}");
+                }
+                (want, got) => panic!("{flavor} {root} {repl} {token}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_replica_needs_its_clone_credentials_the_master_only_later() {
+        let none = || secrets(false, false, false).clone_credentials(Flavor::Mariadb);
+        assert!(init_credentials(Role::Replica, none()).is_err());
+        let kept = init_credentials(Role::Master, none()).unwrap();
+        assert!(kept.unwrap_err().to_string().contains("the clone token"));
+        let some = secrets(true, true, true).clone_credentials(Flavor::Mysql);
+        assert!(init_credentials(Role::Replica, some).unwrap().is_ok());
+    }
+
+    #[test]
+    fn the_sidecar_token_is_required_where_clones_are_streamed() {
+        let ok = || Ok(Secret::new("t"));
+        let none = || missing("the clone token");
+        assert!(sidecar_token(Some(Flavor::Mariadb), none()).is_err());
+        assert!(
+            sidecar_token(Some(Flavor::Mysql), none())
+                .unwrap()
+                .is_none()
+        );
+        assert!(sidecar_token(None, none()).unwrap().is_none());
+        assert!(
+            sidecar_token(Some(Flavor::Mariadb), ok())
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn flavor_flag() {
+        assert_eq!(parse(&["identity"]).common.flavor, FlavorChoice(None));
+        assert_eq!(
+            parse(&["--flavor", "mariadb", "identity"]).common.flavor,
+            FlavorChoice(Some(Flavor::Mariadb))
+        );
+        assert_eq!(
+            parse(&["--flavor", "mysql", "identity"]).common.flavor,
+            FlavorChoice(Some(Flavor::Mysql))
+        );
+        let err = Cli::try_parse_from(["mysql-sts", "--flavor", "postgres", "identity"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres"), "{err}");
+    }
+
+    #[test]
+    fn server_binary_follows_the_flavor_unless_named() {
+        let c = parse(&["--flavor", "mariadb", "identity"]).common;
+        assert_eq!(c.mysqld().unwrap(), PathBuf::from("mariadbd"));
+        let c = parse(&["--flavor", "mariadb", "--mysqld", "/opt/x", "identity"]).common;
+        assert_eq!(c.mysqld().unwrap(), PathBuf::from("/opt/x"));
+    }
+
+    #[test]
+    fn peer_domain_from_service_or_flag() {
+        let c = parse(&["--service", "mysql-h", "--namespace", "db", "identity"]).common;
+        assert_eq!(c.peer_domain().unwrap(), "mysql-h.db.svc.cluster.local");
+        let c = parse(&["--peer-domain", "", "identity"]).common;
+        assert_eq!(c.peer_domain().unwrap(), "");
+        let c = parse(&[
+            "--peer-domain",
+            "x.example.",
+            "--service",
+            "ignored",
+            "identity",
+        ])
+        .common;
+        assert_eq!(c.peer_domain().unwrap(), "x.example");
+        let c = parse(&["--namespace", "db", "identity"]).common;
+        let err = c.peer_domain().unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::CONFIG);
+        assert!(err.to_string().contains("--service"), "{err}");
+    }
+
+    #[test]
+    fn tls_cert_and_key_go_together() {
+        let err = Cli::try_parse_from(["mysql-sts", "--tls-cert-file", "/c", "identity"]);
+        assert!(err.is_err());
+        let c = parse(&["--tls-cert-file", "/c", "--tls-key-file", "/k", "identity"]).common;
+        assert!(c.tls_cert_file.is_some() && c.tls_key_file.is_some());
+    }
+}

@@ -1,0 +1,83 @@
+//! What a clone is given, for either engine's recipient: the donor, the
+//! staging directory, and how to reach and run things. The caller owns the
+//! datadir rule (marker, staging, commit); each engine only fills
+//! `<staging>/data` with a verified, ready-to-start copy.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::mysqld::Binary;
+use crate::error::{IoContext, Result};
+use crate::net::agent_client::AgentClient;
+use crate::net::sql::Target;
+
+/// A donor that resolved and answered ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Donor {
+    pub name: String,
+    pub ip: IpAddr,
+}
+
+/// Everything a clone needs besides the credentials.
+pub struct Request<'a> {
+    pub donor: &'a Donor,
+    pub staging: &'a Path,
+    pub mysql_port: u16,
+    pub http: &'a AgentClient,
+    pub replication_user: &'a str,
+    pub binary: &'a Binary,
+    pub stall_timeout: Duration,
+    /// Who the server runs as, when the agent runs as root and must hand over what it writes.
+    pub owner: Option<(u32, u32)>,
+}
+
+/// The donor's side: one clone stream to serve to a recipient.
+pub struct StreamJob {
+    /// The local server, as the backup tool logs in to it.
+    pub local: Target,
+    pub datadir: PathBuf,
+    /// Ends the stream at once (the sidecar stops).
+    pub shutdown: CancellationToken,
+    /// The donor's one clone slot, held until the stream ends.
+    pub permit: OwnedSemaphorePermit,
+    /// Who pulls the stream, for logs and status.
+    pub peer: String,
+    pub watcher: Arc<dyn StreamWatcher>,
+}
+
+/// Told what a clone stream does, for the donor's status and metrics.
+pub trait StreamWatcher: Send + Sync {
+    fn started(&self, peer: &str);
+    /// `n` more bytes went out, `total` so far, `elapsed` since the start.
+    fn sent(&self, n: u64, total: u64, elapsed: Duration);
+    /// The stream ended, with its trailer (`ok`) or cut short.
+    fn finished(&self, ok: bool);
+}
+
+/// A private directory for sockets and logs; short, as socket paths must be.
+/// Owned by `owner` when given, so that a server started as that user can use it.
+pub fn run_dir_for(tag: &str, owner: Option<(u32, u32)>) -> Result<PathBuf> {
+    let dir = run_dir(tag)?;
+    if let Some(o) = owner {
+        crate::datadir::chown_tree(&dir, o)?;
+    }
+    Ok(dir)
+}
+
+/// A private directory for sockets and logs; short, as socket paths must be.
+pub fn run_dir(tag: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("mysql-sts-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .io_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,0 +1,109 @@
+//! MariaDB (10.6+): its server settings, SQL, GTID arithmetic, and both ends
+//! of a `mariadb-backup` clone. Reached only through `Flavor`, the engine seam.
+
+pub mod backup;
+pub mod clone;
+pub mod gtid;
+
+use mysql_async::Conn;
+use tracing::info;
+
+use crate::engine::replication::{GtidCheck, GtidSet, Source};
+use crate::error::Result;
+use crate::net::sql::{self, quote};
+
+/// The engine's lines of `mysql-sts.cnf`.
+pub fn cnf() -> String {
+    // MariaDB would list the old data moved aside as a database.
+    format!(
+        "binlog_format=ROW\nlog_slave_updates=ON\ngtid_strict_mode=ON\n\
+         ignore_db_dirs={}\nread_only=ON\n",
+        crate::datadir::OLD_DIR
+    )
+}
+
+pub fn set_read_only(on: bool) -> Vec<String> {
+    vec![format!(
+        "SET GLOBAL read_only={}",
+        if on { "ON" } else { "OFF" }
+    )]
+}
+
+pub const READ_ONLY: &str = "SELECT @@global.read_only";
+pub const GTID_EXECUTED: &str = "SELECT @@global.gtid_current_pos";
+pub const REPLICA_STATUS: &str = "SHOW SLAVE STATUS";
+pub const STOP_REPLICA: &str = "STOP SLAVE";
+pub const START_REPLICA: &str = "START SLAVE";
+pub const RESET_REPLICA_ALL: &str = "RESET SLAVE ALL";
+/// What replication needs and what the agent's binlog check needs.
+pub const REPLICATION_PRIVILEGES: &str = "REPLICATION SLAVE, BINLOG MONITOR";
+
+pub fn change_source(src: &Source<'_>) -> String {
+    format!(
+        "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, \
+         MASTER_USER={}, MASTER_PASSWORD={}, \
+         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+        quote(src.host),
+        src.port,
+        quote(src.user),
+        quote(src.password)
+    )
+}
+
+/// Sets the position a freshly cloned replica starts from.
+pub fn set_start_position(gtid: &str) -> String {
+    format!("SET GLOBAL gtid_slave_pos={}", quote(gtid))
+}
+
+/// The GTIDs in our binary log state the master's does not have, and the domains where `ours` is behind the start of the
+/// master's oldest binary log. Ours is read first: whatever we got from the
+/// master is in the master's state by the time that is read.
+pub async fn compare_with_master(
+    local: &mut Conn,
+    master: &mut Conn,
+    ours: &str,
+) -> Result<GtidCheck> {
+    let state = sql::scalar(local, "SELECT @@global.gtid_binlog_state").await?;
+    let master_state = sql::scalar(master, "SELECT @@global.gtid_binlog_state").await?;
+    let errant = gtid::errant(&state, &master_state).join(",");
+    let logs = sql::rows(master, "SHOW BINARY LOGS").await?;
+    let first = logs
+        .first()
+        .and_then(|r| r.get("Log_name").cloned().flatten())
+        .unwrap_or_default();
+    let mut oldest = String::new();
+    if !first.is_empty() {
+        let events = sql::rows(
+            master,
+            &format!("SHOW BINLOG EVENTS IN {} LIMIT 4", quote(&first)),
+        )
+        .await?;
+        if let Some(info) = events.iter().find_map(|e| {
+            (e.get("Event_type").cloned().flatten().as_deref() == Some("Gtid_list"))
+                .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
+        }) {
+            oldest = gtid::gtid_list(&info);
+        }
+    }
+    Ok(GtidCheck {
+        errant: GtidSet::new(&errant),
+        missing: GtidSet::new(&gtid::missing(ours, &oldest).join(",")),
+    })
+}
+
+/// A master whose data came from a clone has an empty binary log: its next
+/// transaction would reuse sequence numbers the replicas already have.
+/// Continue the GTID sequence from where the copy stands.
+pub async fn continue_sequence(conn: &mut Conn, cloned: &str) -> Result<()> {
+    let pos = sql::scalar(conn, "SELECT @@global.gtid_binlog_pos").await?;
+    if pos.is_empty() && !cloned.is_empty() {
+        info!(gtid = %cloned, "continuing the GTID sequence of the cloned data");
+        sql::exec(conn, "RESET MASTER").await?;
+        sql::exec(
+            conn,
+            &format!("SET GLOBAL gtid_binlog_state = {}", quote(cloned)),
+        )
+        .await?;
+    }
+    Ok(())
+}

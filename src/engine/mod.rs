@@ -1,0 +1,397 @@
+//! The one seam between MySQL and MariaDB. [`Flavor`] is the only place that
+//! chooses an engine: every method dispatches to [`mysql`] or [`mariadb`],
+//! which hold each engine's server settings, SQL, GTID arithmetic and clone.
+//! Everything outside this folder is flavour-blind.
+
+pub mod clone;
+pub mod mariadb;
+pub mod mysql;
+pub mod mysqld;
+pub mod replication;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use mysql_async::Conn;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::datadir::CloneInfo;
+use crate::error::Result;
+use crate::pod::{Identity, Role};
+use crate::secret::Secret;
+use clone::{Request, StreamJob};
+use replication::{GtidCheck, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mysql,
+    Mariadb,
+}
+
+impl std::fmt::Display for Flavor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Flavor::Mysql => "mysql",
+            Flavor::Mariadb => "mariadb",
+        })
+    }
+}
+
+impl std::str::FromStr for Flavor {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mysql" => Ok(Flavor::Mysql),
+            "mariadb" => Ok(Flavor::Mariadb),
+            other => Err(format!("{other:?} is not a flavour: mysql or mariadb")),
+        }
+    }
+}
+
+/// What a clone needs to prove who it is, by engine: a MariaDB clone cannot
+/// be asked for without a token, nor a MySQL one without both passwords.
+#[derive(Debug, Clone)]
+pub enum CloneCredentials {
+    /// The CLONE plugin logs in to the donor as the replication user; the
+    /// copy is started once as root (the donor's accounts came along).
+    Mysql { root: Secret, replication: Secret },
+    /// The donor's sidecar streams its backup to whoever holds the token.
+    Mariadb { token: Secret },
+}
+
+impl Flavor {
+    /// Recognises the flavour from `mysqld --version` or `SELECT VERSION()`.
+    pub fn from_version(version: &str) -> Flavor {
+        if version.to_ascii_lowercase().contains("mariadb") {
+            Flavor::Mariadb
+        } else {
+            Flavor::Mysql
+        }
+    }
+
+    /// Asks the server binary which flavour it is.
+    pub async fn detect(binary: &std::path::Path) -> Result<Flavor> {
+        Ok(Flavor::from_version(&mysqld::version(binary).await?))
+    }
+
+    /// The server binary's usual name.
+    pub fn server_binary(self) -> PathBuf {
+        match self {
+            Flavor::Mysql => "mysqld".into(),
+            Flavor::Mariadb => "mariadbd".into(),
+        }
+    }
+
+    /// The credentials a clone on this engine needs, from those configured;
+    /// `Err` names the first one missing.
+    pub fn clone_credentials(
+        self,
+        root: Option<Secret>,
+        replication: Option<Secret>,
+        token: Option<Secret>,
+    ) -> std::result::Result<CloneCredentials, MissingCredential> {
+        match self {
+            Flavor::Mysql => Ok(CloneCredentials::Mysql {
+                root: root.ok_or(MissingCredential::RootPassword)?,
+                replication: replication.ok_or(MissingCredential::ReplicationPassword)?,
+            }),
+            Flavor::Mariadb => Ok(CloneCredentials::Mariadb {
+                token: token.ok_or(MissingCredential::CloneToken)?,
+            }),
+        }
+    }
+
+    /// Whether the sidecar serves the clone stream (`/clone`) on this engine.
+    pub fn serves_clone_stream(self) -> bool {
+        match self {
+            Flavor::Mysql => false,
+            Flavor::Mariadb => true,
+        }
+    }
+
+    /// Starts the clone stream a recipient pulls from `/clone`; `None` on an
+    /// engine whose recipients clone otherwise (MySQL: the CLONE plugin).
+    pub fn start_clone_stream(self, job: StreamJob) -> Option<Result<mpsc::Receiver<Bytes>>> {
+        match self {
+            Flavor::Mysql => None,
+            Flavor::Mariadb => Some(mariadb::backup::start(job)),
+        }
+    }
+
+    /// The server settings init writes to `<conf-dir>/mysql-sts.cnf`.
+    pub fn render_cnf(self, id: &Identity) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# Written by `mysql-sts init` for {} at every start; edits are overwritten.",
+            id.hostname
+        );
+        s.push_str("[mysqld]\n");
+        let _ = writeln!(s, "server_id={}", id.server_id);
+        let _ = writeln!(s, "report_host={}", id.fqdn);
+        // Relative names: absolute paths end up in the .index files and break a
+        // datadir that is copied to another pod.
+        s.push_str("log_bin=binlog\nrelay_log=relay\n");
+        s.push_str("sync_binlog=1\ninnodb_flush_log_at_trx_commit=1\n");
+        s.push_str("relay_log_recovery=ON\n");
+        // Every pod starts read-only, the master too: its sidecar makes it
+        // writable once it has checked it (replication user, GTID state).
+        s.push_str(&match self {
+            Flavor::Mysql => mysql::cnf(id.role),
+            Flavor::Mariadb => mariadb::cnf(),
+        });
+        s
+    }
+
+    /// Statements that make the server read-only (for everyone the server
+    /// allows) or writable.
+    pub fn set_read_only(self, on: bool) -> Vec<String> {
+        match self {
+            Flavor::Mysql => mysql::set_read_only(on),
+            Flavor::Mariadb => mariadb::set_read_only(on),
+        }
+    }
+
+    /// The query that answers 1 when the server is read-only in the sense that
+    /// matters for `role`.
+    pub fn read_only_query(self, role: Role) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::read_only_query(role),
+            Flavor::Mariadb => mariadb::READ_ONLY,
+        }
+    }
+
+    pub fn gtid_executed_query(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::GTID_EXECUTED,
+            Flavor::Mariadb => mariadb::GTID_EXECUTED,
+        }
+    }
+
+    pub fn replica_status_query(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::REPLICA_STATUS,
+            Flavor::Mariadb => mariadb::REPLICA_STATUS,
+        }
+    }
+
+    pub fn stop_replica(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::STOP_REPLICA,
+            Flavor::Mariadb => mariadb::STOP_REPLICA,
+        }
+    }
+
+    pub fn reset_replica_all(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::RESET_REPLICA_ALL,
+            Flavor::Mariadb => mariadb::RESET_REPLICA_ALL,
+        }
+    }
+
+    pub fn start_replica(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::START_REPLICA,
+            Flavor::Mariadb => mariadb::START_REPLICA,
+        }
+    }
+
+    /// Points the replica at `src` with GTID auto-positioning and a short
+    /// connect retry, so that a master restart costs seconds.
+    pub fn change_source(self, src: &Source<'_>) -> String {
+        match self {
+            Flavor::Mysql => mysql::change_source(src),
+            Flavor::Mariadb => mariadb::change_source(src),
+        }
+    }
+
+    /// Creates or updates the replication account with least privilege.
+    pub fn ensure_replication_user(self, user: &str, password: &str) -> Vec<String> {
+        let (u, p) = (
+            crate::net::sql::quote(user),
+            crate::net::sql::quote(password),
+        );
+        let privileges = match self {
+            Flavor::Mysql => mysql::REPLICATION_PRIVILEGES,
+            Flavor::Mariadb => mariadb::REPLICATION_PRIVILEGES,
+        };
+        vec![
+            format!("CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {p}"),
+            format!("ALTER USER {u}@'%' IDENTIFIED BY {p}"),
+            format!("GRANT {privileges} ON *.* TO {u}@'%'"),
+        ]
+    }
+
+    /// Sets the position a freshly cloned replica starts from, where the
+    /// engine needs to be told (MySQL's clone carries it).
+    pub fn set_start_position(self, gtid: &str) -> Option<String> {
+        match self {
+            Flavor::Mysql => None,
+            Flavor::Mariadb => Some(mariadb::set_start_position(gtid)),
+        }
+    }
+
+    /// How far a server got, to pick the most advanced peer: MySQL
+    /// transactions, MariaDB the sum of the domains' sequence numbers.
+    pub fn gtid_weight(self, set: &str) -> u64 {
+        match self {
+            Flavor::Mysql => mysql::gtid::count(set),
+            Flavor::Mariadb => mariadb::gtid::weight(set),
+        }
+    }
+
+    /// How many transactions (MySQL) or GTIDs (MariaDB) a set lists.
+    pub fn gtid_count(self, set: &str) -> u64 {
+        match self {
+            Flavor::Mysql => mysql::gtid::count(set),
+            Flavor::Mariadb => mariadb::gtid::count(set),
+        }
+    }
+
+    /// The transactions `ours` has that the master has not, and those the
+    /// master has purged that `ours` lacks.
+    pub async fn compare_with_master(
+        self,
+        local: &mut Conn,
+        master: &mut Conn,
+        ours: &str,
+    ) -> Result<GtidCheck> {
+        match self {
+            Flavor::Mysql => mysql::compare_with_master(local, master, ours).await,
+            Flavor::Mariadb => mariadb::compare_with_master(local, master, ours).await,
+        }
+    }
+
+    /// On a master whose data came from a clone at `cloned`: whatever the
+    /// engine needs so that it does not reuse GTIDs its replicas hold.
+    pub async fn continue_sequence(self, conn: &mut Conn, cloned: &str) -> Result<()> {
+        match self {
+            Flavor::Mysql => Ok(()),
+            Flavor::Mariadb => mariadb::continue_sequence(conn, cloned).await,
+        }
+    }
+}
+
+impl CloneCredentials {
+    /// Clones into `<staging>/data` on the engine these credentials are for,
+    /// and returns that directory and what it holds.
+    pub async fn clone(&self, req: &Request<'_>) -> Result<(PathBuf, CloneInfo)> {
+        match self {
+            CloneCredentials::Mysql { root, replication } => {
+                mysql::clone::clone(req, root, replication).await
+            }
+            CloneCredentials::Mariadb { token } => mariadb::clone::clone(req, token).await,
+        }
+    }
+}
+
+/// A credential a clone needs that is not configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingCredential {
+    RootPassword,
+    ReplicationPassword,
+    CloneToken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(host: &str) -> Identity {
+        Identity::new(host, "mysql-h.db.svc.cluster.local", 100).unwrap()
+    }
+
+    fn settings(cnf: &str) -> Vec<&str> {
+        cnf.lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+            .collect()
+    }
+
+    #[test]
+    fn mysql_master_cnf() {
+        let cnf = Flavor::Mysql.render_cnf(&id("mysql-0"));
+        assert!(cnf.contains("[mysqld]\n"));
+        let s = settings(&cnf);
+        for want in [
+            "server_id=100",
+            "report_host=mysql-0.mysql-h.db.svc.cluster.local",
+            "gtid_mode=ON",
+            "enforce_gtid_consistency=ON",
+            "log_bin=binlog",
+            "relay_log=relay",
+            "plugin_load_add=mysql_clone.so",
+        ] {
+            assert!(s.contains(&want), "missing {want} in\n{cnf}");
+        }
+        assert!(s.contains(&"read_only=ON"), "{cnf}");
+        assert!(
+            !cnf.contains("super_read_only"),
+            "root must be able to initialise it\n{cnf}"
+        );
+        assert!(!cnf.contains("gtid_strict_mode"), "{cnf}");
+    }
+
+    #[test]
+    fn mysql_replica_cnf_is_super_read_only() {
+        let cnf = Flavor::Mysql.render_cnf(&id("mysql-2"));
+        let s = settings(&cnf);
+        assert!(s.contains(&"server_id=102"));
+        assert!(s.contains(&"super_read_only=ON"));
+        assert!(s.contains(&"read_only=ON"));
+    }
+
+    #[test]
+    fn mariadb_cnf() {
+        let master = Flavor::Mariadb.render_cnf(&id("mysql-0"));
+        let replica = Flavor::Mariadb.render_cnf(&id("mysql-1"));
+        for cnf in [&master, &replica] {
+            let s = settings(cnf);
+            for want in [
+                "gtid_strict_mode=ON",
+                "log_slave_updates=ON",
+                "log_bin=binlog",
+                "relay_log=relay",
+            ] {
+                assert!(s.contains(&want), "missing {want} in\n{cnf}");
+            }
+            assert!(!cnf.contains("gtid_mode"), "{cnf}");
+            assert!(!cnf.contains("super_read_only"), "{cnf}");
+            assert!(!cnf.contains("clone"), "{cnf}");
+        }
+        assert!(settings(&master).contains(&"read_only=ON"));
+        assert!(settings(&replica).contains(&"read_only=ON"));
+    }
+
+    #[test]
+    fn change_source_uses_gtid_and_short_retry() {
+        let src = Source {
+            host: "mysql-0.h",
+            port: 3306,
+            user: "repl",
+            password: "p'w",
+        };
+        let my = Flavor::Mysql.change_source(&src);
+        assert!(my.contains("SOURCE_AUTO_POSITION=1"), "{my}");
+        assert!(my.contains("SOURCE_CONNECT_RETRY=1"), "{my}");
+        assert!(my.contains("SOURCE_PASSWORD='p''w'"), "{my}");
+        let ma = Flavor::Mariadb.change_source(&src);
+        assert!(ma.contains("MASTER_USE_GTID=slave_pos"), "{ma}");
+        assert!(ma.contains("MASTER_CONNECT_RETRY=1"), "{ma}");
+    }
+
+    #[test]
+    fn detects_flavor() {
+        assert_eq!(
+            Flavor::from_version("mysqld  Ver 10.11.6-MariaDB-0+deb12u1 for debian-linux-gnu"),
+            Flavor::Mariadb
+        );
+        assert_eq!(Flavor::from_version("10.11.6-MariaDB-log"), Flavor::Mariadb);
+        assert_eq!(
+            Flavor::from_version("/usr/sbin/mysqld  Ver 9.7.0 for Linux on x86_64"),
+            Flavor::Mysql
+        );
+    }
+}

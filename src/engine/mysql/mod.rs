@@ -1,0 +1,99 @@
+//! MySQL (8.4, 9.x): its server settings, SQL, GTID arithmetic and the CLONE
+//! plugin recipient. Reached only through `Flavor`, the engine seam.
+
+pub mod clone;
+pub mod gtid;
+
+use mysql_async::Conn;
+
+use crate::engine::replication::{GtidCheck, GtidSet, Source};
+use crate::error::Result;
+use crate::net::sql::{self, quote};
+use crate::pod::Role;
+
+/// The engine's lines of `mysql-sts.cnf`.
+pub fn cnf(role: Role) -> String {
+    let mut s = String::from(
+        "gtid_mode=ON\nenforce_gtid_consistency=ON\nlog_replica_updates=ON\n\
+         plugin_load_add=mysql_clone.so\nread_only=ON\n",
+    );
+    if role == Role::Replica {
+        s.push_str("super_read_only=ON\n");
+    }
+    s
+}
+
+pub fn set_read_only(on: bool) -> Vec<String> {
+    if on {
+        vec!["SET GLOBAL super_read_only=ON".into()]
+    } else {
+        vec![
+            "SET GLOBAL super_read_only=OFF".into(),
+            "SET GLOBAL read_only=OFF".into(),
+        ]
+    }
+}
+
+/// On a replica, read-only even for SUPER (what the agent sets); on a
+/// master, read-only in any way.
+pub fn read_only_query(role: Role) -> &'static str {
+    match role {
+        Role::Replica => "SELECT @@global.super_read_only",
+        Role::Master => "SELECT @@global.read_only OR @@global.super_read_only",
+    }
+}
+
+pub const GTID_EXECUTED: &str = "SELECT @@global.gtid_executed";
+pub const REPLICA_STATUS: &str = "SHOW REPLICA STATUS";
+pub const STOP_REPLICA: &str = "STOP REPLICA";
+pub const START_REPLICA: &str = "START REPLICA";
+pub const RESET_REPLICA_ALL: &str = "RESET REPLICA ALL";
+/// What replication needs and what a CLONE donor needs.
+pub const REPLICATION_PRIVILEGES: &str = "REPLICATION SLAVE, BACKUP_ADMIN";
+
+pub fn change_source(src: &Source<'_>) -> String {
+    format!(
+        "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={}, \
+         SOURCE_USER={}, SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, \
+         SOURCE_SSL=1, SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=1000000",
+        quote(src.host),
+        src.port,
+        quote(src.user),
+        quote(src.password)
+    )
+}
+
+/// The transactions `ours` has that the master has not, and those the master
+/// has purged that `ours` lacks. The set arithmetic is the server's own
+/// `GTID_SUBTRACT`.
+pub async fn compare_with_master(
+    local: &mut Conn,
+    master: &mut Conn,
+    ours: &str,
+) -> Result<GtidCheck> {
+    let row = sql::first_row(
+        master,
+        "SELECT @@global.gtid_executed, @@global.gtid_purged",
+    )
+    .await?;
+    let executed = sql::column(&row, 0);
+    let purged = sql::column(&row, 1);
+    let errant = sql::scalar(
+        local,
+        &format!(
+            "SELECT GTID_SUBTRACT({}, {})",
+            quote(ours),
+            quote(&executed)
+        ),
+    )
+    .await?;
+    let missing = sql::scalar(
+        local,
+        &format!("SELECT GTID_SUBTRACT({}, {})", quote(&purged), quote(ours)),
+    )
+    .await?;
+    Ok(GtidCheck {
+        errant: GtidSet::new(&errant.replace('\n', "")),
+        missing: GtidSet::new(&missing.replace('\n', "")),
+    })
+}

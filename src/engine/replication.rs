@@ -1,0 +1,212 @@
+//! Replication as the agent sees it: the source a replica is pointed at, and
+//! the replica status the server reports, read from either engine's columns.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A non-empty set of GTIDs, as the server writes it; "none" is `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GtidSet(String);
+
+impl GtidSet {
+    /// `None` for an empty set.
+    pub fn new(text: &str) -> Option<GtidSet> {
+        let t = text.trim();
+        (!t.is_empty()).then(|| GtidSet(t.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for GtidSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A replica's GTIDs compared with its master's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GtidCheck {
+    /// Transactions the replica has and the master does not.
+    pub errant: Option<GtidSet>,
+    /// Transactions the replica lacks that the master has purged from its
+    /// binary logs: it can never catch up.
+    pub missing: Option<GtidSet>,
+}
+
+/// Where the replica should replicate from, and as whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub password: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoState {
+    /// Connected to the source and receiving.
+    Yes,
+    /// Trying to (re)connect: a source outage, retried by the server itself.
+    Connecting,
+    /// Stopped.
+    No,
+}
+
+/// The parts of `SHOW REPLICA STATUS` the agent acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ReplicaStatus {
+    pub io: Option<IoState>,
+    pub sql_running: bool,
+    pub lag_seconds: Option<u64>,
+    pub source_host: String,
+    pub source_port: u16,
+    pub source_user: String,
+    pub gtid_positioning: bool,
+    pub io_errno: u32,
+    pub io_error: String,
+    pub sql_errno: u32,
+    pub sql_error: String,
+    pub retrieved_gtid: String,
+}
+
+impl ReplicaStatus {
+    /// Reads one row of `SHOW REPLICA STATUS` (MySQL) or `SHOW SLAVE STATUS`
+    /// (MariaDB), given as column → value.
+    pub fn from_row(row: &HashMap<String, Option<String>>) -> ReplicaStatus {
+        let get = |c: StatusColumn| -> &str {
+            c.names()
+                .iter()
+                .find_map(|name| row.get(*name).and_then(|v| v.as_deref()))
+                .unwrap_or("")
+        };
+        let io = match get(StatusColumn::IoRunning) {
+            "Yes" => IoState::Yes,
+            "Connecting" | "Preparing" => IoState::Connecting,
+            _ => IoState::No,
+        };
+        let gtid = get(StatusColumn::GtidMode);
+        ReplicaStatus {
+            io: Some(io),
+            sql_running: get(StatusColumn::SqlRunning) == "Yes",
+            lag_seconds: get(StatusColumn::Lag).parse().ok(),
+            source_host: get(StatusColumn::SourceHost).to_owned(),
+            source_port: get(StatusColumn::SourcePort).parse().unwrap_or(0),
+            source_user: get(StatusColumn::SourceUser).to_owned(),
+            gtid_positioning: gtid == "1" || gtid.eq_ignore_ascii_case("slave_pos"),
+            io_errno: get(StatusColumn::IoErrno).parse().unwrap_or(0),
+            io_error: get(StatusColumn::IoError).to_owned(),
+            sql_errno: get(StatusColumn::SqlErrno).parse().unwrap_or(0),
+            sql_error: get(StatusColumn::SqlError).to_owned(),
+            retrieved_gtid: get(StatusColumn::RetrievedGtid).to_owned(),
+        }
+    }
+
+    /// Whether the replica replicates from `host:port` as `user` by GTID.
+    pub fn points_at(&self, host: &str, port: u16, user: &str) -> bool {
+        self.source_host == host
+            && self.source_port == port
+            && self.source_user == user
+            && self.gtid_positioning
+    }
+}
+
+/// The status columns the agent reads.
+#[derive(Debug, Clone, Copy)]
+enum StatusColumn {
+    IoRunning,
+    SqlRunning,
+    Lag,
+    SourceHost,
+    SourcePort,
+    SourceUser,
+    IoErrno,
+    IoError,
+    SqlErrno,
+    SqlError,
+    GtidMode,
+    RetrievedGtid,
+}
+
+impl StatusColumn {
+    /// A column's names, which differ by engine and version.
+    fn names(self) -> &'static [&'static str] {
+        use StatusColumn::*;
+        match self {
+            IoRunning => &["Replica_IO_Running", "Slave_IO_Running"],
+            SqlRunning => &["Replica_SQL_Running", "Slave_SQL_Running"],
+            Lag => &["Seconds_Behind_Source", "Seconds_Behind_Master"],
+            SourceHost => &["Source_Host", "Master_Host"],
+            SourcePort => &["Source_Port", "Master_Port"],
+            SourceUser => &["Source_User", "Master_User"],
+            IoErrno => &["Last_IO_Errno"],
+            IoError => &["Last_IO_Error"],
+            SqlErrno => &["Last_SQL_Errno"],
+            SqlError => &["Last_SQL_Error"],
+            GtidMode => &["Auto_Position", "Using_Gtid"],
+            RetrievedGtid => &["Retrieved_Gtid_Set", "Gtid_IO_Pos"],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pairs: &[(&str, &str)]) -> HashMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn parses_mysql_status() {
+        let s = ReplicaStatus::from_row(&row(&[
+            ("Replica_IO_Running", "Yes"),
+            ("Replica_SQL_Running", "Yes"),
+            ("Seconds_Behind_Source", "3"),
+            ("Source_Host", "mysql-0.h"),
+            ("Source_Port", "3306"),
+            ("Source_User", "repl"),
+            ("Auto_Position", "1"),
+            ("Last_IO_Errno", "0"),
+            ("Last_SQL_Errno", "0"),
+        ]));
+        assert_eq!(s.io, Some(IoState::Yes));
+        assert!(s.sql_running);
+        assert_eq!(s.lag_seconds, Some(3));
+        assert!(s.points_at("mysql-0.h", 3306, "repl"));
+        assert!(!s.points_at("mysql-1.h", 3306, "repl"));
+    }
+
+    #[test]
+    fn parses_mariadb_status() {
+        let mut r = row(&[
+            ("Slave_IO_Running", "Connecting"),
+            ("Slave_SQL_Running", "Yes"),
+            ("Master_Host", "mysql-0"),
+            ("Master_Port", "3306"),
+            ("Master_User", "repl"),
+            ("Using_Gtid", "Slave_Pos"),
+            ("Last_IO_Errno", "2003"),
+            ("Last_IO_Error", "can't connect"),
+        ]);
+        r.insert("Seconds_Behind_Master".into(), None);
+        let s = ReplicaStatus::from_row(&r);
+        assert_eq!(s.io, Some(IoState::Connecting));
+        assert_eq!(s.lag_seconds, None);
+        assert_eq!(s.io_errno, 2003);
+        assert!(s.points_at("mysql-0", 3306, "repl"));
+        let no_gtid = ReplicaStatus {
+            gtid_positioning: false,
+            ..s
+        };
+        assert!(!no_gtid.points_at("mysql-0", 3306, "repl"));
+    }
+}

@@ -1,0 +1,108 @@
+//! A clone carried out under the datadir rule: marker, staging, commit; a
+//! failed attempt (a donor that died mid-stream, a cut stream) is wiped and
+//! retried with the next ready donor, up to `--clone-attempts` and within
+//! `--donor-timeout`.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::InitConfig;
+use crate::datadir::Datadir;
+use crate::engine::CloneCredentials;
+use crate::engine::clone::{Donor, Request};
+use crate::error::{Error, Result};
+use crate::init::donor;
+
+/// Clones into the (empty) datadir, from `fixed` first when given (the
+/// master's re-seed source), else from the first ready donor.
+pub async fn clone_with_retries(
+    cfg: &InitConfig,
+    credentials: &CloneCredentials,
+    dd: &Datadir,
+    fixed: Option<Donor>,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let donor = match &fixed {
+            Some(d) if attempt == 1 => d.clone(),
+            _ => {
+                let left = cfg.donor_timeout.saturating_sub(started.elapsed());
+                donor::wait_for_donor(
+                    &cfg.identity.donors,
+                    &cfg.http,
+                    left,
+                    cfg.donor_fallback_after,
+                )
+                .await?
+            }
+        };
+        match clone_once(cfg, credentials, dd, &donor, attempt - 1).await {
+            Ok(()) => return Ok(()),
+            Err(e @ Error::CloneRefused { .. }) => return Err(e),
+            Err(e) if attempt < cfg.clone_attempts && !cfg.identity.donors.is_empty() => {
+                warn!(attempt, error = %e, "clone attempt failed; the datadir is empty again, trying again");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn clone_once(
+    cfg: &InitConfig,
+    credentials: &CloneCredentials,
+    dd: &Datadir,
+    donor: &Donor,
+    failed_before: u32,
+) -> Result<()> {
+    let staging = dd.begin_clone()?;
+    // Run as root (e.g. in an image whose default user is root), init hands
+    // everything it writes to the datadir's owner, who runs the server.
+    let owner = if rustix::process::geteuid().is_root() {
+        Some(dd.owner()?).filter(|(uid, _)| *uid != 0)
+    } else {
+        None
+    };
+    if let Some(o) = owner {
+        crate::datadir::chown_tree(&staging, o)?;
+    }
+    let mut binary = cfg.binary.clone();
+    binary.user = owner.map(|(uid, _)| uid);
+    let req = Request {
+        donor,
+        staging: &staging,
+        mysql_port: cfg.mysql_port,
+        http: &cfg.http,
+        replication_user: &cfg.replication_user,
+        binary: &binary,
+        stall_timeout: cfg.stall_timeout,
+        owner,
+    };
+    let result = async {
+        let (data, mut info) = credentials.clone(&req).await?;
+        info.failed_attempts = failed_before;
+        if let Some(o) = owner {
+            crate::datadir::chown_tree(&data, o)?;
+        }
+        dd.commit_clone(&data, &info)?;
+        info!(donor = %info.donor, bytes = info.bytes, secs = info.seconds, gtid = %info.gtid, "clone complete");
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if let Err(wipe) = dd.abandon_clone() {
+            warn!(error = %wipe, "cannot clean up after the failed clone; the marker stays and the next start wipes it");
+        }
+        return Err(match e {
+            e @ (Error::Clone { .. } | Error::CloneRefused { .. }) => e,
+            other => Error::Clone {
+                donor: donor.name.clone(),
+                why: other.to_string(),
+            },
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The init container: identity, server config, and what the datadir needs
+//! before the server starts: kept, wiped, moved aside, cloned, or re-seeded
+//! from the most advanced peer. The decision is [`plan`] (pure); finding a
+//! donor is [`donor`]; the clone under the datadir rule is [`clone`].
+
+pub mod clone;
+pub mod donor;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use crate::config::InitConfig;
+use crate::datadir::Datadir;
+use crate::error::{Error, IoContext, Result};
+use crate::pod::peer_name;
+use crate::shutdown::Shutdown;
+use plan::Then;
+
+/// Name of the file init writes in `--conf-dir`.
+pub const CNF_NAME: &str = "mysql-sts.cnf";
+
+/// What init did, for its last log line and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    KeptData,
+    LeftEmptyForMaster,
+    /// A replica's clone, or the master's re-seed from the most advanced peer.
+    Cloned,
+}
+
+/// Writes `<conf-dir>/mysql-sts.cnf` atomically.
+pub fn write_cnf(conf_dir: &Path, text: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(conf_dir)
+        .io_context(|| format!("cannot create --conf-dir {}", conf_dir.display()))?;
+    let path = conf_dir.join(CNF_NAME);
+    let tmp = conf_dir.join(format!(".{CNF_NAME}.tmp"));
+    std::fs::write(&tmp, text).io_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).io_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Runs init until it is done or `shutdown` asks it to stop; a clone cut
+/// short leaves its marker and is wiped by the next start.
+pub async fn run(cfg: InitConfig, shutdown: Shutdown) -> Result<Outcome> {
+    tokio::select! {
+        r = work(&cfg) => r,
+        _ = shutdown.requested() => Err(Error::Stopped),
+    }
+}
+
+async fn work(cfg: &InitConfig) -> Result<Outcome> {
+    let id = &cfg.identity;
+    let dd = Datadir::new(&cfg.datadir);
+    // Check the datadir before writing anything, so a wrong mount fails cleanly.
+    let state = dd.state()?;
+    let cnf = write_cnf(&cfg.conf_dir, &cfg.flavor.render_cnf(id))?;
+    info!(pod = %id.hostname, role = %id.role, server_id = id.server_id, flavor = %cfg.flavor, cnf = %cnf.display(), "server config written");
+
+    let p = plan::plan(
+        id.role,
+        state,
+        cfg.reclone || dd.reclone_requested(),
+        cfg.fresh_master,
+    );
+    if p.move_aside {
+        let aside = dd.move_aside()?;
+        warn!(moved_to = %aside.display(), "re-clone requested: the old data was moved aside (delete it once the new copy serves)");
+    }
+    if p.wipe_unfinished {
+        warn!(datadir = %cfg.datadir.display(), "an earlier clone did not finish; wiping what it left");
+        dd.abandon_clone()?;
+    }
+    let donor = match p.then {
+        Then::KeepData => {
+            info!(datadir = %cfg.datadir.display(), "datadir holds data; keeping it");
+            return Ok(Outcome::KeptData);
+        }
+        Then::StartEmpty => {
+            warn!("--fresh-master: starting an empty master without asking the peers");
+            return Ok(Outcome::LeftEmptyForMaster);
+        }
+        Then::AskPeers => {
+            let names = |n: u32| peer_name(&format!("{}-{n}", id.statefulset), &cfg.peer_domain);
+            match donor::reseed_source(names, &cfg.http, cfg.flavor, cfg.reseed_timeout).await? {
+                Some(peer) => Some(peer.donor),
+                None => {
+                    info!("empty datadir on the master: the server image initialises it");
+                    return Ok(Outcome::LeftEmptyForMaster);
+                }
+            }
+        }
+        Then::Clone => None,
+    };
+    let credentials = match &cfg.credentials {
+        Ok(c) => c,
+        Err(Error::MissingSecret { what }) => {
+            return Err(Error::MissingSecret {
+                what: format!("{what} (the re-seed needs it)"),
+            });
+        }
+        Err(e) => return Err(Error::config(e.to_string())),
+    };
+    clone::clone_with_retries(cfg, credentials, &dd, donor).await?;
+    Ok(Outcome::Cloned)
+}

@@ -1,0 +1,74 @@
+//! Carrying out the repairs the plan decided, with the
+//! engine's SQL. Thin: every decision was made before.
+
+use mysql_async::Conn;
+use tracing::{info, warn};
+
+use crate::engine::Flavor;
+use crate::engine::replication::Source;
+use crate::error::Result;
+use crate::net::sql;
+use crate::secret::Secret;
+use crate::sidecar::plan::{Action, MasterRef};
+
+/// Runs `actions` in order, stopping at the first error.
+pub async fn apply(
+    conn: &mut Conn,
+    flavor: Flavor,
+    actions: &[Action],
+    master: &MasterRef,
+    password: &Secret,
+) -> Result<()> {
+    for action in actions {
+        match action {
+            Action::EnsureReplicationUser => {
+                // Logged, unlike the agent's other statements: the replicas need it.
+                sql::exec(conn, "SET SESSION sql_log_bin = 1").await?;
+                for stmt in flavor.ensure_replication_user(&master.user, password.expose()) {
+                    sql::exec(conn, &stmt).await?;
+                }
+                sql::exec(conn, "SET SESSION sql_log_bin = 0").await?;
+                info!(user = %master.user, "replication user ensured");
+            }
+            Action::RemoveReplication => {
+                warn!("the master has replication configured; removing it");
+                sql::exec(conn, flavor.stop_replica()).await?;
+                sql::exec(conn, flavor.reset_replica_all()).await?;
+            }
+            Action::ContinueSequence { cloned } => flavor.continue_sequence(conn, cloned).await?,
+            Action::SetReadOnly(on) => {
+                if *on {
+                    warn!("the replica is writable; making it read-only");
+                } else {
+                    info!("making the master writable");
+                }
+                for stmt in flavor.set_read_only(*on) {
+                    sql::exec(conn, &stmt).await?;
+                }
+            }
+            Action::StartReplica => {
+                info!("replication is stopped without an error; starting it");
+                sql::exec(conn, flavor.start_replica()).await?;
+            }
+            Action::PointAtMaster { start_gtid } => {
+                info!(master = %master.host, "pointing replication at the master");
+                sql::exec(conn, flavor.stop_replica()).await?;
+                if let Some(gtid) = start_gtid.as_deref()
+                    && let Some(stmt) = flavor.set_start_position(gtid)
+                {
+                    info!(gtid = %gtid, "starting from the cloned position");
+                    sql::exec(conn, &stmt).await?;
+                }
+                let src = Source {
+                    host: &master.host,
+                    port: master.port,
+                    user: &master.user,
+                    password: password.expose(),
+                };
+                sql::exec(conn, &flavor.change_source(&src)).await?;
+                sql::exec(conn, flavor.start_replica()).await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The sidecar's control loop. Each round: observe the local server (and, on
+//! a replica, compare its GTIDs with the master's), plan the repairs (pure,
+//! [`crate::sidecar::plan`]), apply them, decide readiness (pure,
+//! [`crate::sidecar::readiness`]) and publish status and metrics. Errors are
+//! reported, not looped over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::engine::Flavor;
+use crate::engine::replication::{GtidCheck, IoState};
+use crate::error::Result;
+use crate::net::sql::{self, Target};
+use crate::pod::Role;
+use crate::secret::Secret;
+use crate::sidecar::observe;
+use crate::sidecar::plan::{self, MasterRef, Memory, OutageClock, Seen};
+use crate::sidecar::readiness::{self, Observation, Policy};
+use crate::sidecar::shared::Shared;
+use crate::status::Phase;
+
+/// Plain settings of the control loop.
+pub struct LoopSettings {
+    pub flavor: Option<Flavor>,
+    pub mysql_port: u16,
+    pub replication_user: String,
+    pub replication_password: Secret,
+    pub policy: Policy,
+    pub interval: Duration,
+}
+
+struct Control {
+    shared: Arc<Shared>,
+    s: LoopSettings,
+    master: MasterRef,
+    conn: Option<Conn>,
+    flavor: Option<Flavor>,
+    memory: Memory,
+    outage: OutageClock,
+    /// A connection to the master, for GTID comparisons.
+    master_conn: Option<Conn>,
+    /// The last comparison with the master.
+    against_master: GtidCheck,
+}
+
+/// Runs until `stop` fires.
+pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) {
+    let master = MasterRef {
+        host: shared.identity.master_fqdn.clone(),
+        port: s.mysql_port,
+        user: s.replication_user.clone(),
+    };
+    let mut c = Control {
+        flavor: s.flavor,
+        shared,
+        s,
+        master,
+        conn: None,
+        memory: Memory::default(),
+        outage: OutageClock::default(),
+        master_conn: None,
+        against_master: GtidCheck::default(),
+    };
+    let mut tick = tokio::time::interval(c.s.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let obs = match c.reconcile().await {
+            Ok(obs) => {
+                c.shared.update(|st| st.last_error = None);
+                obs
+            }
+            Err(e) => {
+                warn!(error = %e, "reconcile failed");
+                c.shared.metrics.reconcile_failed(e.kind());
+                c.conn = None;
+                c.shared.update(|st| {
+                    st.last_error = Some(e.to_string());
+                    st.phase = Phase::WaitingForServer;
+                });
+                Observation::default()
+            }
+        };
+        c.publish(&obs);
+        *c.shared.last_tick.lock().expect("tick lock") = Instant::now();
+    }
+    if let Some(conn) = c.conn.take() {
+        let _ = conn.disconnect().await;
+    }
+}
+
+impl Control {
+    async fn reconcile(&mut self) -> Result<Observation> {
+        // The connection is put back only after a round without error.
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.shared.local.connect(Duration::from_secs(5)).await?,
+        };
+        let obs = self.round(&mut conn).await?;
+        self.conn = Some(conn);
+        Ok(obs)
+    }
+
+    async fn round(&mut self, conn: &mut Conn) -> Result<Observation> {
+        let role = self.shared.identity.role;
+        // Admin statements on a replica must never create local GTIDs.
+        sql::exec(conn, "SET SESSION sql_log_bin = 0").await?;
+        let flavor = match self.flavor {
+            Some(f) => f,
+            None => {
+                let f = observe::flavor(conn).await?;
+                self.flavor = Some(f);
+                self.shared.update(|st| st.flavor = Some(f));
+                f
+            }
+        };
+
+        // Observe.
+        let local = observe::local(conn, flavor, role).await?;
+        let cloned_gtid = self.shared.cloned_gtid();
+        if role == Role::Replica {
+            let ours = plan::own_position(
+                local.replica.is_some(),
+                cloned_gtid.as_deref(),
+                &local.executed,
+            );
+            if let Some(check) = self.check_against_master(conn, flavor, ours).await {
+                self.against_master = check;
+            }
+        }
+        let seen = Seen {
+            read_only: local.read_only,
+            replica: local.replica,
+            against_master: self.against_master.clone(),
+            cloned_gtid,
+        };
+
+        // Plan and apply.
+        let actions = plan::plan(role, &seen, self.memory, &self.master);
+        crate::sidecar::apply::apply(
+            conn,
+            flavor,
+            &actions,
+            &self.master,
+            &self.s.replication_password,
+        )
+        .await?;
+        self.memory = self.memory.after(&actions);
+        let (read_only, replica) = if actions.is_empty() {
+            (seen.read_only, seen.replica)
+        } else {
+            (
+                observe::read_only(conn, flavor, role).await?,
+                observe::replica_status(conn, flavor).await?,
+            )
+        };
+
+        // What readiness is decided on.
+        let check = match role {
+            Role::Master => GtidCheck::default(),
+            Role::Replica => seen.against_master,
+        };
+        let io_down_for = match role {
+            Role::Master => None,
+            Role::Replica => self
+                .outage
+                .tick(replica.as_ref().and_then(|r| r.io), Instant::now()),
+        };
+        let m = &self.shared.metrics;
+        m.gtid_executed
+            .set(flavor.gtid_weight(&local.executed) as i64);
+        m.gtid_errant.set(
+            check
+                .errant
+                .as_ref()
+                .map_or(0, |e| flavor.gtid_count(e.as_str())) as i64,
+        );
+        let executed = local.executed;
+        self.shared.update(|st| {
+            st.gtid_executed = Some(executed);
+            st.gtid_errant = check.errant.clone();
+            st.gtid_missing_on_master = check.missing.clone();
+            st.phase = match role {
+                Role::Master => Phase::Master,
+                Role::Replica => Phase::Replicating,
+            };
+        });
+        Ok(Observation {
+            reachable: true,
+            read_only,
+            replica,
+            errant: check.errant,
+            missing: check.missing,
+            io_down_for,
+        })
+    }
+
+    /// Compares this replica's GTIDs with the master's. `None` when the
+    /// master cannot be asked now.
+    async fn check_against_master(
+        &mut self,
+        conn: &mut Conn,
+        flavor: Flavor,
+        ours: &str,
+    ) -> Option<GtidCheck> {
+        let mut master = match self.master_conn.take() {
+            Some(c) => c,
+            None => match self.master_target().connect(Duration::from_secs(3)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(error = %e, "cannot ask the master for its GTIDs now");
+                    return None;
+                }
+            },
+        };
+        match flavor.compare_with_master(conn, &mut master, ours).await {
+            Ok(r) => {
+                self.master_conn = Some(master);
+                Some(r)
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot compare GTIDs with the master now");
+                None
+            }
+        }
+    }
+
+    fn master_target(&self) -> Target {
+        Target {
+            host: self.master.host.clone(),
+            port: self.master.port,
+            socket: None,
+            user: self.master.user.clone(),
+            password: Some(self.s.replication_password.clone()),
+        }
+    }
+
+    fn publish(&self, obs: &Observation) {
+        let role = self.shared.identity.role;
+        let ready = readiness::decide(role, obs, self.s.policy);
+        let m = &self.shared.metrics;
+        m.ready.set(i64::from(ready.ready));
+        m.set_cause(ready.cause);
+        if let Some(r) = &obs.replica {
+            m.io_running.set(i64::from(r.io == Some(IoState::Yes)));
+            m.sql_running.set(i64::from(r.sql_running));
+            m.lag_seconds.set(r.lag_seconds.map_or(-1, |l| l as i64));
+        }
+        self.shared.update(|st| {
+            if st.ready.ready != ready.ready {
+                info!(ready = ready.ready, reason = %ready.reason, "readiness changed");
+            }
+            st.ready = ready;
+            st.read_only = obs.reachable.then_some(obs.read_only);
+            st.replication = obs.replica.clone();
+        });
+    }
+}

@@ -1,0 +1,122 @@
+//! The sidecar beside the server: the control loop that keeps replication
+//! and read-only right ([`control`]: observe → [`plan`] → [`apply`],
+//! [`readiness`]), and the HTTP endpoints ([`api`], [`metrics`]) over the
+//! state they share ([`shared`]). [`run`] serves both until shut down: the
+//! first stop request drains (an outgoing clone stream may finish within the
+//! grace), a second one or the end of the grace aborts.
+
+pub mod api;
+pub mod apply;
+pub mod control;
+pub mod metrics;
+pub mod observe;
+pub mod plan;
+pub mod readiness;
+pub mod shared;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use tracing::{info, warn};
+
+use crate::error::{Error, IoContext, Result};
+use crate::shutdown::Shutdown;
+use control::LoopSettings;
+use shared::Shared;
+
+/// How long the first stop request waits for in-flight requests and streams.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(20);
+
+/// Binds the sidecar's port, with an error that says which flag sets it.
+pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(listen)
+        .io_context(|| format!("cannot listen on {listen}; is --agent-port free?"))?;
+    listener
+        .set_nonblocking(true)
+        .io_context(|| format!("cannot listen on {listen}"))?;
+    Ok(listener)
+}
+
+/// Runs a sidecar with `cfg` on `listener` until `shutdown`.
+pub async fn serve(
+    cfg: crate::config::SidecarConfig,
+    listener: std::net::TcpListener,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let shared = Shared::new(
+        cfg.identity,
+        cfg.flavor,
+        cfg.local,
+        cfg.datadir,
+        cfg.clone_token,
+    );
+    run(shared, listener, cfg.tls, cfg.control, shutdown).await
+}
+
+/// Serves the endpoints on `listener` (HTTPS with `tls` = (cert, key)) and
+/// runs the control loop, until `shutdown`.
+pub async fn run(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    tls: Option<(PathBuf, PathBuf)>,
+    settings: LoopSettings,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let listen = listener.local_addr().io_context(|| "the listener".into())?;
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let app = api::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some((cert, key)) => {
+            let config = RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    Error::config(format!(
+                        "cannot load --tls-cert-file {} / --tls-key-file {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+            let server = axum_server::from_tcp_rustls(listener, config)
+                .io_context(|| format!("cannot serve on {listen}"))?;
+            tokio::spawn(server.handle(handle.clone()).serve(app))
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .io_context(|| format!("cannot serve on {listen}"))?;
+            tokio::spawn(server.handle(handle.clone()).serve(app))
+        }
+    };
+    let mut server = std::pin::pin!(server);
+    info!(listen = %listen, scheme, pod = %shared.identity.hostname, role = %shared.identity.role, "sidecar serving");
+    let control = tokio::spawn(control::run(
+        shared.clone(),
+        settings,
+        shared.shutdown.clone(),
+    ));
+
+    tokio::select! {
+        r = &mut server => {
+            let r = r.map_err(|e| Error::Other(e.to_string()))?;
+            return r.io_context(|| "the HTTP server failed".into());
+        }
+        _ = shutdown.requested() => {}
+    }
+    info!(
+        grace_s = DRAIN_GRACE.as_secs(),
+        "stopping: draining requests and streams"
+    );
+    handle.graceful_shutdown(Some(DRAIN_GRACE));
+    tokio::select! {
+        _ = &mut server => {}
+        _ = shutdown.forced() => warn!("aborting the drain"),
+    }
+    handle.shutdown();
+    shared.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
+    info!("sidecar stopped");
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! The sidecar's decision, apart from its I/O: from what one round observed
+//! (and what earlier rounds left in [`Memory`]), the repairs to make. Pure,
+//! and table-tested for both roles; the engines differ only in the SQL that
+//! the apply step sends for each action.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::replication::{GtidCheck, IoState, ReplicaStatus};
+use crate::pod::Role;
+
+/// What one round read from the local server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub read_only: bool,
+    /// `None` when the server has no replication configured.
+    pub replica: Option<ReplicaStatus>,
+    /// A replica's latest comparison with the master (kept from an earlier
+    /// round while the master cannot be asked).
+    pub against_master: GtidCheck,
+    /// The GTID position of the clone this pod's data came from, if any.
+    pub cloned_gtid: Option<String>,
+}
+
+/// Where a replica must replicate from, and as whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterRef {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+}
+
+/// One repair, carried out by the apply step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create or update the replication account (logged, so the replicas get it).
+    EnsureReplicationUser,
+    /// Remove replication settings from the master (left over from a re-seed,
+    /// whose copy came from a replica, or set by hand).
+    RemoveReplication,
+    /// Make sure a master on cloned data does not reuse GTIDs its replicas
+    /// hold (MariaDB; nothing on MySQL).
+    ContinueSequence {
+        cloned: String,
+    },
+    SetReadOnly(bool),
+    /// Replication points at the master and stopped without an error.
+    StartReplica,
+    /// Point replication at the master, from the cloned position if it has
+    /// never replicated.
+    PointAtMaster {
+        start_gtid: Option<String>,
+    },
+}
+
+/// What the sidecar remembers between rounds of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub user_ensured: bool,
+    pub sequence_checked: bool,
+}
+
+impl Memory {
+    /// The memory after `done` were carried out.
+    pub fn after(mut self, done: &[Action]) -> Memory {
+        for a in done {
+            match a {
+                Action::EnsureReplicationUser => self.user_ensured = true,
+                Action::ContinueSequence { .. } => self.sequence_checked = true,
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
+/// The repairs for this round.
+pub fn plan(role: Role, seen: &Seen, memory: Memory, master: &MasterRef) -> Vec<Action> {
+    match role {
+        Role::Master => master_plan(seen, memory),
+        Role::Replica => replica_plan(seen, master),
+    }
+}
+
+fn master_plan(seen: &Seen, memory: Memory) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !memory.user_ensured {
+        actions.push(Action::EnsureReplicationUser);
+    }
+    if seen.replica.is_some() {
+        actions.push(Action::RemoveReplication);
+    }
+    if !memory.sequence_checked {
+        actions.push(Action::ContinueSequence {
+            cloned: seen.cloned_gtid.clone().unwrap_or_default(),
+        });
+    }
+    if seen.read_only {
+        actions.push(Action::SetReadOnly(false));
+    }
+    actions
+}
+
+fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !seen.read_only {
+        actions.push(Action::SetReadOnly(true));
+    }
+    // Pointing it at a master that purged what it lacks would only fail in a
+    // loop; an error stays for a human to see.
+    if seen.against_master.missing.is_some() {
+        return actions;
+    }
+    let status = seen.replica.as_ref();
+    let pointed = status.is_some_and(|st| st.points_at(&master.host, master.port, &master.user));
+    let stopped_cleanly = status.is_some_and(|st| {
+        st.io == Some(IoState::No) && !st.sql_running && st.io_errno == 0 && st.sql_errno == 0
+    });
+    if pointed && stopped_cleanly {
+        actions.push(Action::StartReplica);
+    } else if !pointed {
+        // Before replication is configured, the copy's position is what we hold.
+        let start_gtid = if status.is_none() {
+            seen.cloned_gtid.clone()
+        } else {
+            None
+        };
+        actions.push(Action::PointAtMaster { start_gtid });
+    }
+    actions
+}
+
+/// The GTID set a replica compares with the master: the cloned position
+/// until replication is configured, then what it executed.
+pub fn own_position<'a>(seen_replica: bool, cloned: Option<&'a str>, executed: &'a str) -> &'a str {
+    match cloned {
+        Some(c) if !seen_replica => c,
+        _ => executed,
+    }
+}
+
+/// The master-outage clock: how long a replica's IO thread has been away
+/// from `Yes` after having been connected. It starts only once the replica
+/// has been connected, so a first connection is not an outage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutageClock {
+    was_up: bool,
+    down_since: Option<Instant>,
+}
+
+impl OutageClock {
+    pub fn tick(&mut self, io: Option<IoState>, now: Instant) -> Option<Duration> {
+        self.down_since = match io {
+            Some(IoState::Yes) => {
+                self.was_up = true;
+                None
+            }
+            _ if self.was_up => self.down_since.or(Some(now)),
+            _ => None,
+        };
+        self.down_since.map(|t| now.saturating_duration_since(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::replication::GtidSet;
+
+    fn master() -> MasterRef {
+        MasterRef {
+            host: "mysql-0.h".into(),
+            port: 3306,
+            user: "repl".into(),
+        }
+    }
+
+    fn pointed(io: IoState, sql_running: bool, io_errno: u32, sql_errno: u32) -> ReplicaStatus {
+        ReplicaStatus {
+            io: Some(io),
+            sql_running,
+            io_errno,
+            sql_errno,
+            source_host: "mysql-0.h".into(),
+            source_port: 3306,
+            source_user: "repl".into(),
+            gtid_positioning: true,
+            ..Default::default()
+        }
+    }
+
+    fn seen(read_only: bool, replica: Option<ReplicaStatus>) -> Seen {
+        Seen {
+            read_only,
+            replica,
+            against_master: GtidCheck::default(),
+            cloned_gtid: None,
+        }
+    }
+
+    #[test]
+    fn master_table() {
+        let fresh = Memory::default();
+        let settled = Memory {
+            user_ensured: true,
+            sequence_checked: true,
+        };
+        let reseeded = Seen {
+            cloned_gtid: Some("0-100-9".into()),
+            ..seen(true, Some(pointed(IoState::Yes, true, 0, 0)))
+        };
+        for (what, s, memory, want) in [
+            (
+                "first round of a new master",
+                seen(true, None),
+                fresh,
+                vec![
+                    Action::EnsureReplicationUser,
+                    Action::ContinueSequence {
+                        cloned: String::new(),
+                    },
+                    Action::SetReadOnly(false),
+                ],
+            ),
+            (
+                "re-seeded from a replica",
+                reseeded,
+                fresh,
+                vec![
+                    Action::EnsureReplicationUser,
+                    Action::RemoveReplication,
+                    Action::ContinueSequence {
+                        cloned: "0-100-9".into(),
+                    },
+                    Action::SetReadOnly(false),
+                ],
+            ),
+            ("settled and writable", seen(false, None), settled, vec![]),
+            (
+                "made read-only by hand",
+                seen(true, None),
+                settled,
+                vec![Action::SetReadOnly(false)],
+            ),
+        ] {
+            assert_eq!(plan(Role::Master, &s, memory, &master()), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn replica_table() {
+        let elsewhere = ReplicaStatus {
+            source_host: "mysql-1.h".into(),
+            ..pointed(IoState::Yes, true, 0, 0)
+        };
+        let by_position = ReplicaStatus {
+            gtid_positioning: false,
+            ..pointed(IoState::Yes, true, 0, 0)
+        };
+        let cloned = |s: Seen| Seen {
+            cloned_gtid: Some("0-100-7".into()),
+            ..s
+        };
+        let purged = |s: Seen| Seen {
+            against_master: GtidCheck {
+                errant: None,
+                missing: GtidSet::new("0-100-3"),
+            },
+            ..s
+        };
+        let errant = |s: Seen| Seen {
+            against_master: GtidCheck {
+                errant: GtidSet::new("0-101-1"),
+                missing: None,
+            },
+            ..s
+        };
+        let healthy = pointed(IoState::Yes, true, 0, 0);
+        for (what, s, want) in [
+            ("healthy", seen(true, Some(healthy.clone())), vec![]),
+            (
+                "writable",
+                seen(false, Some(healthy.clone())),
+                vec![Action::SetReadOnly(true)],
+            ),
+            (
+                "fresh clone, never configured",
+                cloned(seen(true, None)),
+                vec![Action::PointAtMaster {
+                    start_gtid: Some("0-100-7".into()),
+                }],
+            ),
+            (
+                "configured once: its own position counts, not the clone's",
+                cloned(seen(true, Some(elsewhere.clone()))),
+                vec![Action::PointAtMaster { start_gtid: None }],
+            ),
+            (
+                "pointing elsewhere",
+                seen(true, Some(elsewhere)),
+                vec![Action::PointAtMaster { start_gtid: None }],
+            ),
+            (
+                "file/position replication",
+                seen(true, Some(by_position)),
+                vec![Action::PointAtMaster { start_gtid: None }],
+            ),
+            (
+                "stopped cleanly",
+                seen(true, Some(pointed(IoState::No, false, 0, 0))),
+                vec![Action::StartReplica],
+            ),
+            (
+                "IO error: left for a human",
+                seen(true, Some(pointed(IoState::No, true, 1236, 0))),
+                vec![],
+            ),
+            (
+                "SQL error: left for a human",
+                seen(true, Some(pointed(IoState::Yes, false, 0, 1950))),
+                vec![],
+            ),
+            (
+                "reconnecting: the server retries by itself",
+                seen(true, Some(pointed(IoState::Connecting, true, 2003, 0))),
+                vec![],
+            ),
+            (
+                "the master purged what it lacks: not pointed at it",
+                purged(seen(false, None)),
+                vec![Action::SetReadOnly(true)],
+            ),
+            (
+                "errant: still replicating, readiness says why",
+                errant(seen(true, Some(healthy))),
+                vec![],
+            ),
+        ] {
+            assert_eq!(
+                plan(Role::Replica, &s, Memory::default(), &master()),
+                want,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn memory_after_actions() {
+        let m =
+            Memory::default().after(&[Action::EnsureReplicationUser, Action::SetReadOnly(false)]);
+        assert!(m.user_ensured && !m.sequence_checked);
+        let m = m.after(&[Action::ContinueSequence {
+            cloned: String::new(),
+        }]);
+        assert!(m.user_ensured && m.sequence_checked);
+    }
+
+    #[test]
+    fn own_position_table() {
+        assert_eq!(own_position(false, Some("0-100-7"), "0-100-9"), "0-100-7");
+        assert_eq!(own_position(true, Some("0-100-7"), "0-100-9"), "0-100-9");
+        assert_eq!(own_position(false, None, "0-100-9"), "0-100-9");
+    }
+
+    #[test]
+    fn outage_clock_starts_after_a_connection() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        let mut c = OutageClock::default();
+        assert_eq!(
+            c.tick(Some(IoState::Connecting), s(0)),
+            None,
+            "never connected"
+        );
+        assert_eq!(c.tick(Some(IoState::Yes), s(1)), None);
+        assert_eq!(
+            c.tick(Some(IoState::Connecting), s(2)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            c.tick(Some(IoState::No), s(7)),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(c.tick(None, s(9)), Some(Duration::from_secs(7)));
+        assert_eq!(c.tick(Some(IoState::Yes), s(10)), None);
+        assert_eq!(
+            c.tick(Some(IoState::Connecting), s(11)),
+            Some(Duration::ZERO)
+        );
+    }
+}

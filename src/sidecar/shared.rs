@@ -1,0 +1,146 @@
+//! State shared by the control loop (which writes it) and the HTTP endpoints
+//! (which read it): the status `/status` shows, the metrics, the clone slot.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::datadir::Datadir;
+use crate::engine::Flavor;
+use crate::engine::clone::StreamWatcher;
+use crate::net::sql::Target;
+use crate::pod::Identity;
+use crate::secret::Secret;
+use crate::sidecar::metrics::Metrics;
+use crate::sidecar::readiness::Readiness;
+use crate::status::{Phase, Status, StreamStatus};
+
+/// State shared by the control loop and the HTTP endpoints.
+pub struct Shared {
+    pub identity: Identity,
+    pub status: RwLock<Status>,
+    pub metrics: Metrics,
+    pub clone_slot: Arc<tokio::sync::Semaphore>,
+    pub clone_token: Option<Secret>,
+    pub local: Target,
+    pub datadir: std::path::PathBuf,
+    pub last_tick: Mutex<Instant>,
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub fn new(
+        identity: Identity,
+        flavor: Option<Flavor>,
+        local: Target,
+        datadir: std::path::PathBuf,
+        clone_token: Option<Secret>,
+    ) -> Arc<Shared> {
+        let status = Status {
+            identity: identity.clone(),
+            flavor,
+            phase: Phase::Starting,
+            ready: Readiness::starting(),
+            read_only: None,
+            gtid_executed: None,
+            gtid_errant: None,
+            gtid_missing_on_master: None,
+            replication: None,
+            last_error: None,
+            clone_streams_active: 0,
+            clone_streams_served: 0,
+            clone_stream: None,
+            cloned_from: None,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let metrics = Metrics::new(&identity);
+        let cloned_from = Datadir::new(&datadir).clone_info();
+        if let Some(c) = &cloned_from {
+            metrics.clone_bytes.set(c.bytes as i64);
+            metrics.clone_seconds.set(c.seconds);
+            metrics
+                .clone_failed_attempts
+                .set(i64::from(c.failed_attempts));
+        }
+        let status = Status {
+            cloned_from,
+            ..status
+        };
+        Arc::new(Shared {
+            metrics,
+            identity,
+            status: RwLock::new(status),
+            clone_slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            clone_token,
+            local,
+            datadir,
+            last_tick: Mutex::new(Instant::now()),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.read().expect("status lock").clone()
+    }
+
+    /// The GTID position of the clone this pod's data came from, if any. Read
+    /// once at start-up: init, which writes it, runs before the sidecar.
+    pub fn cloned_gtid(&self) -> Option<String> {
+        let st = self.status.read().expect("status lock");
+        st.cloned_from
+            .as_ref()
+            .map(|c| c.gtid.clone())
+            .filter(|g| !g.is_empty())
+    }
+
+    pub fn flavor(&self) -> Option<Flavor> {
+        self.status.read().expect("status lock").flavor
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.write().expect("status lock"));
+    }
+}
+
+/// Reports a clone stream of this donor into its status and metrics.
+pub struct StreamReport(pub Arc<Shared>);
+
+impl StreamWatcher for StreamReport {
+    fn started(&self, peer: &str) {
+        let m = &self.0.metrics;
+        m.clone_streams_total.inc();
+        m.clone_streams_in_progress.inc();
+        self.0.update(|st| {
+            st.clone_streams_active += 1;
+            st.clone_stream = Some(StreamStatus {
+                recipient: peer.to_owned(),
+                bytes_sent: 0,
+                seconds: 0.0,
+            });
+        });
+    }
+
+    fn sent(&self, n: u64, total: u64, elapsed: Duration) {
+        self.0.metrics.clone_bytes_sent.inc_by(n);
+        self.0.update(|st| {
+            if let Some(cs) = st.clone_stream.as_mut() {
+                cs.bytes_sent = total;
+                cs.seconds = elapsed.as_secs_f64();
+            }
+        });
+    }
+
+    fn finished(&self, ok: bool) {
+        let m = &self.0.metrics;
+        if !ok {
+            m.clone_stream_failures.inc();
+        }
+        m.clone_streams_in_progress.dec();
+        self.0.update(|st| {
+            st.clone_streams_active -= 1;
+            st.clone_streams_served += 1;
+            st.clone_stream = None;
+        });
+    }
+}

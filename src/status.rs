@@ -1,0 +1,56 @@
+//! What a pod says of itself on `/status`: one type, served by the sidecar
+//! and read by every peer that asks (an empty master choosing whom to
+//! re-seed from). Never holds a secret.
+
+use serde::{Deserialize, Serialize};
+
+use crate::datadir::CloneInfo;
+use crate::engine::Flavor;
+use crate::engine::replication::{GtidSet, ReplicaStatus};
+use crate::pod::Identity;
+use crate::sidecar::readiness::Readiness;
+
+/// What `/status` shows. Never holds a secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub identity: Identity,
+    pub flavor: Option<Flavor>,
+    pub phase: Phase,
+    pub ready: Readiness,
+    pub read_only: Option<bool>,
+    pub gtid_executed: Option<String>,
+    /// Transactions this replica has and the master does not.
+    pub gtid_errant: Option<GtidSet>,
+    /// Transactions this replica lacks that the master has purged.
+    pub gtid_missing_on_master: Option<GtidSet>,
+    pub replication: Option<ReplicaStatus>,
+    pub last_error: Option<String>,
+    pub clone_streams_active: u32,
+    pub clone_streams_served: u64,
+    /// The clone stream being served, if any.
+    pub clone_stream: Option<StreamStatus>,
+    /// Where this pod's data came from (its last clone), if it was cloned.
+    pub cloned_from: Option<CloneInfo>,
+    pub version: String,
+}
+
+/// What the sidecar is doing, as `/status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    #[serde(rename = "starting")]
+    Starting,
+    #[serde(rename = "waiting for the local server")]
+    WaitingForServer,
+    #[serde(rename = "master")]
+    Master,
+    #[serde(rename = "replicating")]
+    Replicating,
+}
+
+/// A clone stream in flight, as `/status` shows it on the donor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamStatus {
+    pub recipient: String,
+    pub bytes_sent: u64,
+    pub seconds: f64,
+}
