@@ -57,6 +57,10 @@ pub enum Error {
         source: mysql_async::Error,
     },
 
+    /// A server, a statement or a tool that did not answer in time.
+    #[error("{what}: no answer within {} s", after.as_secs())]
+    Timeout { what: String, after: Duration },
+
     #[error("stopped by a signal before the work was done")]
     Stopped,
 
@@ -69,8 +73,9 @@ pub const ER_ACCESS_DENIED: u16 = 1045;
 
 impl Error {
     /// Every name [`Error::kind`] gives.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "connection",
+        "timeout",
         "access_denied",
         "sql",
         "io",
@@ -92,6 +97,7 @@ impl Error {
             } => "sql",
             Error::Sql { .. } => "connection",
             Error::Io { .. } => "io",
+            Error::Timeout { .. } => "timeout",
             Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => "config",
             Error::Other(_) | Error::Stopped => "other",
             Error::NoDonor { .. }
@@ -170,9 +176,16 @@ mod tests {
                 donor: "mysql-1".into(),
                 why: "x".into(),
             },
+            Error::Timeout {
+                what: "x".into(),
+                after: Duration::from_secs(1),
+            },
         ];
         let kinds: Vec<&str> = errors.iter().map(Error::kind).collect();
-        assert_eq!(kinds, ["config", "other", "io", "access_denied", "clone"]);
+        assert_eq!(
+            kinds,
+            ["config", "other", "io", "access_denied", "clone", "timeout"]
+        );
         assert!(kinds.iter().all(|k| Error::KINDS.contains(k)));
     }
 }

@@ -19,11 +19,9 @@ pub async fn version(mysqld: &Path) -> Result<String> {
         Command::new(mysqld).arg("--version").output(),
     )
     .await
-    .map_err(|_| {
-        Error::Other(format!(
-            "{} --version did not answer in 30 s",
-            mysqld.display()
-        ))
+    .map_err(|_| Error::Timeout {
+        what: format!("{} --version", mysqld.display()),
+        after: Duration::from_secs(30),
     })?
     .map_err(|e| {
         Error::config(format!(
@@ -95,7 +93,10 @@ impl Binary {
                 .status(),
         )
         .await
-        .map_err(|_| Error::Other("mysqld --initialize-insecure took over 300 s".into()))?
+        .map_err(|_| Error::Timeout {
+            what: "mysqld --initialize-insecure".into(),
+            after: Duration::from_secs(300),
+        })?
         .io_context(|| format!("cannot run {}", self.path.display()))?;
         if !status.success() {
             return Err(Error::Other(format!(

@@ -45,11 +45,10 @@ impl Target {
         let what = || format!("cannot connect to {}", self.describe());
         match tokio::time::timeout(timeout, Conn::new(opts)).await {
             Ok(r) => r.sql_context(what),
-            Err(_) => Err(Error::Other(format!(
-                "{}: no answer within {} s",
-                what(),
-                timeout.as_secs()
-            ))),
+            Err(_) => Err(Error::Timeout {
+                what: what(),
+                after: timeout,
+            }),
         }
     }
 }
@@ -71,11 +70,10 @@ async fn bounded<T>(
     let what = || format!("statement `{}` failed", redact(sql));
     match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
         Ok(r) => r.sql_context(what),
-        Err(_) => Err(Error::Other(format!(
-            "statement `{}` did not answer within {} s",
-            redact(sql),
-            STATEMENT_TIMEOUT.as_secs()
-        ))),
+        Err(_) => Err(Error::Timeout {
+            what: format!("statement `{}`", redact(sql)),
+            after: STATEMENT_TIMEOUT,
+        }),
     }
 }
 
