@@ -11,8 +11,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -48,91 +48,6 @@ impl Rng {
     /// Uniform in [lo, hi).
     fn between(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (self.next() % 1_000_000) as f64 / 1_000_000.0 * (hi - lo)
-    }
-}
-
-/// Inserts rows into app.w on mysql-0 and remembers the acknowledged ones.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    /// While set, the writer holds off so the pods can be compared at rest.
-    pause: Arc<AtomicBool>,
-    /// Set by the writer while it has no statement in flight.
-    idle: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<u64>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Writer {
-    fn start(master_ip: String) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let pause = Arc::new(AtomicBool::new(false));
-        let idle = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, a, p, i) = (stop.clone(), acked.clone(), pause.clone(), idle.clone());
-        let task = tokio::spawn(async move {
-            let opts = tcp_opts(&master_ip, "root", ROOT_PASSWORD);
-            let mut conn: Option<mysql_async::Conn> = None;
-            while !s.load(Ordering::Relaxed) {
-                if p.load(Ordering::Relaxed) {
-                    i.store(true, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-                i.store(false, Ordering::Relaxed);
-                if conn.is_none() {
-                    match tokio::time::timeout(
-                        Duration::from_secs(2),
-                        mysql_async::Conn::new(opts.clone()),
-                    )
-                    .await
-                    {
-                        Ok(Ok(c)) => conn = Some(c),
-                        _ => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    }
-                }
-                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                let c = conn.as_mut().unwrap();
-                let res = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    c.exec_drop("INSERT INTO app.w (id, v) VALUES (?, 'acked')", (id,)),
-                )
-                .await;
-                match res {
-                    Ok(Ok(())) => a.lock().unwrap().push(id),
-                    _ => conn = None,
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Writer {
-            stop,
-            pause,
-            idle,
-            acked,
-            task,
-        }
-    }
-
-    async fn hold(&self) {
-        self.pause.store(true, Ordering::Relaxed);
-        while !self.idle.load(Ordering::Relaxed) && !self.task.is_finished() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn resume(&self) {
-        self.pause.store(false, Ordering::Relaxed);
-    }
-
-    async fn finish(self) -> Vec<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.acked.lock().unwrap().clone()
     }
 }
 
@@ -408,7 +323,7 @@ async fn suite(engine: Engine) {
     eprintln!("[{e}] a clone of the test data takes {clone_secs:.1} s");
 
     let mut results: Vec<Trial> = Vec::new();
-    let writer = Writer::start(c.pod(0).ip.clone());
+    let writer = Writer::start(c.pod(0).ip.clone(), "app.w", Duration::from_millis(5), None);
 
     for _ in 0..trials {
         // 1. The donor is killed at a random point of the clone.
@@ -552,7 +467,7 @@ async fn suite(engine: Engine) {
             .await,
         );
     }
-    let acked = writer.finish().await;
+    let acked: Vec<u64> = writer.finish().await.iter().map(|a| a.id).collect();
     let (ok, lost, note) = settle(&c, &acked, Duration::from_secs(120), true).await;
     assert!(!acked.is_empty(), "the writer never got a row in");
     assert!(ok, "[{e}] final check: {lost} rows lost; {note}");
@@ -589,14 +504,14 @@ async fn trial(
     note: String,
 ) -> Trial {
     // Recovery: every pod ready and holding every acknowledged row.
-    let acked = writer.acked.lock().unwrap().clone();
+    let acked = writer.acked_ids();
     let (mut recovered, mut rows_lost, mut why) =
         settle(c, &acked, Duration::from_secs(180), false).await;
     let secs = started.elapsed().as_secs_f64();
     if recovered {
         // Identical data: compared with the writer held.
         writer.hold().await;
-        let acked = writer.acked.lock().unwrap().clone();
+        let acked = writer.acked_ids();
         (recovered, rows_lost, why) = settle(c, &acked, Duration::from_secs(60), true).await;
         writer.resume();
     }

@@ -1,5 +1,5 @@
 //! Benchmarks on real clusters of network-namespace pods, written as
-//! Markdown and an SVG plot by `bench/run`:
+//! Markdown and an SVG plot (rendered in `report.rs`) by `scripts/bench`:
 //! - MariaDB, at each data size: clone time of mysql-sts against the bare tool
 //!   pipeline it replaces, and a new replica's time to ready under writes; at
 //!   the main size also the physical ceiling (`tar`), the master's write
@@ -13,42 +13,22 @@
 //! runs per figure (default 3), `BENCH_MYSQL_MB` (default the main size; 0
 //! skips MySQL), `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod report;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_sts::engine::replication::{IoState, ReplicaStatus};
+use report::{MainResult, MysqlResult, SizeResult, stats};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Median, min and max of a sample.
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
-/// The `p` quantile (0..=1) of a sample, nearest rank.
-fn quantile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-fn secs_row(name: &str, v: &[f64]) -> String {
-    let (med, min, max) = stats(v);
-    format!("| {name} | {med:.2} s | {min:.2} s | {max:.2} s |")
 }
 
 /// Runs `script` in pod `n` with `sh -c`; returns its wall time and stdout.
@@ -103,105 +83,12 @@ fn proc_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn mb(kb: u64) -> String {
-    format!("{:.1} MB", kb as f64 / 1024.0)
-}
-
 /// Pins every thread of `pid` (and what it starts later) to `cpus`.
 fn pin(pid: u32, cpus: &str) {
     taskset(&["-a", "-cp", cpus, &pid.to_string()]);
 }
 
 /// Pins the calling thread, and so the processes it starts, to `cpus`.
-fn pin_self(cpus: &str) {
-    let me = std::fs::read_link("/proc/thread-self").unwrap();
-    let tid = me.file_name().unwrap().to_string_lossy().into_owned();
-    taskset(&["-cp", cpus, &tid]);
-}
-
-fn taskset(args: &[&str]) {
-    run(std::process::Command::new("taskset").args(args));
-}
-
-/// A client writing to the master one row at a time, from its own thread and
-/// runtime, recording when each write was acknowledged and how long it took.
-struct Writer {
-    samples: Arc<Mutex<Vec<(Instant, f64)>>>,
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Writer {
-    /// Starts writing to `ip`; the writer's thread runs on `cpu`.
-    fn start(ip: String, cpu: usize) -> Writer {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (samples.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            pin_self(&cpu.to_string());
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut conn: Option<mysql_async::Conn> = None;
-                while !st.load(Ordering::Relaxed) {
-                    let c = match conn.as_mut() {
-                        Some(c) => c,
-                        None => match tokio::time::timeout(
-                            Duration::from_secs(2),
-                            mysql_async::Conn::new(tcp_opts(&ip, "root", ROOT_PASSWORD)),
-                        )
-                        .await
-                        {
-                            Ok(Ok(c)) => conn.insert(c),
-                            _ => {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                continue;
-                            }
-                        },
-                    };
-                    let t = Instant::now();
-                    let r = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        c.query_drop("INSERT INTO bench.lat (at) VALUES (NOW(6))"),
-                    )
-                    .await;
-                    match r {
-                        Ok(Ok(())) => s
-                            .lock()
-                            .unwrap()
-                            .push((Instant::now(), t.elapsed().as_secs_f64() * 1000.0)),
-                        _ => conn = None,
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            });
-        });
-        Writer {
-            samples,
-            stop,
-            thread,
-        }
-    }
-
-    /// Latencies (ms) of the writes acknowledged between `from` and `to`.
-    fn window(&self, from: Instant, to: Instant) -> Vec<f64> {
-        let samples = self.samples.lock().unwrap();
-        samples
-            .iter()
-            .filter(|(at, _)| *at >= from && *at <= to)
-            .map(|(_, ms)| *ms)
-            .collect()
-    }
-
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap();
-        self.samples.lock().unwrap().len()
-    }
-}
-
 /// Grows `bench.filler` to `mb` thousand rows of ~1 KB on the master.
 async fn grow(c: &Cluster, mb: u64) {
     let started = Instant::now();
@@ -212,9 +99,11 @@ async fn grow(c: &Cluster, mb: u64) {
     m.query_drop("CREATE TABLE IF NOT EXISTS bench.filler (id BIGINT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(1000)) ENGINE=InnoDB")
         .await
         .unwrap();
-    m.query_drop("CREATE TABLE IF NOT EXISTS bench.lat (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6)) ENGINE=InnoDB")
-        .await
-        .unwrap();
+    m.query_drop(
+        "CREATE TABLE IF NOT EXISTS bench.lat (id BIGINT PRIMARY KEY, v VARCHAR(16)) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
     let target = mb * 1000;
     loop {
         let rows: u64 = scalar(&mut m, "SELECT COUNT(*) FROM bench.filler")
@@ -373,33 +262,6 @@ async fn recovery(c: &mut Cluster, replicas: &[u32]) -> f64 {
     back.elapsed().as_secs_f64()
 }
 
-/// Figures of one data size.
-struct SizeResult {
-    mb: u64,
-    data_mb: f64,
-    ours: Vec<f64>,
-    bare: Vec<f64>,
-    ready: Vec<f64>,
-}
-
-/// Figures measured at the main size only.
-#[derive(Default)]
-struct MainResult {
-    ceiling: Vec<f64>,
-    init_peak_kb: u64,
-    sidecar_idle_kb: u64,
-    sidecar_idle_anon_kb: u64,
-    sidecar_serving_kb: u64,
-    probe_ours: f64,
-    probe_sql: f64,
-    latency_idle: Vec<f64>,
-    latency_replica: Vec<f64>,
-    latency_master: Vec<f64>,
-    latency_replica_own_disk: Vec<f64>,
-    latency_master_own_disk: Vec<f64>,
-    recovery: Vec<f64>,
-}
-
 /// Mounts (or unmounts) a tmpfs on pod `n`'s datadir: a disk of its own,
 /// as on another node, where this machine has one.
 fn own_disk(c: &Cluster, n: u32, mount: bool) {
@@ -442,7 +304,12 @@ async fn mariadb(sizes: &[u64], main: u64, runs: usize) -> (Vec<SizeResult>, Mai
     grow(&c, sizes[0]).await;
     c.start_pod(1).await;
     c.wait_ready(1, Duration::from_secs(600)).await;
-    let writer = Writer::start(c.pod(0).ip.clone(), 0);
+    let writer = Writer::start(
+        c.pod(0).ip.clone(),
+        "bench.lat",
+        Duration::from_millis(10),
+        Some(0),
+    );
     let mut results = Vec::new();
     let mut m = MainResult::default();
     for &size in sizes {
@@ -486,7 +353,10 @@ async fn mariadb(sizes: &[u64], main: u64, runs: usize) -> (Vec<SizeResult>, Mai
         }
         results.push(r);
     }
-    eprintln!("bench: the writer made {} writes", writer.stop());
+    eprintln!(
+        "bench: the writer made {} writes",
+        writer.finish().await.len()
+    );
     (results, m)
 }
 
@@ -556,6 +426,8 @@ async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mu
     tokio::time::sleep(Duration::from_secs(5)).await;
     let sidecar = c.sidecar_pid(1).unwrap();
     m.sidecar_idle_kb = proc_kb(sidecar, "VmRSS:");
+    m.binary_bytes = std::fs::metadata(agent_binary()).map_or(0, |m| m.len());
+    m.image_bytes = agent_image_bytes();
     m.sidecar_idle_anon_kb = proc_kb(sidecar, "RssAnon:");
     let agent = agent_binary().display().to_string();
     m.probe_ours = cpu_per_run(c, 1, &format!("{agent} probe ready"), 50);
@@ -565,16 +437,6 @@ async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mu
         &format!("mariadb --no-defaults -uroot -p{ROOT_PASSWORD} -h127.0.0.1 -e 'SELECT 1'"),
         50,
     );
-}
-
-struct MysqlResult {
-    data_mb: f64,
-    /// mysql-sts init, whole.
-    ours: Vec<f64>,
-    /// Its CLONE INSTANCE alone.
-    copy: Vec<f64>,
-    /// A hand-issued CLONE INSTANCE.
-    hand: Vec<f64>,
 }
 
 /// MySQL: mysql-sts init of a new replica against a hand-issued
@@ -645,249 +507,9 @@ fn copy_secs(log: &str) -> f64 {
 }
 
 /// A plot of clone throughput and time to ready against data size, as SVG.
-fn plot(results: &[SizeResult]) -> String {
-    let (w, h, pad) = (380.0, 260.0, 50.0);
-    let xs: Vec<f64> = results.iter().map(|r| r.data_mb / 1000.0).collect();
-    let panel = |x0: f64, title: &str, unit: &str, series: &[(&str, &str, Vec<f64>)]| {
-        let xmax = xs.iter().cloned().fold(0.0, f64::max) * 1.1;
-        let ymax = series
-            .iter()
-            .flat_map(|s| s.2.iter().cloned())
-            .fold(0.0, f64::max)
-            * 1.15;
-        let px = |x: f64| x0 + pad + x / xmax * (w - pad - 10.0);
-        let py = |y: f64| h - pad + 10.0 - y / ymax * (h - pad - 20.0);
-        let mut s = format!(
-            "<text x=\"{}\" y=\"16\" font-weight=\"bold\">{title}</text>\
-             <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\
-             <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\
-             <text x=\"{}\" y=\"{}\">datadir GB</text><text x=\"{}\" y=\"30\">{unit}</text>",
-            x0 + pad,
-            px(0.0),
-            py(0.0),
-            px(xmax),
-            py(0.0),
-            px(0.0),
-            py(0.0),
-            px(0.0),
-            py(ymax),
-            px(xmax) - 70.0,
-            h - 12.0,
-            x0 + 4.0,
-        );
-        for i in 0..=4 {
-            let y = ymax / 1.15 * i as f64 / 4.0;
-            s += &format!(
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{y:.0}</text>",
-                px(0.0) - 4.0,
-                py(y) + 4.0
-            );
-        }
-        for x in &xs {
-            s += &format!(
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x:.2}</text>",
-                px(*x),
-                py(0.0) + 16.0
-            );
-        }
-        for (k, (name, colour, ys)) in series.iter().enumerate() {
-            let points: Vec<String> = xs
-                .iter()
-                .zip(ys)
-                .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
-                .collect();
-            s += &format!(
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
-                points.join(" ")
-            );
-            for p in &points {
-                let (x, y) = p.split_once(',').unwrap();
-                s += &format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{colour}\"/>");
-            }
-            s += &format!(
-                "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
-                px(0.0) + 10.0,
-                46.0 + 16.0 * k as f64
-            );
-        }
-        s
-    };
-    let med = |f: &dyn Fn(&SizeResult) -> &Vec<f64>| -> Vec<f64> {
-        results.iter().map(|r| stats(f(r)).0).collect()
-    };
-    let rate = |f: &dyn Fn(&SizeResult) -> &Vec<f64>| -> Vec<f64> {
-        results.iter().map(|r| r.data_mb / stats(f(r)).0).collect()
-    };
-    let left = panel(
-        0.0,
-        "Clone throughput (MariaDB)",
-        "MB/s",
-        &[
-            ("mysql-sts", "#1f77b4", rate(&|r| &r.ours)),
-            ("bare pipeline", "#d62728", rate(&|r| &r.bare)),
-        ],
-    );
-    let right = panel(
-        w + 20.0,
-        "Seconds (MariaDB, median)",
-        "s",
-        &[
-            ("time to ready, under writes", "#2ca02c", med(&|r| &r.ready)),
-            ("mysql-sts clone", "#1f77b4", med(&|r| &r.ours)),
-            ("bare pipeline", "#d62728", med(&|r| &r.bare)),
-        ],
-    );
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>{left}{right}</svg>\n",
-        2.0 * w + 20.0
-    )
-}
-
-fn report(sizes: &[SizeResult], main: u64, runs: usize, m: &MainResult) -> String {
-    let mut md = vec![format!(
-        "{runs} runs per figure: median, min and max. Pods are network namespaces on one machine; \
-         the donor of every clone is the replica mysql-1 unless said otherwise.",
-    )];
-    md.push(String::new());
-    md.push("## Clone throughput and time to ready (MariaDB 10.11)".into());
-    md.push(String::new());
-    md.push("![clone throughput and time to ready against data size](benchmarks.svg)".into());
-    md.push(String::new());
-    md.push("| data | method | throughput (median) | time: median | min | max |".into());
-    md.push("| --- | --- | --- | --- | --- | --- |".into());
-    for r in sizes {
-        let mut rows = vec![
-            (
-                "mysql-sts (init of a new replica: stream, verify, prepare)",
-                &r.ours,
-            ),
-            (
-                "bare pipeline: mariabackup \\| socat \\| mbstream, prepare",
-                &r.bare,
-            ),
-        ];
-        if r.mb == main {
-            rows.push((
-                "ceiling: tar of the stopped datadir over a socket",
-                &m.ceiling,
-            ));
-        }
-        for (name, v) in rows {
-            let (med, min, max) = stats(v);
-            md.push(format!(
-                "| {:.0} MB | {name} | {:.0} MB/s | {med:.2} s | {min:.2} s | {max:.2} s |",
-                r.data_mb,
-                r.data_mb / med
-            ));
-        }
-    }
-    md.push(String::new());
-    for r in sizes {
-        md.push(format!(
-            "- {:.0} MB: mysql-sts / bare pipeline = **{:.2}×** the throughput (target ≥ 0.95×).",
-            r.data_mb,
-            stats(&r.bare).0 / stats(&r.ours).0
-        ));
-    }
-    md.push(String::new());
-    md.extend(
-        [
-            "Throughput is the donor's datadir size over the wall time of the whole copy, the same",
-            "denominator for every method: `tar` moves the binary logs too, the two mariabackup-based",
-            "methods do not, and both of those include `--prepare`. The bare pipeline uses socat's",
-            "default 8 KiB buffers, as the tutorial does; mysql-sts moves 1 MiB frames over HTTP.",
-            "The datadir holds more than the generated rows: the generating transactions grew InnoDB's",
-            "undo and system tablespaces, which every method copies too.",
-        ]
-        .map(String::from),
-    );
-    md.push(String::new());
-    md.push("### Time to ready of a new replica while mysql-0 takes writes".into());
-    md.push(String::new());
-    md.push("From the start of `mysql-sts init` in an empty pod to its `/readyz` answering 200: clone, prepare, server start, replication caught up.".into());
-    md.push(String::new());
-    md.push("| data | time: median | min | max |".into());
-    md.push("| --- | --- | --- | --- |".into());
-    for r in sizes {
-        md.push(secs_row(&format!("{:.0} MB", r.data_mb), &r.ready));
-    }
-    md.push(String::new());
-
-    md.push("## Load on the master during scale-out".into());
-    md.push(String::new());
-    let idle99 = quantile(&m.latency_idle, 0.99);
-    md.push(format!(
-        "A client inserts one row at a time into mysql-0 (autocommit, 10 ms apart) while a new \
-         replica, mysql-3, clones {runs} times, at {main} MB. The master's pod and the client are \
-         pinned to CPU 0, mysql-1, mysql-2 and mysql-3 to CPU 1, as if on separate nodes. This \
-         machine has one disk: mysql-2 and mysql-3 keep their data on a tmpfs, as on disks of \
-         their own; the last two rows write mysql-3's copy to the master's disk instead."
-    ));
-    md.push(String::new());
-    md.push("| while | writes | p50 | p99 | p99 / idle p99 |".into());
-    md.push("| --- | --- | --- | --- | --- |".into());
-    for (name, v) in [
-        ("idle (20 s)", &m.latency_idle),
-        (
-            "mysql-3 clones from mysql-2 (mysql-sts: N-1)",
-            &m.latency_replica_own_disk,
-        ),
-        (
-            "mysql-3 clones from mysql-0 (always the primary)",
-            &m.latency_master_own_disk,
-        ),
-        (
-            "from mysql-2, the copy written to the master's disk",
-            &m.latency_replica,
-        ),
-        (
-            "from mysql-0, the copy written to the master's disk",
-            &m.latency_master,
-        ),
-    ] {
-        let p99 = quantile(v, 0.99);
-        md.push(format!(
-            "| {name} | {} | {:.2} ms | {p99:.2} ms | {:.2}× |",
-            v.len(),
-            quantile(v, 0.5),
-            p99 / idle99
-        ));
-    }
-    md.push(String::new());
-    md.push(format!(
-        "Cloning from N-1: the master's p99 is **{:.2}×** idle (target ≤ 1.1×), {:.2}× when the \
-         copy lands on the master's disk; cloning from the primary: {:.2}× and {:.2}×.",
-        quantile(&m.latency_replica_own_disk, 0.99) / idle99,
-        quantile(&m.latency_replica, 0.99) / idle99,
-        quantile(&m.latency_master_own_disk, 0.99) / idle99,
-        quantile(&m.latency_master, 0.99) / idle99,
-    ));
-    md.push(String::new());
-
-    md.push("## Footprint".into());
-    md.push(String::new());
-    md.push("| | |".into());
-    md.push("| --- | --- |".into());
-    md.push(format!(
-        "| sidecar RSS, idle (of it anonymous memory) | {} ({}) |",
-        mb(m.sidecar_idle_kb),
-        mb(m.sidecar_idle_anon_kb)
-    ));
-    md.push(format!(
-        "| sidecar peak RSS, having served {runs} clone streams of {main} MB | {} |",
-        mb(m.sidecar_serving_kb)
-    ));
-    md.push(format!(
-        "| init peak RSS during a clone | {} |",
-        mb(m.init_peak_kb)
-    ));
-    let bin = std::fs::metadata(agent_binary()).map_or(0, |m| m.len());
-    md.push(format!(
-        "| binary (the static build the image ships) | {:.1} MB |",
-        bin as f64 / 1e6
-    ));
-    let image = std::process::Command::new("docker")
+/// The size of the agent image, when it is built.
+fn agent_image_bytes() -> Option<f64> {
+    std::process::Command::new("docker")
         .args([
             "image",
             "inspect",
@@ -903,75 +525,7 @@ fn report(sizes: &[SizeResult], main: u64, runs: usize, m: &MainResult) -> Strin
                 .trim()
                 .parse::<f64>()
                 .ok()
-        });
-    md.push(match image {
-        Some(size) => format!("| agent image `mysql-sts/agent` | {:.1} MB |", size / 1e6),
-        None => "| agent image `mysql-sts/agent` | not built |".into(),
-    });
-    md.push(String::new());
-    md.push("RSS counts the pages of the binary in use (file-backed) as well as the heap.".into());
-    md.push(String::new());
-
-    md.push("## Probe cost".into());
-    md.push(String::new());
-    md.push("| readiness check | CPU per check |".into());
-    md.push("| --- | --- |".into());
-    md.push(format!(
-        "| `mysql-sts probe ready` | {:.1} ms |",
-        m.probe_ours * 1000.0
-    ));
-    md.push(format!(
-        "| `mariadb -e 'SELECT 1'` (the tutorial's exec probe) | {:.1} ms |",
-        m.probe_sql * 1000.0
-    ));
-    md.push(String::new());
-
-    md.push("## Recovery".into());
-    md.push(String::new());
-    md.push("mysql-0's server is SIGKILLed; once both replicas have noticed, it is started again. Measured from it accepting connections to both replicas' IO and SQL threads running (polled every 50 ms).".into());
-    md.push(String::new());
-    md.push("| | median | min | max |".into());
-    md.push("| --- | --- | --- | --- |".into());
-    md.push(secs_row(
-        "master back → every replica replicating",
-        &m.recovery,
-    ));
-    md.push(String::new());
-    md.join("\n")
-}
-
-fn mysql_report(size: u64, r: MysqlResult) -> String {
-    let MysqlResult {
-        data_mb,
-        ours,
-        copy,
-        hand,
-    } = r;
-    let row = |name: &str, v: &[f64]| {
-        let (med, min, max) = stats(v);
-        format!(
-            "| {name} | {:.0} MB/s | {med:.2} s | {min:.2} s | {max:.2} s |",
-            data_mb / med
-        )
-    };
-    [
-        format!("## Clone (MySQL 9.7, CLONE plugin, {size} MB generated, {data_mb:.0} MB datadir)"),
-        String::new(),
-        "| method | throughput (median) | time: median | min | max |".into(),
-        "| --- | --- | --- | --- | --- |".into(),
-        row("mysql-sts init, whole (scratch server, CLONE, first start of the copy)", &ours),
-        row("mysql-sts, its CLONE INSTANCE alone (from its log)", &copy),
-        row("hand-issued CLONE INSTANCE … DATA DIRECTORY into a running server", &hand),
-        String::new(),
-        format!(
-            "mysql-sts's copy / hand-issued: **{:.2}×** the throughput. The whole init also makes the scratch \
-             server it issues CLONE from and starts the copy once so that it is recovered and its GTID \
-             position known: work the hand-issued statement leaves to the operator.",
-            stats(&hand).0 / stats(&copy).0
-        ),
-        String::new(),
-    ]
-    .join("\n")
+        })
 }
 
 fn main() {
@@ -990,16 +544,16 @@ fn main() {
     let mysql_mb = env_num("BENCH_MYSQL_MB", main_mb);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (results, m) = rt.block_on(mariadb(&sizes, main_mb, runs));
-    let mut md = report(&results, main_mb, runs, &m);
+    let mut md = report::report(&results, main_mb, runs, &m);
     if mysql_mb > 0 {
         md += "\n";
-        md += &mysql_report(mysql_mb, rt.block_on(mysql(mysql_mb, runs)));
+        md += &report::mysql_report(mysql_mb, rt.block_on(mysql(mysql_mb, runs)));
     }
     println!("{md}");
     if let Ok(path) = std::env::var("BENCH_OUT") {
         std::fs::write(path, &md).unwrap();
     }
     if let Ok(path) = std::env::var("BENCH_SVG") {
-        std::fs::write(path, plot(&results)).unwrap();
+        std::fs::write(path, report::plot(&results)).unwrap();
     }
 }
