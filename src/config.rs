@@ -407,9 +407,14 @@ pub struct InitConfig {
     pub binary: Binary,
 }
 
-/// The init configuration from the flags, for a server of `flavor`.
-pub fn init(c: &CommonArgs, args: &InitArgs, flavor: Flavor) -> Result<InitConfig> {
+/// The init configuration from the flags; with `--flavor auto`, the server
+/// binary is asked which flavour it is.
+pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
     let identity = c.identity()?;
+    let flavor = match c.flavor.0 {
+        Some(f) => f,
+        None => Flavor::detect(&c.mysqld()?).await?,
+    };
     let credentials = c.secrets().clone_credentials(flavor);
     let credentials = init_credentials(identity.role, credentials)?;
     Ok(InitConfig {

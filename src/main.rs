@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mysql_sts::config::{self, Cli, Command, LogFormat};
-use mysql_sts::engine::Flavor;
 use mysql_sts::error::{Result, exit};
 use mysql_sts::shutdown::Shutdown;
 use mysql_sts::{init, install, probe, sidecar};
@@ -70,11 +69,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(if ok { exit::OK } else { exit::OTHER })
         }
         Command::Init(args) => {
-            let flavor = match c.flavor.0 {
-                Some(f) => f,
-                None => Flavor::detect(&c.mysqld()?).await?,
-            };
-            let cfg = config::init(c, args, flavor)?;
+            let cfg = config::init(c, args).await?;
             let outcome = init::run(cfg, Shutdown::on_signals()?).await?;
             tracing::info!(?outcome, "init done");
             Ok(exit::OK)
