@@ -86,88 +86,28 @@ mod tests {
     use super::*;
 
     #[test]
+    #[rustfmt::skip]
     fn datadir_table() {
         use Role::*;
         use State::*;
+        // role, state, reclone, fresh master => move aside, wipe, then
         for (role, state, reclone, fresh, move_aside, wipe, then) in [
-            (
-                Replica,
-                Initialised,
-                false,
-                false,
-                false,
-                false,
-                Then::KeepData,
-            ),
-            (
-                Master,
-                Initialised,
-                false,
-                false,
-                false,
-                false,
-                Then::KeepData,
-            ),
-            (
-                Master,
-                Initialised,
-                false,
-                true,
-                false,
-                false,
-                Then::KeepData,
-            ),
-            (Replica, Initialised, true, false, true, false, Then::Clone),
-            (
-                Master,
-                Initialised,
-                true,
-                false,
-                true,
-                false,
-                Then::AskPeers,
-            ),
-            (Replica, Empty, false, false, false, false, Then::Clone),
-            (Replica, Empty, true, false, false, false, Then::Clone),
-            (Master, Empty, false, false, false, false, Then::AskPeers),
-            (Master, Empty, false, true, false, false, Then::StartEmpty),
-            (
-                Replica,
-                UnfinishedClone,
-                false,
-                false,
-                false,
-                true,
-                Then::Clone,
-            ),
-            (
-                Master,
-                UnfinishedClone,
-                false,
-                false,
-                false,
-                true,
-                Then::AskPeers,
-            ),
-            (
-                Master,
-                UnfinishedClone,
-                false,
-                true,
-                false,
-                true,
-                Then::StartEmpty,
-            ),
+            (Replica, Initialised,     false, false, false, false, Then::KeepData),
+            (Master,  Initialised,     false, false, false, false, Then::KeepData),
+            (Master,  Initialised,     false, true,  false, false, Then::KeepData),
+            (Replica, Initialised,     true,  false, true,  false, Then::Clone),
+            (Master,  Initialised,     true,  false, true,  false, Then::AskPeers),
+            (Replica, Empty,           false, false, false, false, Then::Clone),
+            (Replica, Empty,           true,  false, false, false, Then::Clone),
+            (Master,  Empty,           false, false, false, false, Then::AskPeers),
+            (Master,  Empty,           false, true,  false, false, Then::StartEmpty),
+            (Replica, UnfinishedClone, false, false, false, true,  Then::Clone),
+            (Master,  UnfinishedClone, false, false, false, true,  Then::AskPeers),
+            (Master,  UnfinishedClone, false, true,  false, true,  Then::StartEmpty),
         ] {
-            assert_eq!(
-                plan(role, state, reclone, fresh),
-                Plan {
-                    move_aside,
-                    wipe_unfinished: wipe,
-                    then
-                },
-                "{role} {state:?} reclone={reclone} fresh={fresh}"
-            );
+            let want = Plan { move_aside, wipe_unfinished: wipe, then };
+            let got = plan(role, state, reclone, fresh);
+            assert_eq!(got, want, "{role} {state:?} reclone={reclone} fresh={fresh}");
         }
     }
 
