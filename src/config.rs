@@ -386,6 +386,8 @@ pub struct InitConfig {
     pub datadir: PathBuf,
     pub conf_dir: PathBuf,
     pub mysql_port: u16,
+    /// How peers are found: the one resolver, also behind `http`.
+    pub resolver: hickory_resolver::TokioResolver,
     /// How to reach the peers' agents (plain or TLS).
     pub http: AgentClient,
     pub donor_timeout: Duration,
@@ -417,6 +419,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
     };
     let credentials = c.secrets().clone_credentials(flavor);
     let credentials = init_credentials(identity.role, credentials)?;
+    let resolver = crate::net::dns::resolver()?;
     Ok(InitConfig {
         peer_domain: c.peer_domain()?,
         donor_fallback_after: args.donor_fallback_after,
@@ -432,9 +435,10 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         http: AgentClient::new(
             c.tls_ca_file.as_deref(),
             c.agent_port,
-            Some(crate::net::dns::resolver()?),
+            Some(resolver.clone()),
             None,
         )?,
+        resolver,
         donor_timeout: args.donor_timeout,
         stall_timeout: args.clone_stall_timeout,
         replication_user: c.replication_user.clone(),

@@ -123,6 +123,12 @@ impl Error {
     }
 }
 
+/// The last `n` lines of a tool's log, on one line, for an error message.
+pub fn last_lines(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().rev().take(n).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
 /// Attaches a description of the failed I/O operation.
 pub trait IoContext<T> {
     fn io_context(self, what: impl FnOnce() -> String) -> Result<T>;

@@ -218,13 +218,12 @@ impl TempServer {
 /// The last lines of a temporary server's error log, for error messages.
 pub fn log_tail(run_dir: &Path) -> String {
     let log = std::fs::read_to_string(run_dir.join("error.log")).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().rev().take(5).collect();
-    if lines.is_empty() {
+    if log.trim().is_empty() {
         "its error log is empty".to_owned()
     } else {
         format!(
             "last lines of its error log: {}",
-            lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            crate::error::last_lines(&log, 5)
         )
     }
 }

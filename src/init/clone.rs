@@ -32,6 +32,7 @@ pub async fn clone_with_retries(
                 let left = cfg.donor_timeout.saturating_sub(started.elapsed());
                 donor::wait_for_donor(
                     &cfg.identity.donors,
+                    &cfg.resolver,
                     &cfg.http,
                     left,
                     cfg.donor_fallback_after,

@@ -11,7 +11,7 @@ use crate::engine::clone::Donor;
 use crate::error::{Error, Result};
 use crate::init::plan::{self, PeerAnswer, Reseed};
 use crate::net::agent_client::AgentClient;
-use crate::net::dns::{resolve, resolver};
+use crate::net::dns::resolve;
 use crate::status::Status;
 
 /// Each DNS or HTTP check gives up after this long.
@@ -59,18 +59,18 @@ pub fn candidates(donors: &[String], waited: Duration, fallback_after: Duration)
 /// `fallback_after`.
 pub async fn wait_for_donor(
     donors: &[String],
+    resolver: &TokioResolver,
     http: &AgentClient,
     timeout: Duration,
     fallback_after: Duration,
 ) -> Result<Donor> {
-    let resolver = resolver()?;
     let started = Instant::now();
     let mut delays = backoff();
     let mut last: Vec<String> = Vec::new();
     loop {
         last.clear();
         for name in candidates(donors, started.elapsed(), fallback_after) {
-            match check(&resolver, http, name).await {
+            match check(resolver, http, name).await {
                 Ok(d) => {
                     info!(donor = %d.name, ip = %d.ip, skipped = ?last, "donor is ready");
                     return Ok(d);
@@ -137,12 +137,12 @@ async fn peer_status(http: &AgentClient, name: &str) -> Option<Status> {
 /// none of them answered with data.
 pub async fn reseed_source(
     names: impl Fn(u32) -> String,
+    resolver: &TokioResolver,
     http: &AgentClient,
     flavor: Flavor,
     timeout: Duration,
 ) -> Result<Option<PeerData>> {
-    let resolver = resolver()?;
-    let peers = existing_peers(&resolver, &names).await;
+    let peers = existing_peers(resolver, &names).await;
     if peers.is_empty() {
         info!("no other pod exists: this is a new cluster");
         return Ok(None);

@@ -83,7 +83,15 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         }
         Then::AskPeers => {
             let names = |n: u32| peer_name(&format!("{}-{n}", id.statefulset), &cfg.peer_domain);
-            match donor::reseed_source(names, &cfg.http, cfg.flavor, cfg.reseed_timeout).await? {
+            match donor::reseed_source(
+                names,
+                &cfg.resolver,
+                &cfg.http,
+                cfg.flavor,
+                cfg.reseed_timeout,
+            )
+            .await?
+            {
                 Some(peer) => Some(peer.donor),
                 None => {
                     info!("empty datadir on the master: the server image initialises it");

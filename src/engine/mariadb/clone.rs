@@ -136,12 +136,10 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         .await
         .map_err(|e| fail(format!("cannot run mariadb-backup: {e}")))?;
     if !out.status.success() {
-        let log = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = log.lines().rev().take(5).collect();
         return Err(fail(format!(
             "mariadb-backup --prepare failed ({}): {}",
             out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            crate::error::last_lines(&String::from_utf8_lossy(&out.stderr), 5)
         )));
     }
     let gtid = read_gtid(&data).map_err(fail)?;

@@ -100,12 +100,7 @@ pub async fn clone(
         .await
         .map_err(|e| fail(format!("the copy does not start: {e}")))?;
     let mut conn = server.target.connect(Duration::from_secs(10)).await?;
-    let gtid = db::first_row(&mut conn, super::GTID_EXECUTED)
-        .await?
-        .into_iter()
-        .next()
-        .flatten()
-        .unwrap_or_default();
+    let gtid = db::scalar(&mut conn, super::GTID_EXECUTED).await?;
     drop(conn);
     server
         .shutdown()
