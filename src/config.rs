@@ -201,10 +201,16 @@ pub struct InitArgs {
     /// peers that hold data
     #[arg(long, env = "MYSQL_STS_FRESH_MASTER")]
     pub fresh_master: bool,
-    /// How long an empty master waits for its peers to say what they hold
-    /// before it starts empty
+    /// How long an empty master waits for its peers to say what they hold;
+    /// then it fails (exit 3) rather than start empty over peers it has not
+    /// heard from, and the kubelet runs it again
     #[arg(long, env = "MYSQL_STS_RESEED_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub reseed_timeout: Duration,
+    /// The StatefulSet's number of pods: an empty master waits to hear from
+    /// each of the others (the chart sets it, with podManagementPolicy
+    /// Parallel). 0: the pods whose names resolve now
+    #[arg(long, env = "MYSQL_STS_REPLICAS", default_value_t = 0)]
+    pub replicas: u32,
     /// Give up a clone whose stream brings no byte for this long
     #[arg(long, env = "MYSQL_STS_CLONE_STALL_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub clone_stall_timeout: Duration,
@@ -401,6 +407,12 @@ pub struct InitConfig {
     pub fresh_master: bool,
     /// On an empty master: how long to wait for the peers to say what they hold.
     pub reseed_timeout: Duration,
+    /// The StatefulSet's number of pods, when known (0: not known).
+    pub replicas: u32,
+    /// Where the agent port is served while a replica waits for a donor.
+    pub agent_listen: SocketAddr,
+    /// HTTPS with (certificate, key) on the agent port.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub peer_domain: String,
     pub replication_user: String,
     /// What a clone needs. A replica cannot start without them; the master
@@ -427,6 +439,9 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         reclone: args.reclone,
         fresh_master: args.fresh_master,
         reseed_timeout: args.reseed_timeout,
+        replicas: args.replicas,
+        agent_listen: SocketAddr::from(([0, 0, 0, 0], c.agent_port)),
+        tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),
         identity,
         flavor,
         datadir: c.datadir.clone(),

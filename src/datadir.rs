@@ -142,9 +142,12 @@ impl Datadir {
         sync_path(&self.path)
     }
 
-    /// Moves the verified staged copy into place, records it, and removes the
-    /// marker last: from that instant on the datadir counts as data.
+    /// Makes the verified staged copy durable, moves it into place, records
+    /// it, and removes the marker last: from that instant on the datadir
+    /// counts as data, so every byte of it must be on disk by then (the tools
+    /// that wrote it did not sync it).
     pub fn commit_clone(&self, from: &Path, info: &CloneInfo) -> Result<()> {
+        sync_tree(from)?;
         for e in fs::read_dir(from).io_context(|| format!("cannot list {}", from.display()))? {
             let e = e.io_context(|| format!("cannot list {}", from.display()))?;
             let to = self.path.join(e.file_name());
@@ -238,6 +241,23 @@ pub fn chown_tree(path: &Path, owner: (u32, u32)) -> Result<()> {
     Ok(())
 }
 
+/// Syncs every file and directory under `root`, and `root` itself; returns
+/// how many it synced.
+pub fn sync_tree(root: &Path) -> Result<u64> {
+    let mut synced = 0;
+    let m = fs::symlink_metadata(root).io_context(|| format!("cannot stat {}", root.display()))?;
+    if m.is_dir() {
+        for e in fs::read_dir(root).io_context(|| format!("cannot list {}", root.display()))? {
+            let e = e.io_context(|| format!("cannot list {}", root.display()))?;
+            synced += sync_tree(&e.path())?;
+        }
+    } else if !m.is_file() {
+        return Ok(0);
+    }
+    sync_path(root)?;
+    Ok(synced + 1)
+}
+
 fn sync_path(p: &Path) -> Result<()> {
     fs::File::open(p)
         .and_then(|f| f.sync_all())
@@ -247,6 +267,24 @@ fn sync_path(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_tree_reaches_every_file_and_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("copy");
+        fs::create_dir_all(root.join("mysql/deep")).unwrap();
+        for f in [
+            "ibdata1",
+            "mysql/user.frm",
+            "mysql/deep/x.MAI",
+            "binlog.000001",
+        ] {
+            fs::write(root.join(f), b"data").unwrap();
+        }
+        std::os::unix::fs::symlink("ibdata1", root.join("link")).unwrap();
+        // 4 files, 3 directories (copy, mysql, deep); the link is not followed.
+        assert_eq!(sync_tree(&root).unwrap(), 7);
+    }
 
     #[test]
     fn classification() {

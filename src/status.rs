@@ -45,6 +45,9 @@ pub enum Phase {
     Master,
     #[serde(rename = "replicating")]
     Replicating,
+    /// Init of a pod with an empty datadir, waiting for a donor to clone.
+    #[serde(rename = "waiting for a donor")]
+    WaitingForDonor,
 }
 
 /// A clone stream in flight, as `/status` shows it on the donor.

@@ -447,25 +447,118 @@ async fn suite(engine: Engine) {
             .await,
         );
 
-        // 7. mysql-0's datadir is deleted while it is down: re-seeded.
+        // 7. mysql-0's datadir is deleted while it is down: re-seeded. The
+        // new master must go on from the replicas' GTIDs, never issue one of
+        // theirs again.
         let started = Instant::now();
         c.stop_pod(0);
+        let logged = |c: &Cluster, n: u32| {
+            let (c, e) = (c.pod(n).ip.clone(), c.engine);
+            async move {
+                let mut conn = connect_tcp(&c, "root", ROOT_PASSWORD).await;
+                let sql = if e.is_mariadb() {
+                    "SELECT @@global.gtid_binlog_pos"
+                } else {
+                    "SELECT @@global.gtid_executed"
+                };
+                let g = scalar(&mut conn, sql).await.unwrap_or_default();
+                let _ = conn.disconnect().await;
+                g
+            }
+        };
+        let before = logged(&c, 1).await;
         let dd = c.pod(0).datadir();
         std::fs::remove_dir_all(&dd).unwrap();
         std::fs::create_dir(&dd).unwrap();
         let (status, out) = c.run_init(0, &[]);
         assert!(status.success() && out.contains("re-seeding"), "{out}");
         bring_up(&mut c, 0).await;
-        results.push(
-            trial(
-                &c,
-                "master datadir lost, re-seeded",
-                started,
-                &writer,
-                String::new(),
-            )
-            .await,
-        );
+        let mut t = trial(
+            &c,
+            "master datadir lost, re-seeded",
+            started,
+            &writer,
+            String::new(),
+        )
+        .await;
+        let after = logged(&c, 0).await;
+        let continued = engine.flavor().gtid_contains(&after, &before);
+        t.recovered &= continued;
+        if !continued {
+            t.note = format!("the new master's GTIDs {after} do not go on from {before}");
+        }
+        results.push(t);
+
+        // 8. An event of the application falls due every second on the
+        // master while a new replica clones from it: the copy's own start
+        // must not run it (it would write under the copy's server UUID).
+        let started = Instant::now();
+        let mut m = c.root(0).await;
+        for sql in [
+            "SET GLOBAL event_scheduler = ON",
+            "CREATE TABLE IF NOT EXISTS app.ticks (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))",
+            "CREATE EVENT IF NOT EXISTS app.tick ON SCHEDULE EVERY 1 SECOND \
+             DO INSERT INTO app.ticks (at) VALUES (NOW(6))",
+        ] {
+            m.query_drop(sql).await.unwrap();
+        }
+        c.remove_pod(1);
+        c.create_pod(1);
+        let (status, out) = c.run_init(1, &[]);
+        assert!(status.success(), "{out}");
+        bring_up(&mut c, 1).await;
+        let ticks = scalar(&mut m, "SELECT COUNT(*) FROM app.ticks").await;
+        let t = trial(
+            &c,
+            "application event due during a clone",
+            started,
+            &writer,
+            format!("{} ticks on the master", ticks.unwrap_or_default()),
+        )
+        .await;
+        m.query_drop("DROP EVENT app.tick").await.unwrap();
+        m.disconnect().await.unwrap();
+        results.push(t);
+
+        // 9. A full restart that lost mysql-0's volume: every pod stops, and
+        // all start at once (podManagementPolicy Parallel), the replicas'
+        // servers 20 s after their sidecars (a long crash recovery). An
+        // empty master must wait to hear what they hold, then re-seed.
+        let started = Instant::now();
+        writer.hold().await;
+        let acked = writer.acked_ids();
+        settle(&c, &acked, Duration::from_secs(60), false).await;
+        for n in 0..3 {
+            c.stop_pod(n);
+        }
+        writer.resume();
+        let dd = c.pod(0).datadir();
+        std::fs::remove_dir_all(&dd).unwrap();
+        std::fs::create_dir(&dd).unwrap();
+        c.start_sidecar(1);
+        c.start_sidecar(2);
+        let mut init = c.spawn_init(0, &["--replicas", "3"]);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let waited = init.try_wait().unwrap().is_none();
+        c.start_server(1);
+        c.start_server(2);
+        let status = tokio::task::spawn_blocking(move || init.wait().unwrap())
+            .await
+            .unwrap();
+        let log = std::fs::read_to_string(c.pod(0).log("init")).unwrap();
+        let reseeded =
+            status.success() && log.lines().rev().take(30).any(|l| l.contains("re-seeding"));
+        bring_up(&mut c, 0).await;
+        let mut t = trial(
+            &c,
+            "full restart, master volume lost, servers late",
+            started,
+            &writer,
+            format!("waited for the peers: {waited}, re-seeded: {reseeded}"),
+        )
+        .await;
+        t.recovered &= waited && reseeded;
+        results.push(t);
     }
     let acked: Vec<u64> = writer.finish().await.iter().map(|a| a.id).collect();
     let (ok, lost, note) = settle(&c, &acked, Duration::from_secs(120), true).await;

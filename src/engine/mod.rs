@@ -243,6 +243,14 @@ impl Flavor {
         }
     }
 
+    /// Whether a server at `a` holds every transaction of one at `b`.
+    pub fn gtid_contains(self, a: &str, b: &str) -> bool {
+        match self {
+            Flavor::Mysql => mysql::gtid::contains(a, b),
+            Flavor::Mariadb => mariadb::gtid::contains(a, b),
+        }
+    }
+
     /// How many transactions (MySQL) or GTIDs (MariaDB) a set lists.
     pub fn gtid_count(self, set: &str) -> u64 {
         match self {

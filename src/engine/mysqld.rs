@@ -40,6 +40,17 @@ pub async fn version(mysqld: &Path) -> Result<String> {
     Ok(text.into_owned())
 }
 
+/// What a temporary server is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// The empty scratch server a clone is driven from: it must write.
+    Scratch,
+    /// A copy started once to finish its recovery and be read: read-only
+    /// for everyone, and no event of the application runs, so nothing is
+    /// written under the copy's own server UUID.
+    Verify,
+}
+
 /// How to start the server binary for a temporary, private server.
 #[derive(Debug, Clone)]
 pub struct Binary {
@@ -50,7 +61,7 @@ pub struct Binary {
 }
 
 impl Binary {
-    fn command(&self, datadir: &Path, run_dir: &Path) -> Command {
+    fn command(&self, datadir: &Path, run_dir: &Path, purpose: Use) -> Command {
         let mut cmd = Command::new(&self.path);
         if let Some(f) = &self.defaults_file {
             cmd.arg(format!("--defaults-file={}", f.display()));
@@ -73,9 +84,14 @@ impl Binary {
             ))
             .arg("--skip-networking")
             .arg("--loose-mysqlx=OFF")
-            .arg("--read-only=OFF")
-            .arg("--super-read-only=OFF")
-            .arg("--skip-replica-start")
+            .arg("--event-scheduler=OFF")
+            .arg("--skip-replica-start");
+        let read_only = match purpose {
+            Use::Scratch => "OFF",
+            Use::Verify => "ON",
+        };
+        cmd.arg(format!("--read-only={read_only}"))
+            .arg(format!("--super-read-only={read_only}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,7 +104,7 @@ impl Binary {
         let started = Instant::now();
         let status = tokio::time::timeout(
             Duration::from_secs(300),
-            self.command(datadir, run_dir)
+            self.command(datadir, run_dir, Use::Scratch)
                 .arg("--initialize-insecure")
                 .status(),
         )
@@ -111,16 +127,18 @@ impl Binary {
         Ok(())
     }
 
-    /// Starts a private server on `datadir` and waits until it answers as `user`.
+    /// Starts a private server on `datadir` for `purpose` and waits until
+    /// it answers as root.
     pub async fn start(
         &self,
         datadir: &Path,
         run_dir: &Path,
+        purpose: Use,
         password: Option<Secret>,
         deadline: Duration,
     ) -> Result<TempServer> {
         let child = self
-            .command(datadir, run_dir)
+            .command(datadir, run_dir, purpose)
             .spawn()
             .io_context(|| format!("cannot start {}", self.path.display()))?;
         let mut server = TempServer {

@@ -9,9 +9,9 @@ use tracing::{info, warn};
 use crate::engine::Flavor;
 use crate::engine::clone::Donor;
 use crate::error::{Error, Result};
-use crate::init::plan::{self, PeerAnswer, Reseed};
+use crate::init::plan::{self, PeerAnswer, PeerSays, Reseed};
 use crate::net::agent_client::AgentClient;
-use crate::net::dns::resolve;
+use crate::net::dns::{LookupError, resolve};
 use crate::status::Status;
 
 /// Each DNS or HTTP check gives up after this long.
@@ -110,80 +110,142 @@ pub struct PeerData {
     pub gtid: String,
 }
 
-/// The peers `<statefulset>-1`, `-2`, ... that exist: the pods of a
-/// StatefulSet are numbered without gaps, so the scan stops at the first name
-/// that does not resolve.
-async fn existing_peers(resolver: &TokioResolver, names: impl Fn(u32) -> String) -> Vec<Donor> {
+/// A peer of an empty master, as far as DNS could tell.
+struct Peer {
+    name: String,
+    /// `None`: its name gave no address now (and it may exist).
+    ip: Option<std::net::IpAddr>,
+}
+
+/// The peers `<statefulset>-1`, `-2`, ... to ask. With `expected` pods in
+/// the StatefulSet, exactly those (a name that does not resolve yet is a
+/// peer not heard from). Without, the pods that exist: they are numbered
+/// without gaps, so the scan stops at the first "no such name"; a DNS
+/// failure also stops it, with that name as a peer not heard from.
+async fn peers(
+    resolver: &TokioResolver,
+    names: impl Fn(u32) -> String,
+    expected: u32,
+) -> Vec<Peer> {
     let mut found = Vec::new();
-    for n in 1..=1000 {
+    let last = if expected > 0 { expected - 1 } else { 1000 };
+    for n in 1..=last {
         let name = names(n);
         match resolve(resolver, &name).await {
-            Ok(ip) => found.push(Donor { name, ip }),
-            Err(_) => break,
+            Ok(ip) => found.push(Peer { name, ip: Some(ip) }),
+            Err(_) if expected > 0 => found.push(Peer { name, ip: None }),
+            Err(LookupError::NoSuchName) => break,
+            Err(LookupError::Unknown(why)) => {
+                warn!(peer = %name, why = %why, "cannot tell whether this peer exists");
+                found.push(Peer { name, ip: None });
+                break;
+            }
         }
     }
     found
 }
 
-/// What a peer's sidecar says of itself; `None` when it does not answer.
-async fn peer_status(http: &AgentClient, name: &str) -> Option<Status> {
-    let resp = http.get(name, "/status", CHECK_TIMEOUT).await.ok()?;
-    resp.json::<Status>().await.ok()
+/// What a peer says of its data: its sidecar's `/status`, or the status its
+/// init serves while it waits for a donor (an empty datadir).
+async fn peer_says(http: &AgentClient, peer: &Peer) -> PeerSays {
+    if peer.ip.is_none() {
+        return PeerSays::Unknown;
+    }
+    let status = async {
+        let resp = http.get(&peer.name, "/status", CHECK_TIMEOUT).await.ok()?;
+        resp.json::<Status>().await.ok()
+    }
+    .await;
+    match status.and_then(|st| st.gtid_executed) {
+        None => PeerSays::Unknown,
+        Some(g) if g.trim().is_empty() => PeerSays::Empty,
+        Some(g) => PeerSays::Holds(g),
+    }
 }
 
-/// For a master whose datadir is empty: the peer holding the most data, so
-/// that an empty master never takes over from replicas that hold data.
-/// `Ok(None)` when no peer exists (a new cluster) or, after `timeout`, when
-/// none of them answered with data.
+/// For a master whose datadir is empty: the peer whose data holds every
+/// other peer's, so that an empty master never takes over from replicas
+/// that hold data. `Ok(None)` only with proof that no peer holds data: none
+/// exists, or every one said it is empty. A peer not heard from is waited
+/// for, up to `timeout`, and then init fails (exit 3) rather than guess;
+/// peers whose data diverged fail it at once.
 pub async fn reseed_source(
     names: impl Fn(u32) -> String,
+    expected: u32,
     resolver: &TokioResolver,
     http: &AgentClient,
     flavor: Flavor,
     timeout: Duration,
 ) -> Result<Option<PeerData>> {
-    let peers = existing_peers(resolver, &names).await;
-    if peers.is_empty() {
-        info!("no other pod exists: this is a new cluster");
-        return Ok(None);
-    }
     let started = Instant::now();
     let mut delays = backoff();
     loop {
-        let mut answered = Vec::new();
-        let mut from = Vec::new();
-        let mut silent = Vec::new();
-        for p in &peers {
-            match peer_status(http, &p.name).await {
-                Some(st) => {
-                    answered.push(PeerAnswer {
-                        name: p.name.clone(),
-                        gtid: st.gtid_executed.filter(|g| !g.is_empty()),
-                    });
-                    from.push(p);
-                }
-                None => silent.push(p.name.clone()),
-            }
+        let peers = peers(resolver, &names, expected).await;
+        if peers.is_empty() {
+            info!("no other pod exists: this is a new cluster");
+            return Ok(None);
         }
-        let timed_out = started.elapsed() >= timeout;
-        match plan::reseed(&answered, silent.len(), timed_out, |g| {
-            flavor.gtid_weight(g)
-        }) {
-            Reseed::Wait => {
-                warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to tell what it holds");
+        let mut answers = Vec::new();
+        for p in &peers {
+            answers.push(PeerAnswer {
+                name: p.name.clone(),
+                says: peer_says(http, p).await,
+            });
+        }
+        match plan::reseed(&answers, |a, b| flavor.gtid_contains(a, b)) {
+            Reseed::Wait(silent) => {
+                if started.elapsed() >= timeout {
+                    return Err(Error::NoDonor {
+                        waited: Duration::from_secs(started.elapsed().as_secs()),
+                        detail: format!(
+                            "the master's datadir is empty and {} did not say what they hold; \
+                             an empty master must not take over from peers that may hold data. \
+                             Start them (their sidecars answer once their servers are up), or, \
+                             to start empty and lose what they hold, set --fresh-master",
+                            silent.join(", ")
+                        ),
+                    });
+                }
+                warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to say what it holds");
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
             Reseed::StartEmpty => {
-                warn!(peers = ?peers.iter().map(|p| &p.name).collect::<Vec<_>>(), waited_s = started.elapsed().as_secs(), "peers exist but none has data to give: starting an EMPTY master");
+                info!(peers = ?answers.iter().map(|a| &a.name).collect::<Vec<_>>(), "every peer says it is empty: a new cluster");
                 return Ok(None);
             }
             Reseed::From(i) => {
-                let gtid = answered[i].gtid.clone().unwrap_or_default();
-                info!(donor = %answered[i].name, gtid = %gtid, unanswered = ?silent, "re-seeding the master from the most advanced peer");
+                let PeerSays::Holds(gtid) = answers[i].says.clone() else {
+                    unreachable!("the re-seed source holds data");
+                };
+                let ip = peers[i].ip.expect("a peer that answered resolved");
+                info!(donor = %answers[i].name, gtid = %gtid, "re-seeding the master from the peer that holds every other's transactions");
                 return Ok(Some(PeerData {
-                    donor: from[i].clone(),
+                    donor: Donor {
+                        name: answers[i].name.clone(),
+                        ip,
+                    },
                     gtid,
                 }));
+            }
+            Reseed::Disagree(names) => {
+                let said: Vec<String> = answers
+                    .iter()
+                    .filter_map(|a| match &a.says {
+                        PeerSays::Holds(g) => Some(format!("{}: {g}", a.name)),
+                        _ => None,
+                    })
+                    .collect();
+                return Err(Error::NoDonor {
+                    waited: Duration::from_secs(started.elapsed().as_secs()),
+                    detail: format!(
+                        "the master's datadir is empty and no peer holds every other's transactions \
+                         ({}): {} diverged, and a re-seed from any of them would lose another's. \
+                         Re-clone the replicas that are behind or hold errant transactions, then \
+                         restart this pod",
+                        said.join("; "),
+                        names.join(", ")
+                    ),
+                });
             }
         }
     }

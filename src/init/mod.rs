@@ -3,6 +3,7 @@
 //! from the most advanced peer. The decision is [`plan`] (pure); finding a
 //! donor is [`donor`]; the clone under the datadir rule is [`clone`].
 
+pub mod answer;
 pub mod clone;
 pub mod donor;
 pub mod plan;
@@ -85,6 +86,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
             let names = |n: u32| peer_name(&format!("{}-{n}", id.statefulset), &cfg.peer_domain);
             match donor::reseed_source(
                 names,
+                cfg.replicas,
                 &cfg.resolver,
                 &cfg.http,
                 cfg.flavor,
@@ -109,6 +111,11 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
             });
         }
         Err(e) => return Err(Error::config(e.to_string())),
+    };
+    // A replica waiting for its donor tells an empty master it holds nothing.
+    let _answer = match p.then {
+        Then::Clone => answer::serve(cfg).await,
+        _ => None,
     };
     clone::clone_with_retries(cfg, credentials, &dd, donor).await?;
     Ok(Outcome::Cloned)

@@ -43,42 +43,77 @@ pub fn plan(role: Role, state: State, reclone: bool, fresh_master: bool) -> Plan
     }
 }
 
-/// What an empty master's peers said, in one round of asking.
+/// What one peer of an empty master said of its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerSays {
+    /// Nothing yet: no answer, a name that did not resolve for a reason
+    /// other than "no such name", or a sidecar whose server is not up.
+    Unknown,
+    /// Its datadir is empty (it waits for a donor itself) or its server
+    /// has executed no transaction.
+    Empty,
+    /// Its server's executed GTIDs.
+    Holds(String),
+}
+
+/// What one peer said, in one round of asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerAnswer {
     pub name: String,
-    /// Its executed GTIDs; `None` when it holds none.
-    pub gtid: Option<String>,
+    pub says: PeerSays,
 }
 
 /// An empty master's choice after a round of asking its peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reseed {
-    /// Some peer has not answered and there is time left: ask again.
-    Wait,
-    /// No peer that answered holds data.
+    /// Some peers have not said what they hold: ask again; never guess.
+    Wait(Vec<String>),
+    /// Every peer said it is empty: proof that this is a new cluster.
     StartEmpty,
-    /// Clone from the peer at this index of the answers: the most advanced.
+    /// Clone from the peer at this index: its set holds every other's.
     From(usize),
+    /// No peer holds what every other holds: the data diverged, and no
+    /// choice keeps all of it. These are the peers with data.
+    Disagree(Vec<String>),
 }
 
-/// Waits for every peer until `timed_out`; then takes the most advanced of
-/// those that answered, by `weight`.
-pub fn reseed(
-    answered: &[PeerAnswer],
-    silent: usize,
-    timed_out: bool,
-    weight: impl Fn(&str) -> u64,
-) -> Reseed {
-    if silent > 0 && !timed_out {
-        return Reseed::Wait;
+/// Waits until every peer has said what it holds; then takes the one whose
+/// GTID set holds every other's (`contains(a, b)`: a server at `a` has
+/// every transaction of one at `b`), or refuses to choose.
+pub fn reseed(answers: &[PeerAnswer], contains: impl Fn(&str, &str) -> bool) -> Reseed {
+    let unknown: Vec<String> = answers
+        .iter()
+        .filter(|a| a.says == PeerSays::Unknown)
+        .map(|a| a.name.clone())
+        .collect();
+    if !unknown.is_empty() {
+        return Reseed::Wait(unknown);
     }
-    answered
+    let holding: Vec<(usize, &str)> = answers
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| p.gtid.as_deref().map(|g| (i, weight(g))))
-        .max_by_key(|(_, w)| *w)
-        .map_or(Reseed::StartEmpty, |(i, _)| Reseed::From(i))
+        .filter_map(|(i, a)| match &a.says {
+            PeerSays::Holds(g) => Some((i, g.as_str())),
+            _ => None,
+        })
+        .collect();
+    if holding.is_empty() {
+        return Reseed::StartEmpty;
+    }
+    holding
+        .iter()
+        .find(|(_, a)| holding.iter().all(|(_, b)| contains(a, b)))
+        .map_or_else(
+            || {
+                Reseed::Disagree(
+                    holding
+                        .iter()
+                        .map(|(i, _)| answers[*i].name.clone())
+                        .collect(),
+                )
+            },
+            |(i, _)| Reseed::From(*i),
+        )
 }
 
 #[cfg(test)]
@@ -111,26 +146,61 @@ mod tests {
         }
     }
 
-    fn answer(name: &str, gtid: Option<&str>) -> PeerAnswer {
+    fn answer(name: &str, says: PeerSays) -> PeerAnswer {
         PeerAnswer {
             name: name.into(),
-            gtid: gtid.map(str::to_owned),
+            says,
         }
+    }
+
+    fn holds(name: &str, gtid: &str) -> PeerAnswer {
+        answer(name, PeerSays::Holds(gtid.into()))
     }
 
     #[test]
     fn reseed_table() {
-        let w = |g: &str| g.rsplit('-').next().unwrap().parse::<u64>().unwrap();
-        let two = [
-            answer("mysql-1", Some("0-100-5")),
-            answer("mysql-2", Some("0-100-9")),
-        ];
-        assert_eq!(reseed(&two, 0, false, w), Reseed::From(1));
-        assert_eq!(reseed(&two, 1, false, w), Reseed::Wait);
-        assert_eq!(reseed(&two, 1, true, w), Reseed::From(1));
-        let empty = [answer("mysql-1", None)];
-        assert_eq!(reseed(&empty, 0, false, w), Reseed::StartEmpty);
-        assert_eq!(reseed(&[], 2, true, w), Reseed::StartEmpty);
-        assert_eq!(reseed(&[], 2, false, w), Reseed::Wait);
+        // Sets as "a,b,c": one holds another when it has every letter.
+        let contains = |a: &str, b: &str| {
+            b.split(',')
+                .filter(|x| !x.is_empty())
+                .all(|x| a.split(',').any(|y| y == x))
+        };
+        let unknown = |n: &str| answer(n, PeerSays::Unknown);
+        let empty = |n: &str| answer(n, PeerSays::Empty);
+        for (what, answers, want) in [
+            ("no peers at all", vec![], Reseed::StartEmpty),
+            (
+                "every peer empty",
+                vec![empty("m-1"), empty("m-2")],
+                Reseed::StartEmpty,
+            ),
+            (
+                "one has not answered: never a guess",
+                vec![holds("m-1", "a,b"), unknown("m-2")],
+                Reseed::Wait(vec!["m-2".into()]),
+            ),
+            (
+                "an empty answer is not an unknown one",
+                vec![empty("m-1"), unknown("m-2")],
+                Reseed::Wait(vec!["m-2".into()]),
+            ),
+            (
+                "the one that holds the other's set",
+                vec![holds("m-1", "a"), holds("m-2", "a,b"), empty("m-3")],
+                Reseed::From(1),
+            ),
+            (
+                "equal sets: the first",
+                vec![holds("m-1", "a,b"), holds("m-2", "a,b")],
+                Reseed::From(0),
+            ),
+            (
+                "an errant peer that outnumbers the advanced one does not win",
+                vec![holds("m-1", "a,b,c"), holds("m-2", "a,x,y,z")],
+                Reseed::Disagree(vec!["m-1".into(), "m-2".into()]),
+            ),
+        ] {
+            assert_eq!(reseed(&answers, contains), want, "{what}");
+        }
     }
 }

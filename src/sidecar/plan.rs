@@ -83,16 +83,18 @@ pub fn plan(role: Role, seen: &Seen, memory: Memory, master: &MasterRef) -> Vec<
 
 fn master_plan(seen: &Seen, memory: Memory) -> Vec<Action> {
     let mut actions = Vec::new();
-    if !memory.user_ensured {
-        actions.push(Action::EnsureReplicationUser);
-    }
     if seen.replica.is_some() {
         actions.push(Action::RemoveReplication);
     }
+    // Before anything of ours is logged (the replication user is): the check
+    // that the copy's binary log is empty must see it empty.
     if !memory.sequence_checked {
         actions.push(Action::ContinueSequence {
             cloned: seen.cloned_gtid.clone().unwrap_or_default(),
         });
+    }
+    if !memory.user_ensured {
+        actions.push(Action::EnsureReplicationUser);
     }
     if seen.read_only {
         actions.push(Action::SetReadOnly(false));
@@ -214,10 +216,10 @@ mod tests {
                 seen(true, None),
                 fresh,
                 vec![
-                    Action::EnsureReplicationUser,
                     Action::ContinueSequence {
                         cloned: String::new(),
                     },
+                    Action::EnsureReplicationUser,
                     Action::SetReadOnly(false),
                 ],
             ),
@@ -226,11 +228,11 @@ mod tests {
                 reseeded,
                 fresh,
                 vec![
-                    Action::EnsureReplicationUser,
                     Action::RemoveReplication,
                     Action::ContinueSequence {
                         cloned: "0-100-9".into(),
                     },
+                    Action::EnsureReplicationUser,
                     Action::SetReadOnly(false),
                 ],
             ),

@@ -21,7 +21,7 @@ AGENT = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "target" / "debug" / 
 VARIANTS = {
     "default": {},
     "mariadb": {"flavor": "mariadb"},
-    "parallel": {"podManagementPolicy": "Parallel"},
+    "ordered": {"podManagementPolicy": "OrderedReady"},
     "existing-secret": {"auth": {"existingSecret": "db-credentials"}},
     "five-replicas": {"replicas": 5},
     "monitored": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
@@ -96,8 +96,15 @@ def main():
         inits = {c["name"]: c for c in pod["initContainers"]}
         image = containers["server"]["image"]
         check(spec["replicas"] == values.get("replicas", 3), f"{name}: replicas")
-        check(spec["podManagementPolicy"] == values.get("podManagementPolicy", "OrderedReady"),
-              f"{name}: podManagementPolicy")
+        policy = values.get("podManagementPolicy", "Parallel")
+        check(spec["podManagementPolicy"] == policy, f"{name}: podManagementPolicy")
+        init_env = {e["name"]: e.get("value") for e in inits["init"]["env"]}
+        if policy == "Parallel":
+            check(init_env.get("MYSQL_STS_REPLICAS") == str(values.get("replicas", 3)),
+                  f"{name}: an empty master is told how many peers to hear from")
+        else:
+            check("MYSQL_STS_REPLICAS" not in init_env,
+                  f"{name}: under OrderedReady mysql-0 starts alone and cannot wait for its peers")
         flavor = values.get("flavor", "mysql")
         check(image.startswith(flavor + ":"), f"{name}: server image {image} is not {flavor}")
         check(containers["agent"]["image"] == image and inits["init"]["image"] == image,

@@ -55,6 +55,16 @@ pub fn gtid_list(info: &str) -> String {
         .to_owned()
 }
 
+/// Whether position `a` is at or past `b` in every domain of `b`: what a
+/// server at `a` has applied includes what one at `b` has, in a cluster
+/// whose domains each have one history.
+pub fn contains(a: &str, b: &str) -> bool {
+    let a = position(a);
+    position(b)
+        .iter()
+        .all(|(d, (_, n))| a.get(d).is_some_and(|(_, an)| an >= n))
+}
+
 /// How far a position got: the sum of its domains' sequence numbers.
 pub fn weight(pos: &str) -> u64 {
     position(pos).values().map(|(_, n)| n).sum()
@@ -99,6 +109,22 @@ mod tests {
         }
         assert_eq!(gtid_list("[0-100-5,1-101-2]"), "0-100-5,1-101-2");
         assert_eq!(gtid_list("[]"), "");
+    }
+
+    #[test]
+    fn inclusion_table() {
+        for (a, b, want) in [
+            ("0-100-9", "0-100-9", true),
+            ("0-100-9", "0-100-5", true),
+            ("0-100-9", "", true),
+            ("", "0-100-1", false),
+            ("0-100-5", "0-100-9", false),
+            ("0-101-9", "0-100-5", true),
+            ("0-100-9", "0-100-5,1-101-1", false),
+            ("1-101-3,0-100-9", "0-100-5,1-101-1", true),
+        ] {
+            assert_eq!(contains(a, b), want, "{a} ⊇ {b}");
+        }
     }
 
     #[test]

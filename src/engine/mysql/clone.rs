@@ -8,6 +8,7 @@ use tracing::info;
 
 use crate::datadir::CloneInfo;
 use crate::engine::clone::{Request, run_dir_for};
+use crate::engine::mysqld::Use;
 use crate::error::{Error, Result};
 use crate::net::sql::{self as db, quote};
 use crate::progress::{Progress, dir_size};
@@ -36,7 +37,7 @@ pub async fn clone(
         .map_err(|e| fail(format!("cannot make the scratch server: {e}")))?;
     let server = req
         .binary
-        .start(&scratch, &run, None, START_DEADLINE)
+        .start(&scratch, &run, Use::Scratch, None, START_DEADLINE)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let mut conn = server.target.connect(Duration::from_secs(10)).await?;
@@ -96,7 +97,7 @@ pub async fn clone(
     // The copy carries the donor's accounts: root has the cluster's root password.
     let server = req
         .binary
-        .start(&data, &run, Some(root.clone()), START_DEADLINE)
+        .start(&data, &run, Use::Verify, Some(root.clone()), START_DEADLINE)
         .await
         .map_err(|e| fail(format!("the copy does not start: {e}")))?;
     let mut conn = server.target.connect(Duration::from_secs(10)).await?;
