@@ -537,7 +537,9 @@ async fn suite(engine: Engine) {
         std::fs::create_dir(&dd).unwrap();
         c.start_sidecar(1);
         c.start_sidecar(2);
-        let mut init = c.spawn_init(0, &["--replicas", "3"]);
+        c.extra_env.push(("MYSQL_STS_REPLICAS".into(), "3".into()));
+        let mut init = c.spawn_init(0, &[]);
+        c.extra_env.pop();
         tokio::time::sleep(Duration::from_secs(20)).await;
         let waited = init.try_wait().unwrap().is_none();
         c.start_server(1);

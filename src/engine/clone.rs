@@ -35,6 +35,8 @@ pub struct Request<'a> {
     pub stall_timeout: Duration,
     /// Who the server runs as, when the agent runs as root and must hand over what it writes.
     pub owner: Option<(u32, u32)>,
+    /// The copy becomes a master (an empty master's re-seed), not a replica.
+    pub for_master: bool,
 }
 
 /// The donor's side: one clone stream to serve to a recipient.

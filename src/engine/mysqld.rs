@@ -49,6 +49,9 @@ pub enum Use {
     /// for everyone, and no event of the application runs, so nothing is
     /// written under the copy's own server UUID.
     Verify,
+    /// A copy the agent itself must write to before anyone else can (its
+    /// binary log state): writable, no accounts checked, no network.
+    Prepare,
 }
 
 /// How to start the server binary for a temporary, private server.
@@ -85,13 +88,18 @@ impl Binary {
             .arg("--skip-networking")
             .arg("--loose-mysqlx=OFF")
             .arg("--event-scheduler=OFF")
-            .arg("--skip-replica-start");
+            // Each engine knows one of these names.
+            .arg("--loose-skip-replica-start")
+            .arg("--loose-skip-slave-start");
         let read_only = match purpose {
-            Use::Scratch => "OFF",
+            Use::Scratch | Use::Prepare => "OFF",
             Use::Verify => "ON",
         };
+        if purpose == Use::Prepare {
+            cmd.arg("--skip-grant-tables");
+        }
         cmd.arg(format!("--read-only={read_only}"))
-            .arg(format!("--super-read-only={read_only}"))
+            .arg(format!("--loose-super-read-only={read_only}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -81,6 +81,7 @@ async fn clone_once(
         binary: &binary,
         stall_timeout: cfg.stall_timeout,
         owner,
+        for_master: cfg.identity.role == crate::pod::Role::Master,
     };
     let result = async {
         let (data, mut info) = credentials.clone(&req).await?;

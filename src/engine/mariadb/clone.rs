@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -11,7 +11,8 @@ use tokio::process::Command;
 use tracing::info;
 
 use crate::datadir::CloneInfo;
-use crate::engine::clone::Request;
+use crate::engine::clone::{Request, run_dir_for};
+use crate::engine::mysqld::Use;
 use crate::error::{Error, Result};
 use crate::net::wire::{self, Decoder, Frame};
 use crate::secret::Secret;
@@ -143,6 +144,11 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         )));
     }
     let gtid = read_gtid(&data).map_err(fail)?;
+    if req.for_master {
+        continue_sequence_offline(req, &data, &gtid)
+            .await
+            .map_err(|e| fail(format!("cannot set the copy's binary log state: {e}")))?;
+    }
     let info = CloneInfo {
         donor: donor.clone(),
         gtid,
@@ -152,6 +158,28 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
     };
     info!(donor = %donor, gtid = %info.gtid, prepare_secs = (started.elapsed() - streamed).as_secs_f64(), "copy prepared");
     Ok((data, info))
+}
+
+/// A master made from a replica's copy has an empty binary log: its next
+/// transaction would reuse sequence numbers the replicas hold. Before the
+/// server first takes writes (root may write to a read-only MariaDB), a
+/// private start of the copy makes its binary log go on from `gtid`.
+async fn continue_sequence_offline(req: &Request<'_>, data: &Path, gtid: &str) -> Result<()> {
+    if gtid.is_empty() {
+        return Ok(());
+    }
+    let run = run_dir_for("reseed", req.owner)?;
+    let server = req
+        .binary
+        .start(data, &run, Use::Prepare, None, Duration::from_secs(600))
+        .await?;
+    let mut conn = server.target.connect(Duration::from_secs(10)).await?;
+    super::continue_sequence(&mut conn, gtid).await?;
+    drop(conn);
+    server.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&run);
+    info!(gtid = %gtid, "the copy's binary log goes on from its position");
+    Ok(())
 }
 
 /// mariadb-backup's record of the copy's binary log position, under the name
