@@ -14,6 +14,10 @@ use crate::net::agent_client::AgentClient;
 use crate::net::dns::{LookupError, resolve};
 use crate::status::Status;
 
+/// How long an empty master waits before it asks its peers again, to see
+/// their answers hold still before it acts on them.
+const ANSWERS_SETTLE: Duration = Duration::from_secs(3);
+
 /// Each DNS or HTTP check gives up after this long.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -179,6 +183,9 @@ pub async fn reseed_source(
 ) -> Result<Option<PeerData>> {
     let started = Instant::now();
     let mut delays = backoff();
+    // A peer's answer lags its server by up to one round of its sidecar: a
+    // decision stands only when a second round, a while later, agrees.
+    let mut last: Option<Vec<PeerAnswer>> = None;
     loop {
         let peers = peers(resolver, &names, expected).await;
         if peers.is_empty() {
@@ -192,8 +199,15 @@ pub async fn reseed_source(
                 says: peer_says(http, p).await,
             });
         }
-        match plan::reseed(&answers, |a, b| flavor.gtid_contains(a, b)) {
+        let decision = plan::reseed(&answers, |a, b| flavor.gtid_contains(a, b));
+        if !matches!(decision, Reseed::Wait(_)) && last.as_ref() != Some(&answers) {
+            last = Some(answers);
+            tokio::time::sleep(ANSWERS_SETTLE).await;
+            continue;
+        }
+        match decision {
             Reseed::Wait(silent) => {
+                last = None;
                 if started.elapsed() >= timeout {
                     return Err(Error::NoDonor {
                         waited: Duration::from_secs(started.elapsed().as_secs()),
