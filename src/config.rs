@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::mysqld::Binary;
+use crate::engine::replication::SemiSync;
 use crate::engine::{CloneCredentials, Flavor, MissingCredential};
 use crate::error::{Error, Result};
 use crate::net::agent_client::AgentClient;
@@ -177,6 +178,19 @@ pub struct CommonArgs {
     /// Talk to the other agents over HTTPS, trusting this CA bundle (PEM)
     #[arg(long, env = "MYSQL_STS_TLS_CA_FILE", global = true)]
     pub tls_ca_file: Option<PathBuf>,
+    /// Semi-synchronous replication: the master acknowledges a commit only
+    /// once --semi-sync-wait-for replicas have it
+    #[arg(long, env = "MYSQL_STS_SEMI_SYNC", global = true)]
+    pub semi_sync: bool,
+    /// With --semi-sync: how many replicas must have a commit (MariaDB waits
+    /// for one whatever this says)
+    #[arg(long, env = "MYSQL_STS_SEMI_SYNC_WAIT_FOR", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub semi_sync_wait_for: u32,
+    /// With --semi-sync: fall back to asynchronous replication after this
+    /// long without acknowledgements, e.g. `10s` (availability over
+    /// durability). Default: never; commits wait
+    #[arg(long, env = "MYSQL_STS_SEMI_SYNC_TIMEOUT", value_parser = humantime::parse_duration, global = true)]
+    pub semi_sync_timeout: Option<Duration>,
     /// Log format
     #[arg(long, env = "MYSQL_STS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -341,6 +355,14 @@ impl CommonArgs {
 }
 
 impl CommonArgs {
+    /// The semi-synchronous settings, when --semi-sync is on.
+    pub fn semi_sync(&self) -> Option<SemiSync> {
+        self.semi_sync.then_some(SemiSync {
+            wait_for: self.semi_sync_wait_for,
+            timeout: self.semi_sync_timeout,
+        })
+    }
+
     pub fn identity(&self) -> Result<Identity> {
         Identity::new(&self.hostname()?, &self.peer_domain()?, self.server_id_base)
     }
@@ -409,6 +431,7 @@ pub struct InitConfig {
     pub reseed_timeout: Duration,
     /// The StatefulSet's number of pods, when known (0: not known).
     pub replicas: u32,
+    pub semi_sync: Option<SemiSync>,
     /// Where the agent port is served while a replica waits for a donor.
     pub agent_listen: SocketAddr,
     /// HTTPS with (certificate, key) on the agent port.
@@ -440,6 +463,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         fresh_master: args.fresh_master,
         reseed_timeout: args.reseed_timeout,
         replicas: args.replicas,
+        semi_sync: c.semi_sync(),
         agent_listen: SocketAddr::from(([0, 0, 0, 0], c.agent_port)),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),
         identity,
@@ -526,6 +550,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
                 master_outage_grace: args.master_outage_grace,
             },
             interval: args.reconcile_interval,
+            semi_sync: c.semi_sync(),
         },
         listen: SocketAddr::new(args.listen_address, c.agent_port),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),

@@ -298,8 +298,17 @@ async fn suite(engine: Engine) {
     let mut rng = Rng::new();
     let mut c = Cluster::new(engine);
     let e = engine.name();
+    // Semi-synchronous replication with no fallback: a commit is
+    // acknowledged only once a replica has it, so nothing can be written
+    // before the first replica is there.
+    c.extra_env
+        .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
     c.start_pod(0).await;
     c.wait_ready(0, Duration::from_secs(120)).await;
+    for n in 1..3 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(180)).await;
+    }
     {
         let mut m = c.root(0).await;
         m.query_drop("CREATE DATABASE app").await.unwrap();
@@ -309,10 +318,6 @@ async fn suite(engine: Engine) {
         m.disconnect().await.unwrap();
     }
     load_filler(&c, 64).await;
-    for n in 1..3 {
-        c.start_pod(n).await;
-        c.wait_ready(n, Duration::from_secs(180)).await;
-    }
     // How long a clone of this data takes, to aim the faults inside it.
     let started = Instant::now();
     c.create_pod(3);
@@ -561,6 +566,41 @@ async fn suite(engine: Engine) {
         .await;
         t.recovered &= waited && reseeded;
         results.push(t);
+
+        // 10. The replicas' link to the master drops silently (packets
+        // dropped both ways, nothing refused) while the writer goes on; then
+        // the master dies with its volume. With semi-synchronous replication
+        // the master acknowledged nothing the replicas lack.
+        let started = Instant::now();
+        let before = writer.acked_ids().len();
+        for n in 1..3 {
+            c.partition(n, 0, true);
+            c.partition(0, n, true);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let during = writer.acked_ids().len() - before;
+        c.kill_sidecar(0);
+        c.kill_server(0);
+        for n in 1..3 {
+            c.partition(n, 0, false);
+            c.partition(0, n, false);
+        }
+        let dd = c.pod(0).datadir();
+        std::fs::remove_dir_all(&dd).unwrap();
+        std::fs::create_dir(&dd).unwrap();
+        let (status, out) = c.run_init(0, &[]);
+        assert!(status.success() && out.contains("re-seeding"), "{out}");
+        bring_up(&mut c, 0).await;
+        results.push(
+            trial(
+                &c,
+                "link to the replicas dropped, then master and volume lost",
+                started,
+                &writer,
+                format!("{during} writes acknowledged while the replicas were cut off"),
+            )
+            .await,
+        );
     }
     let acked: Vec<u64> = writer.finish().await.iter().map(|a| a.id).collect();
     let (ok, lost, note) = settle(&c, &acked, Duration::from_secs(120), true).await;

@@ -55,6 +55,7 @@ fn start(flavor: Option<Flavor>) -> Sidecar {
             master_outage_grace: Duration::from_secs(30),
         },
         interval: Duration::from_millis(100),
+        semi_sync: None,
     };
     let listener = mysql_sts::sidecar::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

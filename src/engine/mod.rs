@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::pod::{Identity, Role};
 use crate::secret::Secret;
 use clone::{Request, StreamJob};
-use replication::{GtidCheck, Source};
+use replication::{GtidCheck, SemiSync, Source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,7 +122,7 @@ impl Flavor {
     }
 
     /// The server settings init writes to `<conf-dir>/mysql-sts.cnf`.
-    pub fn render_cnf(self, id: &Identity) -> String {
+    pub fn render_cnf(self, id: &Identity, semi_sync: Option<&SemiSync>) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -143,7 +143,29 @@ impl Flavor {
             Flavor::Mysql => mysql::cnf(id.role),
             Flavor::Mariadb => mariadb::cnf(),
         });
+        if let Some(semi) = semi_sync {
+            s.push_str(&match self {
+                Flavor::Mysql => mysql::semi_sync_cnf(id.role, semi),
+                Flavor::Mariadb => mariadb::semi_sync_cnf(id.role, semi),
+            });
+        }
         s
+    }
+
+    /// The query that answers 1 when the master side of semi-synchronous
+    /// replication is on.
+    pub fn semi_sync_source_query(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::SEMI_SYNC_SOURCE_ENABLED,
+            Flavor::Mariadb => mariadb::SEMI_SYNC_SOURCE_ENABLED,
+        }
+    }
+
+    pub fn enable_semi_sync_source(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::ENABLE_SEMI_SYNC_SOURCE,
+            Flavor::Mariadb => mariadb::ENABLE_SEMI_SYNC_SOURCE,
+        }
     }
 
     /// Statements that make the server read-only (for everyone the server
@@ -320,7 +342,7 @@ mod tests {
 
     #[test]
     fn mysql_master_cnf() {
-        let cnf = Flavor::Mysql.render_cnf(&id("mysql-0"));
+        let cnf = Flavor::Mysql.render_cnf(&id("mysql-0"), None);
         assert!(cnf.contains("[mysqld]\n"));
         let s = settings(&cnf);
         for want in [
@@ -344,7 +366,7 @@ mod tests {
 
     #[test]
     fn mysql_replica_cnf_is_super_read_only() {
-        let cnf = Flavor::Mysql.render_cnf(&id("mysql-2"));
+        let cnf = Flavor::Mysql.render_cnf(&id("mysql-2"), None);
         let s = settings(&cnf);
         assert!(s.contains(&"server_id=102"));
         assert!(s.contains(&"super_read_only=ON"));
@@ -353,8 +375,8 @@ mod tests {
 
     #[test]
     fn mariadb_cnf() {
-        let master = Flavor::Mariadb.render_cnf(&id("mysql-0"));
-        let replica = Flavor::Mariadb.render_cnf(&id("mysql-1"));
+        let master = Flavor::Mariadb.render_cnf(&id("mysql-0"), None);
+        let replica = Flavor::Mariadb.render_cnf(&id("mysql-1"), None);
         for cnf in [&master, &replica] {
             let s = settings(cnf);
             for want in [
@@ -371,6 +393,42 @@ mod tests {
         }
         assert!(settings(&master).contains(&"read_only=ON"));
         assert!(settings(&replica).contains(&"read_only=ON"));
+    }
+
+    #[test]
+    fn semi_sync_cnf() {
+        let semi = SemiSync {
+            wait_for: 2,
+            timeout: None,
+        };
+        for flavor in [Flavor::Mysql, Flavor::Mariadb] {
+            let plain = flavor.render_cnf(&id("mysql-1"), None);
+            assert!(!plain.contains("semi"), "{plain}");
+            let master = flavor.render_cnf(&id("mysql-0"), Some(&semi));
+            let replica = flavor.render_cnf(&id("mysql-1"), Some(&semi));
+            for cnf in [&master, &replica] {
+                assert!(cnf.contains("wait_point=AFTER_SYNC"), "{cnf}");
+                assert!(
+                    cnf.contains("_timeout=4294967295"),
+                    "never falls back: {cnf}"
+                );
+            }
+            assert!(!master.contains("replica_enabled") && !master.contains("slave_enabled"));
+            assert!(replica.contains("replica_enabled=ON") || replica.contains("slave_enabled=ON"));
+            // The master side is switched on by the sidecar, never at start.
+            assert!(!master.contains("source_enabled") && !master.contains("master_enabled"));
+        }
+        let mysql = Flavor::Mysql.render_cnf(&id("mysql-0"), Some(&semi));
+        assert!(mysql.contains("wait_for_replica_count=2"), "{mysql}");
+        let fallback = SemiSync {
+            wait_for: 1,
+            timeout: Some(std::time::Duration::from_secs(10)),
+        };
+        assert!(
+            Flavor::Mariadb
+                .render_cnf(&id("mysql-0"), Some(&fallback))
+                .contains("master_timeout=10000")
+        );
     }
 
     #[test]

@@ -38,6 +38,26 @@ pub struct GtidCheck {
     pub missing: Option<GtidSet>,
 }
 
+/// Semi-synchronous replication: the master acknowledges a commit only once
+/// `wait_for` replicas have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemiSync {
+    pub wait_for: u32,
+    /// After this long without enough acknowledgements the master falls back
+    /// to asynchronous replication; `None`: it never does (it waits).
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl SemiSync {
+    /// The timeout as the servers take it, in milliseconds; "never" is their
+    /// largest value (about 49 days).
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout.map_or(u64::from(u32::MAX), |t| {
+            (t.as_millis() as u64).min(u64::from(u32::MAX))
+        })
+    }
+}
+
 /// Where the replica should replicate from, and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source<'a> {

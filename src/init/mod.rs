@@ -56,7 +56,10 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
     let dd = Datadir::new(&cfg.datadir);
     // Check the datadir before writing anything, so a wrong mount fails cleanly.
     let state = dd.state()?;
-    let cnf = write_cnf(&cfg.conf_dir, &cfg.flavor.render_cnf(id))?;
+    let cnf = write_cnf(
+        &cfg.conf_dir,
+        &cfg.flavor.render_cnf(id, cfg.semi_sync.as_ref()),
+    )?;
     info!(pod = %id.hostname, role = %id.role, server_id = id.server_id, flavor = %cfg.flavor, cnf = %cnf.display(), "server config written");
 
     let p = plan::plan(

@@ -46,6 +46,10 @@ pub async fn apply(
                     sql::exec(conn, &stmt).await?;
                 }
             }
+            Action::EnableSemiSync => {
+                info!("semi-synchronous replication on: commits wait for a replica");
+                sql::exec(conn, flavor.enable_semi_sync_source()).await?;
+            }
             Action::StartReplica => {
                 info!("replication is stopped without an error; starting it");
                 sql::exec(conn, flavor.start_replica()).await?;

@@ -31,6 +31,7 @@ pub struct LoopSettings {
     pub replication_password: Secret,
     pub policy: Policy,
     pub interval: Duration,
+    pub semi_sync: Option<crate::engine::replication::SemiSync>,
 }
 
 struct Control {
@@ -135,7 +136,14 @@ impl Control {
                 self.against_master = check;
             }
         }
+        let semi_sync_source = match (role, self.s.semi_sync) {
+            (Role::Master, Some(_)) => {
+                Some(sql::scalar(conn, flavor.semi_sync_source_query()).await? == "1")
+            }
+            _ => None,
+        };
         let seen = Seen {
+            semi_sync_source,
             read_only: local.read_only,
             replica: local.replica,
             against_master: self.against_master.clone(),

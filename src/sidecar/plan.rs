@@ -19,6 +19,9 @@ pub struct Seen {
     pub against_master: GtidCheck,
     /// The GTID position of the clone this pod's data came from, if any.
     pub cloned_gtid: Option<String>,
+    /// A master with semi-synchronous replication configured: whether its
+    /// side of it is on. `None`: not configured.
+    pub semi_sync_source: Option<bool>,
 }
 
 /// Where a replica must replicate from, and as whom.
@@ -43,6 +46,9 @@ pub enum Action {
         cloned: String,
     },
     SetReadOnly(bool),
+    /// Switch the master's side of semi-synchronous replication on: from
+    /// then on a commit is acknowledged only once replicas have it.
+    EnableSemiSync,
     /// Replication points at the master and stopped without an error.
     StartReplica,
     /// Point replication at the master, from the cloned position if it has
@@ -95,6 +101,11 @@ fn master_plan(seen: &Seen, memory: Memory) -> Vec<Action> {
     }
     if !memory.user_ensured {
         actions.push(Action::EnsureReplicationUser);
+    }
+    // After the replication account exists (its creation would wait for a
+    // replica that cannot log in without it), before any client may write.
+    if seen.semi_sync_source == Some(false) {
+        actions.push(Action::EnableSemiSync);
     }
     if seen.read_only {
         actions.push(Action::SetReadOnly(false));
@@ -196,6 +207,7 @@ mod tests {
             replica,
             against_master: GtidCheck::default(),
             cloned_gtid: None,
+            semi_sync_source: None,
         }
     }
 
@@ -237,6 +249,31 @@ mod tests {
                 ],
             ),
             ("settled and writable", seen(false, None), settled, vec![]),
+            (
+                "semi-sync configured, first round: on before writes",
+                Seen {
+                    semi_sync_source: Some(false),
+                    ..seen(true, None)
+                },
+                fresh,
+                vec![
+                    Action::ContinueSequence {
+                        cloned: String::new(),
+                    },
+                    Action::EnsureReplicationUser,
+                    Action::EnableSemiSync,
+                    Action::SetReadOnly(false),
+                ],
+            ),
+            (
+                "semi-sync on",
+                Seen {
+                    semi_sync_source: Some(true),
+                    ..seen(false, None)
+                },
+                settled,
+                vec![],
+            ),
             (
                 "made read-only by hand",
                 seen(true, None),

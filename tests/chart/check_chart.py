@@ -22,6 +22,7 @@ VARIANTS = {
     "default": {},
     "mariadb": {"flavor": "mariadb"},
     "ordered": {"podManagementPolicy": "OrderedReady"},
+    "semi-sync": {"semiSync": {"enabled": True, "waitFor": 2, "timeout": "10s"}},
     "existing-secret": {"auth": {"existingSecret": "db-credentials"}},
     "five-replicas": {"replicas": 5},
     "monitored": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
@@ -99,6 +100,16 @@ def main():
         policy = values.get("podManagementPolicy", "Parallel")
         check(spec["podManagementPolicy"] == policy, f"{name}: podManagementPolicy")
         init_env = {e["name"]: e.get("value") for e in inits["init"]["env"]}
+        semi = values.get("semiSync", {})
+        for role, c in (("init", inits["init"]), ("sidecar", containers["agent"])):
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            if semi.get("enabled"):
+                check(env.get("MYSQL_STS_SEMI_SYNC") == "true"
+                      and env.get("MYSQL_STS_SEMI_SYNC_WAIT_FOR") == str(semi["waitFor"])
+                      and env.get("MYSQL_STS_SEMI_SYNC_TIMEOUT") == semi["timeout"],
+                      f"{name}: {role} runs semi-synchronous replication as asked")
+            else:
+                check("MYSQL_STS_SEMI_SYNC" not in env, f"{name}: {role}: semi-sync off by default")
         if policy == "Parallel":
             check(init_env.get("MYSQL_STS_REPLICAS") == str(values.get("replicas", 3)),
                   f"{name}: an empty master is told how many peers to hear from")

@@ -70,6 +70,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: /etc/mysql-sts/secrets/clone-token
 - name: MYSQL_STS_LOG_FORMAT
   value: {{ .Values.agent.logFormat | quote }}
+{{- if .Values.semiSync.enabled }}
+- name: MYSQL_STS_SEMI_SYNC
+  value: "true"
+- name: MYSQL_STS_SEMI_SYNC_WAIT_FOR
+  value: {{ .Values.semiSync.waitFor | quote }}
+{{- with .Values.semiSync.timeout }}
+- name: MYSQL_STS_SEMI_SYNC_TIMEOUT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- if .Values.tls.enabled }}
 - name: MYSQL_STS_TLS_CERT_FILE
   value: /etc/mysql-sts/tls/tls.crt

@@ -8,9 +8,10 @@ pub mod gtid;
 use mysql_async::Conn;
 use tracing::info;
 
-use crate::engine::replication::{GtidCheck, GtidSet, Source};
+use crate::engine::replication::{GtidCheck, GtidSet, SemiSync, Source};
 use crate::error::Result;
 use crate::net::sql::{self, quote};
+use crate::pod::Role;
 
 /// The engine's lines of `mysql-sts.cnf`.
 pub fn cnf() -> String {
@@ -21,6 +22,23 @@ pub fn cnf() -> String {
         crate::datadir::OLD_DIR
     )
 }
+
+/// The semi-synchronous lines of `mysql-sts.cnf` (built into the server; one
+/// replica's acknowledgement is all MariaDB waits for). The master side is
+/// switched on by its sidecar, once the replication account exists.
+pub fn semi_sync_cnf(role: Role, s: &SemiSync) -> String {
+    let mut out = format!(
+        "rpl_semi_sync_master_wait_point=AFTER_SYNC\nrpl_semi_sync_master_timeout={}\n",
+        s.timeout_ms()
+    );
+    if role == Role::Replica {
+        out.push_str("rpl_semi_sync_slave_enabled=ON\n");
+    }
+    out
+}
+
+pub const SEMI_SYNC_SOURCE_ENABLED: &str = "SELECT @@global.rpl_semi_sync_master_enabled";
+pub const ENABLE_SEMI_SYNC_SOURCE: &str = "SET GLOBAL rpl_semi_sync_master_enabled = ON";
 
 pub fn set_read_only(on: bool) -> Vec<String> {
     vec![format!(

@@ -6,7 +6,7 @@ pub mod gtid;
 
 use mysql_async::Conn;
 
-use crate::engine::replication::{GtidCheck, GtidSet, Source};
+use crate::engine::replication::{GtidCheck, GtidSet, SemiSync, Source};
 use crate::error::Result;
 use crate::net::sql::{self, quote};
 use crate::pod::Role;
@@ -22,6 +22,27 @@ pub fn cnf(role: Role) -> String {
     }
     s
 }
+
+/// The semi-synchronous lines of `mysql-sts.cnf`: both plugins on every pod
+/// (a replica may become a master's copy); the source side is switched on
+/// by the master's sidecar, once the replication account exists.
+pub fn semi_sync_cnf(role: Role, s: &SemiSync) -> String {
+    let mut out = format!(
+        "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\
+         loose-rpl_semi_sync_source_wait_point=AFTER_SYNC\n\
+         loose-rpl_semi_sync_source_timeout={}\n\
+         loose-rpl_semi_sync_source_wait_for_replica_count={}\n",
+        s.timeout_ms(),
+        s.wait_for
+    );
+    if role == Role::Replica {
+        out.push_str("loose-rpl_semi_sync_replica_enabled=ON\n");
+    }
+    out
+}
+
+pub const SEMI_SYNC_SOURCE_ENABLED: &str = "SELECT @@global.rpl_semi_sync_source_enabled";
+pub const ENABLE_SEMI_SYNC_SOURCE: &str = "SET GLOBAL rpl_semi_sync_source_enabled = ON";
 
 pub fn set_read_only(on: bool) -> Vec<String> {
     if on {
