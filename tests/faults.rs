@@ -225,8 +225,9 @@ async fn pump(
     up.abort();
 }
 
-/// The datadir rule, checked after a clone died: either no data at all, or
-/// the marker that makes the next start wipe it.
+/// The datadir rule, checked after a clone died: no data at all, the marker
+/// that makes the next start wipe it, or a finished clone (its record is
+/// written just before the marker goes: the process died after that).
 fn never_half_written(c: &Cluster, n: u32) -> Result<(), String> {
     let dd = c.pod(n).datadir();
     let names: Vec<String> = std::fs::read_dir(&dd)
@@ -236,7 +237,8 @@ fn never_half_written(c: &Cluster, n: u32) -> Result<(), String> {
         .collect();
     let data = names.iter().any(|n| !n.starts_with('.'));
     let marker = names.iter().any(|n| n == ".mysql-sts-clone-in-progress");
-    if data && !marker {
+    let finished = names.iter().any(|n| n == ".mysql-sts-clone.json");
+    if data && !marker && !finished {
         Err(format!(
             "half-written datadir without the marker: {names:?}"
         ))
