@@ -88,7 +88,6 @@ fn pin(pid: u32, cpus: &str) {
     taskset(&["-a", "-cp", cpus, &pid.to_string()]);
 }
 
-/// Pins the calling thread, and so the processes it starts, to `cpus`.
 /// Grows `bench.filler` to `mb` thousand rows of ~1 KB on the master.
 async fn grow(c: &Cluster, mb: u64) {
     let started = Instant::now();
@@ -295,6 +294,47 @@ fn latency_during_clones(c: &mut Cluster, w: &Writer, runs: usize, own: bool) ->
         c.remove_pod(3);
     }
     lat
+}
+
+/// The price of semi-synchronous replication: the master's write latency,
+/// idle, on a three-pod cluster started with `--semi-sync` (each commit waits
+/// for a replica's acknowledgement), pinned as the idle row of the main
+/// cluster is.
+async fn semi_sync_latency() -> Vec<f64> {
+    let mut c = Cluster::new(Engine::Mariadb);
+    c.extra_env
+        .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
+    for n in 0..3 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(300)).await;
+    }
+    let mut m = c.root(0).await;
+    for sql in [
+        "CREATE DATABASE IF NOT EXISTS bench",
+        "CREATE TABLE IF NOT EXISTS bench.lat (id BIGINT PRIMARY KEY, v VARCHAR(16)) ENGINE=InnoDB",
+    ] {
+        m.query_drop(sql).await.unwrap();
+    }
+    m.disconnect().await.unwrap();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        for n in 0..=2 {
+            let cpus = if n == 0 { "0" } else { "1" };
+            pin(c.server_pid(n).unwrap(), cpus);
+            pin(c.sidecar_pid(n).unwrap(), cpus);
+        }
+    }
+    let writer = Writer::start(
+        c.pod(0).ip.clone(),
+        "bench.lat",
+        Duration::from_millis(10),
+        Some(0),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let v = writer.window(from, Instant::now());
+    writer.finish().await;
+    v
 }
 
 async fn mariadb(sizes: &[u64], main: u64, runs: usize) -> (Vec<SizeResult>, MainResult) {
@@ -543,7 +583,8 @@ fn main() {
     let runs = env_num("BENCH_RUNS", 3).max(1) as usize;
     let mysql_mb = env_num("BENCH_MYSQL_MB", main_mb);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (results, m) = rt.block_on(mariadb(&sizes, main_mb, runs));
+    let (results, mut m) = rt.block_on(mariadb(&sizes, main_mb, runs));
+    m.latency_idle_semi_sync = rt.block_on(semi_sync_latency());
     let mut md = report::report(&results, main_mb, runs, &m);
     if mysql_mb > 0 {
         md += "\n";

@@ -45,6 +45,8 @@ pub struct MainResult {
     pub probe_ours: f64,
     pub probe_sql: f64,
     pub latency_idle: Vec<f64>,
+    /// Idle, on a cluster with semi-synchronous replication.
+    pub latency_idle_semi_sync: Vec<f64>,
     pub latency_replica: Vec<f64>,
     pub latency_master: Vec<f64>,
     pub latency_replica_own_disk: Vec<f64>,
@@ -284,6 +286,30 @@ pub fn report(sizes: &[SizeResult], main: u64, runs: usize, m: &MainResult) -> S
         quantile(&m.latency_master_own_disk, 0.99) / idle99,
         quantile(&m.latency_master, 0.99) / idle99,
     ));
+    md.push(String::new());
+
+    md.push("## The price of semi-synchronous replication".into());
+    md.push(String::new());
+    md.push(
+        "The same client and pinning, idle for 20 s, on the cluster above (asynchronous) and \
+         on a three-pod cluster started with `--semi-sync` (a commit is acknowledged once a \
+         replica has it)."
+            .into(),
+    );
+    md.push(String::new());
+    md.push("| replication | writes | p50 | p99 |".into());
+    md.push("| --- | --- | --- | --- |".into());
+    for (name, v) in [
+        ("asynchronous", &m.latency_idle),
+        ("semi-synchronous", &m.latency_idle_semi_sync),
+    ] {
+        md.push(format!(
+            "| {name} | {} | {:.2} ms | {:.2} ms |",
+            v.len(),
+            quantile(v, 0.5),
+            quantile(v, 0.99)
+        ));
+    }
     md.push(String::new());
 
     md.push("## Footprint".into());
