@@ -19,6 +19,10 @@ pub const STAGING: &str = ".mysql-sts-staging";
 pub const CLONE_INFO: &str = ".mysql-sts-clone.json";
 /// Present when an operator asked for this datadir to be cloned again.
 pub const RECLONE_REQUEST: &str = ".mysql-sts-reclone";
+/// Present once the sidecar found this replica's data diverged from the
+/// master's (errant transactions): it holds them, and keeps replication off
+/// until the data is cloned again.
+pub const DIVERGED: &str = ".mysql-sts-diverged";
 /// Where old datadirs are moved aside to, one directory per move (unix time).
 pub const OLD_DIR: &str = ".mysql-sts-old";
 
@@ -194,7 +198,7 @@ impl Datadir {
         let aside = self.path.join(OLD_DIR).join(secs.to_string());
         fs::create_dir_all(&aside).io_context(|| format!("cannot create {}", aside.display()))?;
         for name in self.entries()? {
-            if ignorable(&name) && name != CLONE_INFO {
+            if ignorable(&name) && name != CLONE_INFO && name != DIVERGED {
                 continue;
             }
             fs::rename(self.path.join(&name), aside.join(&name))
@@ -207,6 +211,19 @@ impl Datadir {
                 .io_context(|| format!("cannot remove {}", request.display()))?;
         }
         Ok(aside)
+    }
+
+    /// The errant transactions recorded when this data was found diverged.
+    pub fn diverged(&self) -> Option<String> {
+        fs::read_to_string(self.path.join(DIVERGED)).ok()
+    }
+
+    /// Records that this data diverged from the master's, durably.
+    pub fn record_divergence(&self, errant: &str) -> Result<()> {
+        let path = self.path.join(DIVERGED);
+        fs::write(&path, errant).io_context(|| format!("cannot write {}", path.display()))?;
+        sync_path(&path)?;
+        sync_path(&self.path)
     }
 
     pub fn reclone_requested(&self) -> bool {

@@ -278,6 +278,7 @@ async fn lifecycle(engine: Engine, tls: bool) {
     master_purged_what_a_replica_needs(&mut c).await;
     errant_then_reclone(&mut c).await;
     reseed_master(&mut c).await;
+    fresh_master_over_replicas(&mut c).await;
 
     // No process shows a secret in its argv.
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -467,6 +468,90 @@ async fn errant_then_reclone(c: &mut Cluster) {
 
 /// mysql-0 loses its datadir while down: it re-seeds from the most advanced
 /// replica instead of starting empty, and the replicas follow it again.
+/// The master starts over empty (`--fresh-master`: its volume lost, the
+/// operator chose to start empty) while the replicas hold the old data. A
+/// replica is caught as diverged and takes nothing from the new master, also
+/// once the new master's sequence numbers passed its own (MariaDB would then
+/// resume from its own position, skipping the master's transactions) and the
+/// replica restarted.
+async fn fresh_master_over_replicas(c: &mut Cluster) {
+    let e = c.engine.name();
+    let rows = row_count(c, 1).await;
+    let held = c.status(1).await["gtid_executed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    c.stop_pod(0);
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+    let (status, out) = c.run_init(0, &["--fresh-master"]);
+    assert!(status.success(), "{out}");
+    c.entrypoint_or_skip(0).await;
+    c.start_server(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(120)).await;
+    let started = Instant::now();
+    while !diverged(c, 1).await.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "[{e}] mysql-1 not caught as diverged: {}",
+            diverged(c, 1).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The new master's own history, past every sequence number mysql-1 holds.
+    let past: u64 = held
+        .split(',')
+        .filter_map(|g| g.rsplit(['-', ':']).next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+        .min(5000)
+        + 5;
+    let mut m = c.root(0).await;
+    m.query_drop("CREATE DATABASE fresh").await.unwrap();
+    m.query_drop("CREATE TABLE fresh.t (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    for i in 0..past {
+        m.query_drop(format!("INSERT INTO fresh.t VALUES ({i})"))
+            .await
+            .unwrap();
+    }
+    m.disconnect().await.unwrap();
+    // mysql-1 restarts as a pod does: init, server, sidecar.
+    c.stop_pod(1);
+    let (status, out) = c.run_init(1, &[]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("diverged"), "{out}");
+    c.start_server(1);
+    c.start_sidecar(1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (still, body) = diverged(c, 1).await;
+    assert!(
+        still,
+        "[{e}] mysql-1 ready again over diverged data: {body}"
+    );
+    assert_eq!(row_count(c, 1).await, rows, "[{e}] mysql-1's data changed");
+    let mut r = c.root(1).await;
+    let dbs: Vec<String> = r.query("SHOW DATABASES").await.unwrap();
+    assert!(
+        !dbs.iter().any(|d| d == "fresh"),
+        "[{e}] mysql-1 applied the new master's transactions: {dbs:?}"
+    );
+    r.disconnect().await.unwrap();
+    eprintln!(
+        "[{e}] a master that started over: mysql-1 caught as diverged in {:.1} s, still off after {past} new transactions and a restart",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Whether pod `n` is not ready for errant transactions, and what it said.
+async fn diverged(c: &Cluster, n: u32) -> (bool, String) {
+    let (code, body) = c.get(n, "/readyz").await.unwrap();
+    (code == 503 && body.contains("errant"), body)
+}
+
 async fn reseed_master(c: &mut Cluster) {
     let e = c.engine.name();
     let rows = row_count(c, 0).await;

@@ -152,6 +152,16 @@ impl Flavor {
         s
     }
 
+    /// The config line that keeps replication from starting with the server
+    /// (a replica whose data diverged must not resume before its sidecar
+    /// has looked).
+    pub fn skip_replica_start(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::SKIP_REPLICA_START,
+            Flavor::Mariadb => mariadb::SKIP_REPLICA_START,
+        }
+    }
+
     /// The query that answers 1 when the master side of semi-synchronous
     /// replication is on.
     pub fn semi_sync_source_query(self) -> &'static str {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use crate::config::InitConfig;
-use crate::datadir::Datadir;
+use crate::datadir::{Datadir, State};
 use crate::error::{Error, IoContext, Result};
 use crate::pod::peer_name;
 use crate::shutdown::Shutdown;
@@ -56,18 +56,19 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
     let dd = Datadir::new(&cfg.datadir);
     // Check the datadir before writing anything, so a wrong mount fails cleanly.
     let state = dd.state()?;
-    let cnf = write_cnf(
-        &cfg.conf_dir,
-        &cfg.flavor.render_cnf(id, cfg.semi_sync.as_ref()),
-    )?;
+    let reclone = cfg.reclone || dd.reclone_requested();
+    let mut text = cfg.flavor.render_cnf(id, cfg.semi_sync.as_ref());
+    let diverged = dd
+        .diverged()
+        .filter(|_| state == State::Initialised && !reclone);
+    if let Some(errant) = &diverged {
+        warn!(errant = %errant.trim(), "this data diverged from the master's: replication stays off until it is cloned again (README: errant transactions)");
+        text.push_str(cfg.flavor.skip_replica_start());
+    }
+    let cnf = write_cnf(&cfg.conf_dir, &text)?;
     info!(pod = %id.hostname, role = %id.role, server_id = id.server_id, flavor = %cfg.flavor, cnf = %cnf.display(), "server config written");
 
-    let p = plan::plan(
-        id.role,
-        state,
-        cfg.reclone || dd.reclone_requested(),
-        cfg.fresh_master,
-    );
+    let p = plan::plan(id.role, state, reclone, cfg.fresh_master);
     if p.move_aside {
         let aside = dd.move_aside()?;
         warn!(moved_to = %aside.display(), "re-clone requested: the old data was moved aside (delete it once the new copy serves)");

@@ -4,6 +4,7 @@
 use mysql_async::Conn;
 use tracing::{info, warn};
 
+use crate::datadir::Datadir;
 use crate::engine::Flavor;
 use crate::engine::replication::Source;
 use crate::error::Result;
@@ -18,6 +19,7 @@ pub async fn apply(
     actions: &[Action],
     master: &MasterRef,
     password: &Secret,
+    datadir: &Datadir,
 ) -> Result<()> {
     for action in actions {
         match action {
@@ -49,6 +51,14 @@ pub async fn apply(
             Action::EnableSemiSync => {
                 info!("semi-synchronous replication on: commits wait for a replica");
                 sql::exec(conn, flavor.enable_semi_sync_source()).await?;
+            }
+            Action::RecordDivergence(errant) => {
+                warn!(errant = %errant, "this replica's data diverged from the master's: replication stays off until it is cloned again");
+                datadir.record_divergence(errant)?;
+            }
+            Action::StopReplica => {
+                warn!("stopping replication: this replica's data diverged");
+                sql::exec(conn, flavor.stop_replica()).await?;
             }
             Action::StartReplica => {
                 info!("replication is stopped without an error; starting it");

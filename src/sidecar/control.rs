@@ -11,8 +11,9 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::datadir::Datadir;
 use crate::engine::Flavor;
-use crate::engine::replication::{GtidCheck, IoState};
+use crate::engine::replication::{GtidCheck, GtidSet, IoState};
 use crate::error::Result;
 use crate::net::sql::{self, Target};
 use crate::pod::Role;
@@ -142,7 +143,12 @@ impl Control {
             }
             _ => None,
         };
+        let datadir = Datadir::new(&self.shared.datadir);
         let seen = Seen {
+            diverged: match role {
+                Role::Replica => datadir.diverged(),
+                Role::Master => None,
+            },
             semi_sync_source,
             read_only: local.read_only,
             replica: local.replica,
@@ -158,6 +164,7 @@ impl Control {
             &actions,
             &self.master,
             &self.s.replication_password,
+            &datadir,
         )
         .await?;
         self.memory = self.memory.after(&actions);
@@ -173,7 +180,13 @@ impl Control {
         // What readiness is decided on.
         let check = match role {
             Role::Master => GtidCheck::default(),
-            Role::Replica => seen.against_master,
+            Role::Replica => GtidCheck {
+                errant: seen
+                    .against_master
+                    .errant
+                    .or_else(|| seen.diverged.as_deref().and_then(GtidSet::new)),
+                missing: seen.against_master.missing,
+            },
         };
         let io_down_for = match role {
             Role::Master => None,

@@ -22,6 +22,9 @@ pub struct Seen {
     /// A master with semi-synchronous replication configured: whether its
     /// side of it is on. `None`: not configured.
     pub semi_sync_source: Option<bool>,
+    /// A replica's errant transactions as recorded in its datadir when they
+    /// were first found: its data diverged, whatever the master now says.
+    pub diverged: Option<String>,
 }
 
 /// Where a replica must replicate from, and as whom.
@@ -51,6 +54,11 @@ pub enum Action {
     EnableSemiSync,
     /// Replication points at the master and stopped without an error.
     StartReplica,
+    /// Record in the datadir that this replica's data diverged (these
+    /// errant transactions), so that it stays off replication across restarts.
+    RecordDivergence(String),
+    /// Stop replication: the data diverged and must take nothing more.
+    StopReplica,
     /// Point replication at the master, from the cloned position if it has
     /// never replicated.
     PointAtMaster {
@@ -117,6 +125,23 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
     let mut actions = Vec::new();
     if !seen.read_only {
         actions.push(Action::SetReadOnly(true));
+    }
+    // Diverged data takes nothing more from the master, even once a master
+    // that started over has reached its sequence numbers again (MariaDB would
+    // then resume from its own position and skip the master's transactions).
+    let errant = seen.against_master.errant.as_ref();
+    if let (Some(e), None) = (errant, &seen.diverged) {
+        actions.push(Action::RecordDivergence(e.to_string()));
+    }
+    if errant.is_some() || seen.diverged.is_some() {
+        let running = seen
+            .replica
+            .as_ref()
+            .is_some_and(|st| st.io != Some(IoState::No) || st.sql_running);
+        if running {
+            actions.push(Action::StopReplica);
+        }
+        return actions;
     }
     // Pointing it at a master that purged what it lacks would only fail in a
     // loop; an error stays for a human to see.
@@ -208,6 +233,7 @@ mod tests {
             against_master: GtidCheck::default(),
             cloned_gtid: None,
             semi_sync_source: None,
+            diverged: None,
         }
     }
 
@@ -369,8 +395,35 @@ mod tests {
                 vec![Action::SetReadOnly(true)],
             ),
             (
-                "errant: still replicating, readiness says why",
-                errant(seen(true, Some(healthy))),
+                "errant: recorded, and replication stops",
+                errant(seen(true, Some(healthy.clone()))),
+                vec![
+                    Action::RecordDivergence("0-101-1".into()),
+                    Action::StopReplica,
+                ],
+            ),
+            (
+                "recorded divergence, threads started with the server: stopped",
+                Seen {
+                    diverged: Some("0-101-1".into()),
+                    ..seen(true, Some(healthy.clone()))
+                },
+                vec![Action::StopReplica],
+            ),
+            (
+                "recorded divergence, the master no longer says so: still off",
+                Seen {
+                    diverged: Some("0-101-1".into()),
+                    ..seen(true, Some(pointed(IoState::No, false, 0, 0)))
+                },
+                vec![],
+            ),
+            (
+                "recorded divergence, never configured: not pointed at the master",
+                Seen {
+                    diverged: Some("0-101-1".into()),
+                    ..cloned(seen(true, None))
+                },
                 vec![],
             ),
         ] {

@@ -47,6 +47,8 @@ pub fn set_read_only(on: bool) -> Vec<String> {
     )]
 }
 
+/// Keeps the replication threads from starting with the server.
+pub const SKIP_REPLICA_START: &str = "skip_slave_start=ON\n";
 pub const READ_ONLY: &str = "SELECT @@global.read_only";
 pub const GTID_EXECUTED: &str = "SELECT @@global.gtid_current_pos";
 pub const REPLICA_STATUS: &str = "SHOW SLAVE STATUS";

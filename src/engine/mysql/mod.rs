@@ -64,6 +64,8 @@ pub fn read_only_query(role: Role) -> &'static str {
     }
 }
 
+/// Keeps the replication threads from starting with the server.
+pub const SKIP_REPLICA_START: &str = "skip_replica_start=ON\n";
 pub const GTID_EXECUTED: &str = "SELECT @@global.gtid_executed";
 pub const REPLICA_STATUS: &str = "SHOW REPLICA STATUS";
 pub const STOP_REPLICA: &str = "STOP REPLICA";
