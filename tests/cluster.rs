@@ -278,7 +278,6 @@ async fn lifecycle(engine: Engine, tls: bool) {
     master_purged_what_a_replica_needs(&mut c).await;
     errant_then_reclone(&mut c).await;
     reseed_master(&mut c).await;
-    fresh_master_over_replicas(&mut c).await;
 
     // No process shows a secret in its argv.
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -334,6 +333,9 @@ async fn lifecycle(engine: Engine, tls: bool) {
             "mysql-{n}: {metrics}"
         );
     }
+
+    // Last: it leaves the replicas diverged, as it must.
+    fresh_master_over_replicas(&mut c).await;
 }
 
 /// mysql-3 is down while the master takes writes and purges its binary logs:
