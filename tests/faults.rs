@@ -474,13 +474,7 @@ async fn suite(engine: Engine) {
             }
         };
         let before = logged(&c, 1).await;
-        let dd = c.pod(0).datadir();
-        std::fs::remove_dir_all(&dd).unwrap();
-        std::fs::create_dir(&dd).unwrap();
-        let (status, out) = c.run_init(0, &[]);
-        assert!(status.success() && out.contains("re-seeding"), "{out}");
-        bring_up(&mut c, 0).await;
-        let recloned = reclone_the_ones_behind(&mut c).await;
+        let recloned = reseed_lost_master(&mut c).await;
         let mut t = trial(
             &c,
             "master datadir lost, re-seeded",
@@ -591,13 +585,7 @@ async fn suite(engine: Engine) {
             c.partition(n, 0, false);
             c.partition(0, n, false);
         }
-        let dd = c.pod(0).datadir();
-        std::fs::remove_dir_all(&dd).unwrap();
-        std::fs::create_dir(&dd).unwrap();
-        let (status, out) = c.run_init(0, &[]);
-        assert!(status.success() && out.contains("re-seeding"), "{out}");
-        bring_up(&mut c, 0).await;
-        let recloned = reclone_the_ones_behind(&mut c).await;
+        let recloned = reseed_lost_master(&mut c).await;
         results.push(
             trial(
                 &c,
@@ -637,6 +625,18 @@ async fn suite(engine: Engine) {
             .map(|t| format!("{} ({})", t.scenario, t.note))
             .collect::<Vec<_>>()
     );
+}
+
+/// mysql-0 (stopped) loses its volume and comes back: its init re-seeds it
+/// from a replica. Returns the replicas re-cloned after it.
+async fn reseed_lost_master(c: &mut Cluster) -> Vec<u32> {
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+    let (status, out) = c.run_init(0, &[]);
+    assert!(status.success() && out.contains("re-seeding"), "{out}");
+    bring_up(c, 0).await;
+    reclone_the_ones_behind(c).await
 }
 
 /// After a re-seed from the most advanced replica, a replica that was behind
