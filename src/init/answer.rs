@@ -3,20 +3,15 @@
 //! that an empty master's init, asking every peer before it dares to start
 //! empty, hears "empty" rather than nothing.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum_server::tls_rustls::RustlsConfig;
 use tracing::{info, warn};
 
 use crate::config::InitConfig;
 use crate::net::sql::Target;
-use crate::sidecar::api;
 use crate::sidecar::shared::Shared;
 use crate::status::Phase;
 
 /// Serves "this pod's datadir is empty" until dropped.
-pub struct EmptyAnswer(tokio::task::JoinHandle<()>);
+pub struct EmptyAnswer(tokio::task::JoinHandle<std::io::Result<()>>);
 
 impl Drop for EmptyAnswer {
     fn drop(&mut self) {
@@ -45,33 +40,16 @@ pub async fn serve(cfg: &InitConfig) -> Option<EmptyAnswer> {
         st.phase = Phase::WaitingForDonor;
         st.gtid_executed = Some(String::new());
     });
-    let app = api::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = match crate::sidecar::bind(cfg.agent_listen) {
-        Ok(l) => l,
+    let started = async {
+        let listener = crate::sidecar::bind(cfg.agent_listen)?;
+        let handle = axum_server::Handle::new();
+        crate::sidecar::spawn_api(shared, listener, cfg.tls.as_ref(), &handle).await
+    };
+    let task = match started.await {
+        Ok(task) => task,
         Err(e) => {
             warn!(error = %e, "cannot tell peers this datadir is empty");
             return None;
-        }
-    };
-    let task = match &cfg.tls {
-        Some((cert, key)) => {
-            let tls = match RustlsConfig::from_pem_file(cert, key).await {
-                Ok(t) => t,
-                Err(e) => {
-                    warn!(error = %e, "cannot load the TLS certificate; not answering peers");
-                    return None;
-                }
-            };
-            let server = axum_server::from_tcp_rustls(listener, tls).ok()?;
-            tokio::spawn(async move {
-                let _ = server.serve(app).await;
-            })
-        }
-        None => {
-            let server = axum_server::from_tcp(listener).ok()?;
-            tokio::spawn(async move {
-                let _ = server.serve(app).await;
-            })
         }
     };
     info!(listen = %cfg.agent_listen, "telling peers this datadir is empty while waiting for a donor");

@@ -107,13 +107,6 @@ fn backoff() -> impl Iterator<Item = Duration> {
     )
 }
 
-/// The peer an empty master re-seeds from, and what it holds.
-#[derive(Debug, Clone)]
-pub struct PeerData {
-    pub donor: Donor,
-    pub gtid: String,
-}
-
 /// A peer of an empty master, as far as DNS could tell.
 struct Peer {
     name: String,
@@ -180,7 +173,7 @@ pub async fn reseed_source(
     http: &AgentClient,
     flavor: Flavor,
     timeout: Duration,
-) -> Result<Option<PeerData>> {
+) -> Result<Option<Donor>> {
     let started = Instant::now();
     let mut delays = backoff();
     // A peer's answer lags its server by up to one round of its sidecar: a
@@ -228,17 +221,15 @@ pub async fn reseed_source(
                 return Ok(None);
             }
             Reseed::From(i) => {
-                let PeerSays::Holds(gtid) = answers[i].says.clone() else {
-                    unreachable!("the re-seed source holds data");
-                };
                 let ip = peers[i].ip.expect("a peer that answered resolved");
+                let gtid = match &answers[i].says {
+                    PeerSays::Holds(g) => g.as_str(),
+                    _ => "",
+                };
                 info!(donor = %answers[i].name, gtid = %gtid, "re-seeding the master from the peer that holds every other's transactions");
-                return Ok(Some(PeerData {
-                    donor: Donor {
-                        name: answers[i].name.clone(),
-                        ip,
-                    },
-                    gtid,
+                return Ok(Some(Donor {
+                    name: answers[i].name.clone(),
+                    ip,
                 }));
             }
             Reseed::Disagree(names) => {

@@ -88,7 +88,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         }
         Then::AskPeers => {
             let names = |n: u32| peer_name(&format!("{}-{n}", id.statefulset), &cfg.peer_domain);
-            match donor::reseed_source(
+            let source = donor::reseed_source(
                 names,
                 cfg.replicas,
                 &cfg.resolver,
@@ -96,14 +96,12 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
                 cfg.flavor,
                 cfg.reseed_timeout,
             )
-            .await?
-            {
-                Some(peer) => Some(peer.donor),
-                None => {
-                    info!("empty datadir on the master: the server image initialises it");
-                    return Ok(Outcome::LeftEmptyForMaster);
-                }
+            .await?;
+            if source.is_none() {
+                info!("empty datadir on the master: the server image initialises it");
+                return Ok(Outcome::LeftEmptyForMaster);
             }
+            source
         }
         Then::Clone => None,
     };

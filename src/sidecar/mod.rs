@@ -56,6 +56,38 @@ pub async fn serve(
     run(shared, listener, cfg.tls, cfg.control, shutdown).await
 }
 
+/// The agent port's HTTP endpoints over `shared`, served on `listener`
+/// (HTTPS with `tls` = (cert, key)) by a task of their own, stopped through
+/// `handle`.
+pub async fn spawn_api(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    tls: Option<&(PathBuf, PathBuf)>,
+    handle: &axum_server::Handle<SocketAddr>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listen = listener.local_addr().io_context(|| "the listener".into())?;
+    let app = api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    Ok(match tls {
+        Some((cert, key)) => {
+            let config = RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+                Error::config(format!(
+                    "cannot load --tls-cert-file {} / --tls-key-file {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            let server = axum_server::from_tcp_rustls(listener, config)
+                .io_context(|| format!("cannot serve on {listen}"))?;
+            tokio::spawn(server.handle(handle.clone()).serve(app))
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .io_context(|| format!("cannot serve on {listen}"))?;
+            tokio::spawn(server.handle(handle.clone()).serve(app))
+        }
+    })
+}
+
 /// Serves the endpoints on `listener` (HTTPS with `tls` = (cert, key)) and
 /// runs the control loop, until `shutdown`.
 pub async fn run(
@@ -67,29 +99,8 @@ pub async fn run(
 ) -> Result<()> {
     let listen = listener.local_addr().io_context(|| "the listener".into())?;
     let handle = axum_server::Handle::<SocketAddr>::new();
-    let app = api::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        Some((cert, key)) => {
-            let config = RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .map_err(|e| {
-                    Error::config(format!(
-                        "cannot load --tls-cert-file {} / --tls-key-file {}: {e}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?;
-            let server = axum_server::from_tcp_rustls(listener, config)
-                .io_context(|| format!("cannot serve on {listen}"))?;
-            tokio::spawn(server.handle(handle.clone()).serve(app))
-        }
-        None => {
-            let server = axum_server::from_tcp(listener)
-                .io_context(|| format!("cannot serve on {listen}"))?;
-            tokio::spawn(server.handle(handle.clone()).serve(app))
-        }
-    };
+    let server = spawn_api(shared.clone(), listener, tls.as_ref(), &handle).await?;
     let mut server = std::pin::pin!(server);
     info!(listen = %listen, scheme, pod = %shared.identity.hostname, role = %shared.identity.role, "sidecar serving");
     let control = tokio::spawn(control::run(
