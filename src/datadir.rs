@@ -23,6 +23,11 @@ pub const RECLONE_REQUEST: &str = ".mysql-sts-reclone";
 /// master's (errant transactions): it holds them, and keeps replication off
 /// until the data is cloned again.
 pub const DIVERGED: &str = ".mysql-sts-diverged";
+/// The master's own `server_id`, chosen when it started a new history (an
+/// empty start by `--fresh-master`, or a re-seed): a MariaDB GTID names its
+/// server, so the new history's transactions never take the names of
+/// transactions a peer holds from the old one.
+pub const SERVER_ID: &str = ".mysql-sts-server-id";
 /// Where old datadirs are moved aside to, one directory per move (unix time).
 pub const OLD_DIR: &str = ".mysql-sts-old";
 
@@ -222,6 +227,24 @@ impl Datadir {
     pub fn record_divergence(&self, errant: &str) -> Result<()> {
         let path = self.path.join(DIVERGED);
         fs::write(&path, errant).io_context(|| format!("cannot write {}", path.display()))?;
+        sync_path(&path)?;
+        sync_path(&self.path)
+    }
+
+    /// The `server_id` recorded by [`Datadir::record_server_id`], if any.
+    pub fn server_id(&self) -> Option<u32> {
+        fs::read_to_string(self.path.join(SERVER_ID))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Records the `server_id` this data is served under from now on, durably.
+    pub fn record_server_id(&self, id: u32) -> Result<()> {
+        let path = self.path.join(SERVER_ID);
+        fs::write(&path, format!("{id}\n"))
+            .io_context(|| format!("cannot write {}", path.display()))?;
         sync_path(&path)?;
         sync_path(&self.path)
     }

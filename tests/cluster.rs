@@ -483,6 +483,10 @@ async fn fresh_master_over_replicas(c: &mut Cluster) {
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    // mysql-2 is down the whole time: it comes back only once the new master
+    // has passed every sequence number it holds, with no record of anything.
+    assert_eq!(row_count(c, 2).await, rows);
+    c.stop_pod(2);
     c.stop_pod(0);
     let dd = c.pod(0).datadir();
     std::fs::remove_dir_all(&dd).unwrap();
@@ -546,11 +550,44 @@ async fn fresh_master_over_replicas(c: &mut Cluster) {
         "[{e}] a master that started over: mysql-1 caught as diverged in {:.1} s, still off after {past} new transactions and a restart",
         started.elapsed().as_secs_f64()
     );
+
+    // mysql-2 was away: its position is a sequence number the new master has
+    // issued too, for other data. It must be caught before it applies any.
+    let (status, out) = c.run_init(2, &[]);
+    assert!(status.success(), "{out}");
+    c.start_server(2);
+    c.start_sidecar(2);
+    let started = Instant::now();
+    while !diverged(c, 2).await.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "[{e}] mysql-2, back after the new master passed its position, not caught as diverged: {}",
+            diverged(c, 2).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(diverged(c, 2).await.0, "[{e}] mysql-2 ready again");
+    assert_eq!(row_count(c, 2).await, rows, "[{e}] mysql-2's data changed");
+    let mut r = c.root(2).await;
+    let dbs: Vec<String> = r.query("SHOW DATABASES").await.unwrap();
+    assert!(
+        !dbs.iter().any(|d| d == "fresh"),
+        "[{e}] mysql-2 applied the new master's transactions: {dbs:?}"
+    );
+    r.disconnect().await.unwrap();
+    eprintln!(
+        "[{e}] mysql-2, away while the new master passed its position: caught as diverged in {:.1} s, nothing applied",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Whether pod `n` is not ready for errant transactions, and what it said.
 async fn diverged(c: &Cluster, n: u32) -> (bool, String) {
-    let (code, body) = c.get(n, "/readyz").await.unwrap();
+    let (code, body) = c
+        .get(n, "/readyz")
+        .await
+        .unwrap_or((0, "no answer yet".into()));
     (code == 503 && body.contains("errant"), body)
 }
 

@@ -152,9 +152,9 @@ impl Flavor {
         s
     }
 
-    /// The config line that keeps replication from starting with the server
-    /// (a replica whose data diverged must not resume before its sidecar
-    /// has looked).
+    /// The config line that keeps replication from starting with the server:
+    /// a replica resumes only once its sidecar has compared it with the
+    /// master, so data that diverged takes nothing.
     pub fn skip_replica_start(self) -> &'static str {
         match self {
             Flavor::Mysql => mysql::SKIP_REPLICA_START,
@@ -280,6 +280,25 @@ impl Flavor {
         match self {
             Flavor::Mysql => mysql::gtid::contains(a, b),
             Flavor::Mariadb => mariadb::gtid::contains(a, b),
+        }
+    }
+
+    /// The `server_id` a master starting a new history over data holding
+    /// `held` must take, so that no GTID it issues names a transaction a peer
+    /// holds for other data. `None` where GTIDs are already unique to the
+    /// data (MySQL: a new datadir or clone has a new `server_uuid`).
+    pub fn new_history_server_id(self, now: u64, held: &str) -> Option<u32> {
+        match self {
+            Flavor::Mysql => None,
+            Flavor::Mariadb => Some(mariadb::gtid::new_history_server_id(now, held)),
+        }
+    }
+
+    /// What a server that executed `a` and received `b` holds.
+    pub fn gtid_union(self, a: &str, b: &str) -> String {
+        match self {
+            Flavor::Mysql => mysql::gtid::union(a, b),
+            Flavor::Mariadb => mariadb::gtid::union(a, b),
         }
     }
 

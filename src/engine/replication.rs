@@ -93,6 +93,9 @@ pub struct ReplicaStatus {
     pub sql_errno: u32,
     pub sql_error: String,
     pub retrieved_gtid: String,
+    /// What the SQL (applier) thread is doing.
+    #[serde(default)]
+    pub sql_state: String,
 }
 
 impl ReplicaStatus {
@@ -124,7 +127,14 @@ impl ReplicaStatus {
             sql_errno: get(StatusColumn::SqlErrno).parse().unwrap_or(0),
             sql_error: get(StatusColumn::SqlError).to_owned(),
             retrieved_gtid: get(StatusColumn::RetrievedGtid).to_owned(),
+            sql_state: get(StatusColumn::SqlState).to_owned(),
         }
+    }
+
+    /// Whether the applier has applied everything the replica received (it
+    /// waits for more; a transaction only partly received never applies).
+    pub fn applied_all_received(&self) -> bool {
+        self.sql_running && self.sql_state.contains("read all relay log")
     }
 
     /// Whether the replica replicates from `host:port` as `user` by GTID.
@@ -151,6 +161,7 @@ enum StatusColumn {
     SqlError,
     GtidMode,
     RetrievedGtid,
+    SqlState,
 }
 
 impl StatusColumn {
@@ -170,6 +181,7 @@ impl StatusColumn {
             SqlError => &["Last_SQL_Error"],
             GtidMode => &["Auto_Position", "Using_Gtid"],
             RetrievedGtid => &["Retrieved_Gtid_Set", "Gtid_IO_Pos"],
+            SqlState => &["Replica_SQL_Running_State", "Slave_SQL_Running_State"],
         }
     }
 }

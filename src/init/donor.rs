@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::engine::Flavor;
 use crate::engine::clone::Donor;
 use crate::error::{Error, Result};
-use crate::init::plan::{self, PeerAnswer, PeerSays, Reseed};
+use crate::init::plan::{self, Held, PeerAnswer, PeerSays, Reseed};
 use crate::net::agent_client::AgentClient;
 use crate::net::dns::{LookupError, resolve};
 use crate::status::Status;
@@ -144,7 +144,7 @@ async fn peers(
 
 /// What a peer says of its data: its sidecar's `/status`, or the status its
 /// init serves while it waits for a donor (an empty datadir).
-async fn peer_says(http: &AgentClient, peer: &Peer) -> PeerSays {
+async fn peer_says(http: &AgentClient, peer: &Peer, flavor: Flavor) -> PeerSays {
     if peer.ip.is_none() {
         return PeerSays::Unknown;
     }
@@ -153,11 +153,33 @@ async fn peer_says(http: &AgentClient, peer: &Peer) -> PeerSays {
         resp.json::<Status>().await.ok()
     }
     .await;
-    match status.and_then(|st| st.gtid_executed) {
+    match status {
+        Some(st) => held(st, flavor),
         None => PeerSays::Unknown,
-        Some(g) if g.trim().is_empty() => PeerSays::Empty,
-        Some(g) => PeerSays::Holds(g),
     }
+}
+
+/// A peer's status, as what its server holds.
+fn held(st: Status, flavor: Flavor) -> PeerSays {
+    let Some(executed) = st.gtid_executed else {
+        return PeerSays::Unknown;
+    };
+    let retrieved = st
+        .replication
+        .as_ref()
+        .map_or("", |r| r.retrieved_gtid.as_str());
+    let received = flavor.gtid_union(&executed, retrieved);
+    if received.trim().is_empty() {
+        return PeerSays::Empty;
+    }
+    let settled = st.replication.as_ref().is_none_or(|r| {
+        r.applied_all_received() || flavor.gtid_contains(&executed, &r.retrieved_gtid)
+    });
+    PeerSays::Holds(Held {
+        executed,
+        received,
+        settled,
+    })
 }
 
 /// For a master whose datadir is empty: the peer whose data holds every
@@ -189,11 +211,12 @@ pub async fn reseed_source(
         for p in &peers {
             answers.push(PeerAnswer {
                 name: p.name.clone(),
-                says: peer_says(http, p).await,
+                says: peer_says(http, p, flavor).await,
             });
         }
         let decision = plan::reseed(&answers, |a, b| flavor.gtid_contains(a, b));
-        if !matches!(decision, Reseed::Wait(_)) && last.as_ref() != Some(&answers) {
+        let waiting = matches!(decision, Reseed::Wait(_) | Reseed::Applying(_));
+        if !waiting && last.as_ref() != Some(&answers) {
             last = Some(answers);
             tokio::time::sleep(ANSWERS_SETTLE).await;
             continue;
@@ -216,6 +239,28 @@ pub async fn reseed_source(
                 warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to say what it holds");
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
+            Reseed::Applying(i) => {
+                last = None;
+                let (name, held) = match &answers[i].says {
+                    PeerSays::Holds(h) => (&answers[i].name, h),
+                    _ => unreachable!("an applying peer holds data"),
+                };
+                if started.elapsed() >= timeout {
+                    return Err(Error::NoDonor {
+                        waited: Duration::from_secs(started.elapsed().as_secs()),
+                        detail: format!(
+                            "the master's datadir is empty and {name}, the peer that received the \
+                             most ({}), has not applied it all (executed {}): a copy of it now \
+                             would lose acknowledged transactions. See why its applier stopped \
+                             (its /status, `replication`), fix that, and this pod's next start \
+                             re-seeds from it",
+                            held.received, held.executed
+                        ),
+                    });
+                }
+                info!(peer = %name, received = %held.received, executed = %held.executed, "waiting for the peer that received the most to apply it all before re-seeding from it");
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+            }
             Reseed::StartEmpty => {
                 info!(peers = ?answers.iter().map(|a| &a.name).collect::<Vec<_>>(), "every peer says it is empty: a new cluster");
                 return Ok(None);
@@ -223,7 +268,7 @@ pub async fn reseed_source(
             Reseed::From(i) => {
                 let ip = peers[i].ip.expect("a peer that answered resolved");
                 let gtid = match &answers[i].says {
-                    PeerSays::Holds(g) => g.as_str(),
+                    PeerSays::Holds(h) => h.executed.as_str(),
                     _ => "",
                 };
                 info!(donor = %answers[i].name, gtid = %gtid, "re-seeding the master from the peer that holds every other's transactions");
@@ -236,7 +281,7 @@ pub async fn reseed_source(
                 let said: Vec<String> = answers
                     .iter()
                     .filter_map(|a| match &a.says {
-                        PeerSays::Holds(g) => Some(format!("{}: {g}", a.name)),
+                        PeerSays::Holds(h) => Some(format!("{}: {}", a.name, h.received)),
                         _ => None,
                     })
                     .collect();

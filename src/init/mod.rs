@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::config::InitConfig;
 use crate::datadir::{Datadir, State};
 use crate::error::{Error, IoContext, Result};
-use crate::pod::peer_name;
+use crate::pod::{Role, peer_name};
 use crate::shutdown::Shutdown;
 use plan::Then;
 
@@ -57,16 +57,18 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
     // Check the datadir before writing anything, so a wrong mount fails cleanly.
     let state = dd.state()?;
     let reclone = cfg.reclone || dd.reclone_requested();
-    let mut text = cfg.flavor.render_cnf(id, cfg.semi_sync.as_ref());
-    let diverged = dd
+    if let Some(errant) = dd
         .diverged()
-        .filter(|_| state == State::Initialised && !reclone);
-    if let Some(errant) = &diverged {
+        .filter(|_| state == State::Initialised && !reclone)
+    {
         warn!(errant = %errant.trim(), "this data diverged from the master's: replication stays off until it is cloned again (README: errant transactions)");
-        text.push_str(cfg.flavor.skip_replica_start());
     }
-    let cnf = write_cnf(&cfg.conf_dir, &text)?;
-    info!(pod = %id.hostname, role = %id.role, server_id = id.server_id, flavor = %cfg.flavor, cnf = %cnf.display(), "server config written");
+    let own_id = match id.role {
+        Role::Master => dd.server_id(),
+        Role::Replica => None,
+    };
+    let cnf = write_server_cnf(cfg, own_id)?;
+    info!(pod = %id.hostname, role = %id.role, server_id = own_id.unwrap_or(id.server_id), flavor = %cfg.flavor, cnf = %cnf.display(), "server config written");
 
     let p = plan::plan(id.role, state, reclone, cfg.fresh_master);
     if p.move_aside {
@@ -84,6 +86,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         }
         Then::StartEmpty => {
             warn!("--fresh-master: starting an empty master without asking the peers");
+            begin_history(cfg, &dd, "")?;
             return Ok(Outcome::LeftEmptyForMaster);
         }
         Then::AskPeers => {
@@ -120,5 +123,44 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         _ => None,
     };
     clone::clone_with_retries(cfg, credentials, &dd, donor).await?;
+    if id.role == Role::Master {
+        let held = dd.clone_info().map(|i| i.gtid).unwrap_or_default();
+        begin_history(cfg, &dd, &held)?;
+    }
     Ok(Outcome::Cloned)
+}
+
+/// Writes the server config, under `server_id` when the master's data has
+/// its own. A replica's server never starts replicating by itself: its
+/// sidecar first compares it with the master, so diverged data takes
+/// nothing from it.
+fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>) -> Result<PathBuf> {
+    let mut id = cfg.identity.clone();
+    if let Some(s) = server_id {
+        id.server_id = s;
+    }
+    let mut text = cfg.flavor.render_cnf(&id, cfg.semi_sync.as_ref());
+    if id.role == Role::Replica {
+        text.push_str(cfg.flavor.skip_replica_start());
+    }
+    write_cnf(&cfg.conf_dir, &text)
+}
+
+/// A master starting a new history (empty by `--fresh-master`, or re-seeded)
+/// takes a `server_id` of its own where the engine's GTIDs name the server,
+/// so that its transactions never take the names of ones a peer holds for
+/// other data; recorded in the datadir for its later starts.
+fn begin_history(cfg: &InitConfig, dd: &Datadir, held: &str) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(server_id) = cfg.flavor.new_history_server_id(now, held) {
+        dd.record_server_id(server_id)?;
+        write_server_cnf(cfg, Some(server_id))?;
+        info!(
+            server_id,
+            "a new history: this master's transactions take a server_id that no peer's data names"
+        );
+    }
+    Ok(())
 }

@@ -52,8 +52,21 @@ pub enum PeerSays {
     /// Its datadir is empty (it waits for a donor itself) or its server
     /// has executed no transaction.
     Empty,
-    /// Its server's executed GTIDs.
-    Holds(String),
+    /// Its server's transactions.
+    Holds(Held),
+}
+
+/// What a peer's server holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Its executed GTIDs.
+    pub executed: String,
+    /// Executed, or received from the master and not yet applied (what a
+    /// semi-synchronous master counted as safe).
+    pub received: String,
+    /// Its applier has applied all it can of what it received (or it has no
+    /// replication configured).
+    pub settled: bool,
 }
 
 /// What one peer said, in one round of asking.
@@ -72,14 +85,20 @@ pub enum Reseed {
     StartEmpty,
     /// Clone from the peer at this index: its set holds every other's.
     From(usize),
+    /// The peer at this index received the most, and has not yet applied
+    /// it all: ask again once it has.
+    Applying(usize),
     /// No peer holds what every other holds: the data diverged, and no
     /// choice keeps all of it. These are the peers with data.
     Disagree(Vec<String>),
 }
 
-/// Waits until every peer has said what it holds; then takes the one whose
-/// GTID set holds every other's (`contains(a, b)`: a server at `a` has
-/// every transaction of one at `b`), or refuses to choose.
+/// Waits until every peer has said what it holds; then takes the one that
+/// received every transaction any other received (`contains(a, b)`: a server
+/// at `a` has every transaction of one at `b`) — under semi-synchronous
+/// replication an acknowledged commit may exist only in a relay log — once
+/// it has applied them, since a copy holds only what its server applied.
+/// Refuses to choose when no peer holds every other's.
 pub fn reseed(answers: &[PeerAnswer], contains: impl Fn(&str, &str) -> bool) -> Reseed {
     let unknown: Vec<String> = answers
         .iter()
@@ -89,20 +108,45 @@ pub fn reseed(answers: &[PeerAnswer], contains: impl Fn(&str, &str) -> bool) -> 
     if !unknown.is_empty() {
         return Reseed::Wait(unknown);
     }
-    let holding: Vec<(usize, &str)> = answers
+    let holding: Vec<(usize, &Held)> = answers
         .iter()
         .enumerate()
         .filter_map(|(i, a)| match &a.says {
-            PeerSays::Holds(g) => Some((i, g.as_str())),
+            PeerSays::Holds(h) => Some((i, h)),
             _ => None,
         })
         .collect();
     if holding.is_empty() {
         return Reseed::StartEmpty;
     }
+    let holds_all = |field: fn(&Held) -> &str, h: &Held| {
+        holding.iter().all(|(_, o)| contains(field(h), field(o)))
+    };
+    fn executed(h: &Held) -> &str {
+        &h.executed
+    }
+    fn received(h: &Held) -> &str {
+        &h.received
+    }
+    let most_received: Vec<&(usize, &Held)> = holding
+        .iter()
+        .filter(|(_, h)| holds_all(received, h))
+        .collect();
+    // One that received the most and has applied every other's transactions.
+    if let Some((i, _)) = most_received
+        .iter()
+        .find(|(_, h)| h.settled && holds_all(executed, h))
+    {
+        return Reseed::From(*i);
+    }
+    if let Some((i, _)) = most_received.iter().find(|(_, h)| !h.settled) {
+        return Reseed::Applying(*i);
+    }
+    // Every applier is idle: a transaction only partly received (never
+    // acknowledged) cannot be applied; go by what was executed.
     holding
         .iter()
-        .find(|(_, a)| holding.iter().all(|(_, b)| contains(a, b)))
+        .find(|(_, h)| holds_all(executed, h))
         .map_or_else(
             || {
                 Reseed::Disagree(
@@ -154,7 +198,18 @@ mod tests {
     }
 
     fn holds(name: &str, gtid: &str) -> PeerAnswer {
-        answer(name, PeerSays::Holds(gtid.into()))
+        received(name, gtid, gtid, true)
+    }
+
+    fn received(name: &str, executed: &str, received: &str, settled: bool) -> PeerAnswer {
+        answer(
+            name,
+            PeerSays::Holds(Held {
+                executed: executed.into(),
+                received: received.into(),
+                settled,
+            }),
+        )
     }
 
     #[test]
@@ -198,6 +253,26 @@ mod tests {
                 "an errant peer that outnumbers the advanced one does not win",
                 vec![holds("m-1", "a,b,c"), holds("m-2", "a,x,y,z")],
                 Reseed::Disagree(vec!["m-1".into(), "m-2".into()]),
+            ),
+            (
+                "the most received, still applying: wait for it",
+                vec![received("m-1", "a", "a,b,c", false), holds("m-2", "a,b")],
+                Reseed::Applying(0),
+            ),
+            (
+                "the most received, applied",
+                vec![received("m-1", "a,b,c", "a,b,c", true), holds("m-2", "a,b")],
+                Reseed::From(0),
+            ),
+            (
+                "received more than it executed, and idle: a transaction only partly received",
+                vec![received("m-1", "a", "a,b", true), holds("m-2", "a,b")],
+                Reseed::From(1),
+            ),
+            (
+                "idle with a partial transaction, yet executed what any other did: taken",
+                vec![received("m-1", "a", "a,b", true), holds("m-2", "a")],
+                Reseed::From(0),
             ),
         ] {
             assert_eq!(reseed(&answers, contains), want, "{what}");

@@ -47,6 +47,8 @@ struct Control {
     master_conn: Option<Conn>,
     /// The last comparison with the master.
     against_master: GtidCheck,
+    /// Whether a comparison with the master has succeeded in this run.
+    compared: bool,
 }
 
 /// Runs until `stop` fires.
@@ -66,6 +68,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         outage: OutageClock::default(),
         master_conn: None,
         against_master: GtidCheck::default(),
+        compared: false,
     };
     let mut tick = tokio::time::interval(c.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -135,6 +138,7 @@ impl Control {
             );
             if let Some(check) = self.check_against_master(conn, flavor, ours).await {
                 self.against_master = check;
+                self.compared = true;
             }
         }
         let semi_sync_source = match (role, self.s.semi_sync) {
@@ -153,6 +157,7 @@ impl Control {
             read_only: local.read_only,
             replica: local.replica,
             against_master: self.against_master.clone(),
+            compared_with_master: self.compared,
             cloned_gtid,
         };
 

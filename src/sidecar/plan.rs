@@ -17,6 +17,10 @@ pub struct Seen {
     /// A replica's latest comparison with the master (kept from an earlier
     /// round while the master cannot be asked).
     pub against_master: GtidCheck,
+    /// Whether this run has compared with the master at least once: until
+    /// then a replica does not replicate (its server never starts the
+    /// threads by itself), so diverged data takes nothing.
+    pub compared_with_master: bool,
     /// The GTID position of the clone this pod's data came from, if any.
     pub cloned_gtid: Option<String>,
     /// A master with semi-synchronous replication configured: whether its
@@ -145,7 +149,7 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
     }
     // Pointing it at a master that purged what it lacks would only fail in a
     // loop; an error stays for a human to see.
-    if seen.against_master.missing.is_some() {
+    if seen.against_master.missing.is_some() || !seen.compared_with_master {
         return actions;
     }
     let status = seen.replica.as_ref();
@@ -231,6 +235,7 @@ mod tests {
             read_only,
             replica,
             against_master: GtidCheck::default(),
+            compared_with_master: true,
             cloned_gtid: None,
             semi_sync_source: None,
             diverged: None,
@@ -373,6 +378,22 @@ mod tests {
                 "stopped cleanly",
                 seen(true, Some(pointed(IoState::No, false, 0, 0))),
                 vec![Action::StartReplica],
+            ),
+            (
+                "stopped cleanly, the master not asked yet: left stopped",
+                Seen {
+                    compared_with_master: false,
+                    ..seen(true, Some(pointed(IoState::No, false, 0, 0)))
+                },
+                vec![],
+            ),
+            (
+                "fresh clone, the master not asked yet: not pointed yet",
+                Seen {
+                    compared_with_master: false,
+                    ..cloned(seen(false, None))
+                },
+                vec![Action::SetReadOnly(true)],
             ),
             (
                 "IO error: left for a human",

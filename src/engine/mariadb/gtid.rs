@@ -65,9 +65,40 @@ pub fn contains(a: &str, b: &str) -> bool {
         .all(|(d, (_, n))| a.get(d).is_some_and(|(_, an)| an >= n))
 }
 
+/// Per domain, the further of `a` and `b`: what a server that executed `a`
+/// and received `b` holds.
+pub fn union(a: &str, b: &str) -> String {
+    let mut out = position(a);
+    for (d, (s, n)) in position(b) {
+        if out.get(&d).is_none_or(|&(_, an)| n > an) {
+            out.insert(d, (s, n));
+        }
+    }
+    out.iter()
+        .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How far a position got: the sum of its domains' sequence numbers.
 pub fn weight(pos: &str) -> u64 {
     position(pos).values().map(|(_, n)| n).sum()
+}
+
+/// The `server_id` for a master starting a new history at `now` (Unix
+/// seconds) over data holding `held` (a binary log state or position):
+/// `2^31 +` the time, so it is above every ordinal-based id and says when the
+/// history began, stepped past any server id `held` already names. A GTID
+/// names its server, so the new history's transactions can never take the
+/// names of transactions a peer holds from an old one.
+pub fn new_history_server_id(now: u64, held: &str) -> u32 {
+    const HALF: u32 = 1 << 31;
+    let used: std::collections::BTreeSet<u32> = triples(held).map(|(_, s, _)| s).collect();
+    let mut id = HALF + (now % u64::from(HALF)) as u32;
+    while used.contains(&id) {
+        id = HALF + (id - HALF + 1) % HALF;
+    }
+    id
 }
 
 /// How many GTIDs a comma-separated list holds.
@@ -125,6 +156,34 @@ mod tests {
         ] {
             assert_eq!(contains(a, b), want, "{a} ⊇ {b}");
         }
+    }
+
+    #[test]
+    fn a_new_history_takes_a_server_id_nobody_holds() {
+        let t = 1_796_000_000;
+        let id = new_history_server_id(t, "");
+        assert_eq!(id, (1 << 31) + (t % (1 << 31)) as u32);
+        // Above every ordinal-based id.
+        assert!(id > 1 << 31);
+        // Never one the data already names (a re-seed in the same second).
+        assert_eq!(
+            new_history_server_id(t, &format!("0-100-7,0-{id}-9")),
+            id + 1
+        );
+        // Wraps inside the upper half.
+        let top = new_history_server_id((1 << 31) - 1, "");
+        assert_eq!(top, u32::MAX);
+        assert_eq!(
+            new_history_server_id((1 << 31) - 1, &format!("0-{top}-1")),
+            1 << 31
+        );
+    }
+
+    #[test]
+    fn union_per_domain() {
+        assert_eq!(union("0-100-5,1-101-2", "0-100-9"), "0-100-9,1-101-2");
+        assert_eq!(union("0-100-9", "0-100-5,2-102-1"), "0-100-9,2-102-1");
+        assert_eq!(union("", ""), "");
     }
 
     #[test]

@@ -63,6 +63,26 @@ impl Set {
     }
 }
 
+impl std::fmt::Display for Set {
+    /// As the server prints a set: `uuid:1-5:7,uuid:tag:1-3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (source, ivs)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(source)?;
+            for &(a, b) in ivs {
+                if a == b {
+                    write!(f, ":{a}")?;
+                } else {
+                    write!(f, ":{a}-{b}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
@@ -94,9 +114,36 @@ pub fn contains(a: &str, b: &str) -> bool {
     }
 }
 
+/// Every transaction of `a` or `b`; `a` when `b` is not a set.
+pub fn union(a: &str, b: &str) -> String {
+    match Set::parse(&format!("{a},{b}")) {
+        Some(s) => s.to_string(),
+        None => a.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn union_merges_and_prints_as_the_server_does() {
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let v = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        assert_eq!(
+            union(&format!("{u}:1-5"), &format!("{u}:4-9:11")),
+            format!("{u}:1-9:11")
+        );
+        assert_eq!(
+            union(&format!("{v}:2"), &format!("{u}:1")),
+            format!("{u}:1,{v}:2")
+        );
+        assert_eq!(union(&format!("{u}:1-3"), ""), format!("{u}:1-3"));
+        assert_eq!(union("", ""), "");
+        let tagged = format!("{u}:1-3:fast:1-2");
+        assert!(contains(&union(&tagged, ""), &tagged));
+        assert!(contains(&tagged, &union(&tagged, "")));
+    }
 
     const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
     const B: &str = "2174b383-5441-11e8-b90a-c80aa9429562";
