@@ -5,10 +5,12 @@ import json, statistics, subprocess, sys
 from pathlib import Path
 
 out, trials, seed = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-runs = [json.loads((out / f"faults-{e}.json").read_text()) for e in ("mariadb", "mysql")]
+runs = [json.loads((out / f"faults-{e}.json").read_text()) for e in ("mariadb", "mariadb11", "mysql")]
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 versions = {
     "mariadb": subprocess.run(["mariadbd", "--version"], capture_output=True, text=True).stdout.split()[2],
+    "mariadb11": subprocess.run(["chroot", "/var/cache/mysql-sts-test/sid-mariadb", "mariadbd", "--version"],
+                                capture_output=True, text=True).stdout.split()[2] + " (Debian sid)",
     "mysql": "9.7 (Debian sid)",
 }
 lines = [
@@ -25,6 +27,15 @@ lines = [
     "acknowledged row. The faults hit random points: the donor and the recipient are",
     "killed (SIGKILL of the whole container) at a random fraction of a measured clone",
     "time, the proxy cuts or corrupts the stream at a random byte.",
+    "",
+    "The cluster runs semi-synchronous replication with no fallback to asynchronous",
+    "(`--semi-sync`): mysql-0 acknowledges a commit once a replica has it. One trial",
+    "measures what that buys: *without semi-sync* switches it off on the master, a second",
+    "writer (its own table) goes on while the replicas' link is silently cut, and the",
+    "master dies with its volume; its *rows lost* counts that writer's acknowledged rows",
+    "the re-seeded cluster lacks, and the trial counts as recovered only when that is",
+    "above 0 (else the fault would not have reached what semi-sync protects). The next",
+    "trial does the same with semi-sync on and the main writer: 0 lost.",
     "",
 ]
 for run in runs:

@@ -48,6 +48,10 @@ pub enum Phase {
     /// Init of a pod with an empty datadir, waiting for a donor to clone.
     #[serde(rename = "waiting for a donor")]
     WaitingForDonor,
+    /// Init of an empty master, waiting for every peer to say what it holds
+    /// (or for the one to re-seed from to apply what it received).
+    #[serde(rename = "waiting for peers")]
+    WaitingForPeers,
 }
 
 /// A clone stream in flight, as `/status` shows it on the donor.

@@ -317,6 +317,11 @@ async fn suite(engine: Engine) {
         m.query_drop("CREATE TABLE app.w (id BIGINT PRIMARY KEY, v VARCHAR(16)) ENGINE=InnoDB")
             .await
             .unwrap();
+        // For the writes of the asynchronous trial (10), kept apart from the
+        // main writer's: they are expected to be lost.
+        m.query_drop("CREATE TABLE app.unsafe_w LIKE app.w")
+            .await
+            .unwrap();
         m.disconnect().await.unwrap();
     }
     load_filler(&c, 64).await;
@@ -537,9 +542,16 @@ async fn suite(engine: Engine) {
         let dd = c.pod(0).datadir();
         std::fs::remove_dir_all(&dd).unwrap();
         std::fs::create_dir(&dd).unwrap();
+        c.extra_env.push(("MYSQL_STS_REPLICAS".into(), "3".into()));
+        // First mysql-0 alone, as an ordered start (OrderedReady) would run
+        // it: nobody answers, and it must fail rather than start empty.
+        let (status, out) = c.run_init(0, &["--reseed-timeout", "4s"]);
+        let alone_refused = status.code() == Some(3)
+            && out.contains("mysql-1")
+            && out.contains("mysql-2")
+            && std::fs::read_dir(&dd).unwrap().count() == 0;
         c.start_sidecar(1);
         c.start_sidecar(2);
-        c.extra_env.push(("MYSQL_STS_REPLICAS".into(), "3".into()));
         let mut init = c.spawn_init(0, &[]);
         c.extra_env.pop();
         tokio::time::sleep(Duration::from_secs(20)).await;
@@ -560,17 +572,107 @@ async fn suite(engine: Engine) {
             started,
             &writer,
             format!(
-                "waited for the peers: {waited}, re-seeded: {reseeded}, re-cloned: {recloned:?}"
+                "alone, refused to start empty: {alone_refused}; then all at once, waited for the peers: {waited}, re-seeded: {reseeded}, re-cloned: {recloned:?}"
             ),
         )
         .await;
-        t.recovered &= waited && reseeded;
+        t.recovered &= alone_refused && waited && reseeded;
         results.push(t);
 
-        // 10. The replicas' link to the master drops silently (packets
-        // dropped both ways, nothing refused) while the writer goes on; then
-        // the master dies with its volume. With semi-synchronous replication
-        // the master acknowledged nothing the replicas lack.
+        // 10. A write made by hand on mysql-2 makes its data diverge; then
+        // mysql-0 dies with its volume. mysql-2's own write is nobody's
+        // acknowledged data: the re-seed sets it aside, takes the peer that
+        // holds the cluster's transactions, and mysql-2 is re-cloned.
+        let started = Instant::now();
+        hand_write(&c, 2, "CREATE DATABASE by_hand").await;
+        let noticed = wait_for(&c, 2, "errant", Duration::from_secs(30)).await;
+        c.kill_sidecar(0);
+        c.kill_server(0);
+        let recloned = reseed_lost_master(&mut c).await;
+        let mut m = c.root(0).await;
+        let dbs: Vec<String> = m.query("SHOW DATABASES").await.unwrap();
+        m.disconnect().await.unwrap();
+        let set_aside = !dbs.iter().any(|d| d == "by_hand");
+        let mut t = trial(
+            &c,
+            "re-seed with an errant peer",
+            started,
+            &writer,
+            format!(
+                "errant noticed: {noticed}, its write kept off the new master: {set_aside}, re-cloned: {recloned:?}"
+            ),
+        )
+        .await;
+        t.recovered &= noticed && set_aside && recloned.contains(&2);
+        results.push(t);
+
+        // 11. The replicas' link to the master drops silently (packets
+        // dropped both ways, nothing refused) while a writer goes on; then
+        // the master dies with its volume. First without semi-synchronous
+        // replication, by a second writer: what the master acknowledged in
+        // between is lost, and that is measured. Then with it, the main
+        // writer: the master acknowledged nothing the replicas lack.
+        let started = Instant::now();
+        writer.hold().await;
+        settle(&c, &writer.acked_ids(), Duration::from_secs(60), false).await;
+        c.extra_env.retain(|(k, _)| k != "MYSQL_STS_SEMI_SYNC");
+        c.kill_sidecar(0);
+        c.start_sidecar(0);
+        let mut m = c.root(0).await;
+        m.query_drop(match engine {
+            Engine::Mysql => "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
+            Engine::Mariadb | Engine::Mariadb11 => "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+        })
+        .await
+        .unwrap();
+        m.disconnect().await.unwrap();
+        let unsafe_writer = Writer::start(
+            c.pod(0).ip.clone(),
+            "app.unsafe_w",
+            Duration::from_millis(5),
+            None,
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for n in 1..3 {
+            c.partition(n, 0, true);
+            c.partition(0, n, true);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        c.kill_sidecar(0);
+        c.kill_server(0);
+        let unsafe_acked = unsafe_writer.finish().await;
+        for n in 1..3 {
+            c.partition(n, 0, false);
+            c.partition(0, n, false);
+        }
+        c.extra_env
+            .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
+        let recloned = reseed_lost_master(&mut c).await;
+        writer.resume();
+        let mut m = c.root(0).await;
+        let kept: Vec<u64> = m.query("SELECT id FROM app.unsafe_w").await.unwrap();
+        m.disconnect().await.unwrap();
+        let async_lost = unsafe_acked
+            .iter()
+            .filter(|a| !kept.contains(&a.id))
+            .count();
+        let mut t = trial(
+            &c,
+            "without semi-sync: link dropped, master and volume lost",
+            started,
+            &writer,
+            format!(
+                "{async_lost} of {} asynchronously acknowledged writes lost (expected: that is what semi-sync prevents); re-cloned: {recloned:?}",
+                unsafe_acked.len()
+            ),
+        )
+        .await;
+        // The fault must reach what semi-synchronous replication protects,
+        // or its 0 below would prove nothing.
+        t.recovered &= async_lost > 0;
+        t.rows_lost = async_lost as u64;
+        results.push(t);
+
         let started = Instant::now();
         let before = writer.acked_ids().len();
         for n in 1..3 {
@@ -650,7 +752,12 @@ async fn reclone_the_ones_behind(c: &mut Cluster) -> Vec<u32> {
         let behind = loop {
             match c.get(n, "/readyz").await {
                 Ok((200, _)) => break false,
-                Ok((_, body)) if body.contains("purged_transactions") => break true,
+                Ok((_, body))
+                    if body.contains("purged_transactions")
+                        || body.contains("errant_transactions") =>
+                {
+                    break true;
+                }
                 _ if started.elapsed() > Duration::from_secs(20) => break false,
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
@@ -665,6 +772,35 @@ async fn reclone_the_ones_behind(c: &mut Cluster) -> Vec<u32> {
         }
     }
     recloned
+}
+
+/// A write made by hand on replica `n`, as root, past its read-only guard
+/// (which its sidecar may restore in between).
+async fn hand_write(c: &Cluster, n: u32, sql: &str) {
+    let mut r = c.root(n).await;
+    let write = match c.engine {
+        Engine::Mysql => format!("SET GLOBAL super_read_only = 0; {sql}"),
+        Engine::Mariadb | Engine::Mariadb11 => sql.to_owned(),
+    };
+    let started = Instant::now();
+    while let Err(e) = r.query_drop(&write).await {
+        assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+    }
+    r.disconnect().await.unwrap();
+}
+
+/// Whether pod `n`'s `/readyz` says `what` within `within`.
+async fn wait_for(c: &Cluster, n: u32, what: &str, within: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Ok((_, body)) = c.get(n, "/readyz").await
+            && body.contains(what)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }
 
 /// Waits for the cluster to settle after a fault and measures it.

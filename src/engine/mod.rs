@@ -294,6 +294,15 @@ impl Flavor {
         }
     }
 
+    /// A server's set `a` without the errant transactions `errant` (its
+    /// own writes, which the master never had).
+    pub fn gtid_subtract(self, a: &str, errant: &str) -> String {
+        match self {
+            Flavor::Mysql => mysql::gtid::subtract(a, errant),
+            Flavor::Mariadb => mariadb::gtid::subtract(a, errant),
+        }
+    }
+
     /// What a server that executed `a` and received `b` holds.
     pub fn gtid_union(self, a: &str, b: &str) -> String {
         match self {

@@ -1,27 +1,47 @@
-//! While a replica's init waits for a donor, its datadir is empty: it says
-//! so on the agent port, with the `/status` its sidecar serves later, so
-//! that an empty master's init, asking every peer before it dares to start
-//! empty, hears "empty" rather than nothing.
+//! While init waits, it answers on the agent port with the `/status` its
+//! sidecar serves later. A replica's init waiting for a donor says its
+//! datadir is empty, so that an empty master's init, asking every peer
+//! before it dares to start empty, hears "empty" rather than nothing. An
+//! empty master's init says which peers it waits for, and why.
+
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use crate::config::InitConfig;
 use crate::net::sql::Target;
+use crate::sidecar::readiness::{Cause, Readiness};
 use crate::sidecar::shared::Shared;
 use crate::status::Phase;
 
-/// Serves "this pod's datadir is empty" until dropped.
-pub struct EmptyAnswer(tokio::task::JoinHandle<std::io::Result<()>>);
+/// Serves what init is waiting for, until dropped.
+pub struct Answer {
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shared: Arc<Shared>,
+}
 
-impl Drop for EmptyAnswer {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Answer {
+    /// What `/readyz` (and `/status`) say init waits for.
+    pub fn waiting(&self, reason: String) {
+        self.shared.update(|st| {
+            st.ready = Readiness {
+                ready: false,
+                cause: Cause::Starting,
+                reason,
+            }
+        });
     }
 }
 
-/// Starts answering; `None` (with a warning) when the port cannot be had:
-/// the clone goes on, and an empty master waits for this pod instead.
-pub async fn serve(cfg: &InitConfig) -> Option<EmptyAnswer> {
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts answering in `phase`; `None` (with a warning) when the port cannot
+/// be had: init goes on (and an empty master waits for this pod instead).
+pub async fn serve(cfg: &InitConfig, phase: Phase) -> Option<Answer> {
     let no_server = Target {
         host: "127.0.0.1".into(),
         port: cfg.mysql_port,
@@ -37,21 +57,22 @@ pub async fn serve(cfg: &InitConfig) -> Option<EmptyAnswer> {
         None,
     );
     shared.update(|st| {
-        st.phase = Phase::WaitingForDonor;
-        st.gtid_executed = Some(String::new());
+        st.phase = phase;
+        // An empty datadir: a replica about to clone holds nothing yet.
+        st.gtid_executed = (phase == Phase::WaitingForDonor).then(String::new);
     });
     let started = async {
         let listener = crate::sidecar::bind(cfg.agent_listen)?;
         let handle = axum_server::Handle::new();
-        crate::sidecar::spawn_api(shared, listener, cfg.tls.as_ref(), &handle).await
+        crate::sidecar::spawn_api(shared.clone(), listener, cfg.tls.as_ref(), &handle).await
     };
     let task = match started.await {
         Ok(task) => task,
         Err(e) => {
-            warn!(error = %e, "cannot tell peers this datadir is empty");
+            warn!(error = %e, "cannot answer on the agent port while waiting");
             return None;
         }
     };
-    info!(listen = %cfg.agent_listen, "telling peers this datadir is empty while waiting for a donor");
-    Some(EmptyAnswer(task))
+    info!(listen = %cfg.agent_listen, phase = ?phase, "answering on the agent port while waiting");
+    Some(Answer { task, shared })
 }

@@ -114,23 +114,24 @@ struct Peer {
     ip: Option<std::net::IpAddr>,
 }
 
-/// The peers `<statefulset>-1`, `-2`, ... to ask. With `expected` pods in
-/// the StatefulSet, exactly those (a name that does not resolve yet is a
-/// peer not heard from). Without, the pods that exist: they are numbered
-/// without gaps, so the scan stops at the first "no such name"; a DNS
-/// failure also stops it, with that name as a peer not heard from.
+/// The peers `<statefulset>-1`, `-2`, ... to ask: the first `expected - 1`
+/// of them in any case (a name that does not resolve yet is a peer not
+/// heard from), and past those the pods that exist (a scale-up the count
+/// does not know of yet): they are numbered without gaps, so the scan stops
+/// at the first "no such name"; a DNS failure also stops it, with that name
+/// as a peer not heard from.
 async fn peers(
     resolver: &TokioResolver,
     names: impl Fn(u32) -> String,
     expected: u32,
 ) -> Vec<Peer> {
     let mut found = Vec::new();
-    let last = if expected > 0 { expected - 1 } else { 1000 };
-    for n in 1..=last {
+    for n in 1..=1000 {
         let name = names(n);
         match resolve(resolver, &name).await {
             Ok(ip) => found.push(Peer { name, ip: Some(ip) }),
-            Err(_) if expected > 0 => found.push(Peer { name, ip: None }),
+            // A pod that must exist: not resolving yet is not absent.
+            Err(_) if n < expected => found.push(Peer { name, ip: None }),
             Err(LookupError::NoSuchName) => break,
             Err(LookupError::Unknown(why)) => {
                 warn!(peer = %name, why = %why, "cannot tell whether this peer exists");
@@ -175,10 +176,15 @@ fn held(st: Status, flavor: Flavor) -> PeerSays {
     let settled = st.replication.as_ref().is_none_or(|r| {
         r.applied_all_received() || flavor.gtid_contains(&executed, &r.retrieved_gtid)
     });
+    // A replica's own writes are not the cluster's: set aside, they neither
+    // make it a source nor must a source hold them.
+    let errant = st.gtid_errant.as_ref().map(|e| e.as_str());
+    let without = |set: &str| errant.map_or(set.to_owned(), |e| flavor.gtid_subtract(set, e));
     PeerSays::Holds(Held {
-        executed,
-        received,
+        executed: without(&executed),
+        received: without(&received),
         settled,
+        diverged: errant.is_some(),
     })
 }
 
@@ -195,6 +201,7 @@ pub async fn reseed_source(
     http: &AgentClient,
     flavor: Flavor,
     timeout: Duration,
+    report: &dyn Fn(String),
 ) -> Result<Option<Donor>> {
     let started = Instant::now();
     let mut delays = backoff();
@@ -230,13 +237,22 @@ pub async fn reseed_source(
                         detail: format!(
                             "the master's datadir is empty and {} did not say what they hold; \
                              an empty master must not take over from peers that may hold data. \
-                             Start them (their sidecars answer once their servers are up), or, \
-                             to start empty and lose what they hold, set --fresh-master",
+                             Start them (their sidecars answer once their servers are up; under \
+                             podManagementPolicy OrderedReady they are not created before this pod \
+                             is ready: use Parallel), or, to start empty and lose what they hold, \
+                             set --fresh-master",
                             silent.join(", ")
                         ),
                     });
                 }
                 warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to say what it holds");
+                report(format!(
+                    "the master's datadir is empty: waiting for {} to say what they hold \
+                     (for {} s of --reseed-timeout {} s)",
+                    silent.join(", "),
+                    started.elapsed().as_secs(),
+                    timeout.as_secs()
+                ));
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
             Reseed::Applying(i) => {
@@ -259,6 +275,10 @@ pub async fn reseed_source(
                     });
                 }
                 info!(peer = %name, received = %held.received, executed = %held.executed, "waiting for the peer that received the most to apply it all before re-seeding from it");
+                report(format!(
+                    "re-seeding: waiting for {name} to apply what it received ({}; executed {})",
+                    held.received, held.executed
+                ));
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
             Reseed::StartEmpty => {

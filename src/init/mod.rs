@@ -17,6 +17,7 @@ use crate::datadir::{Datadir, State};
 use crate::error::{Error, IoContext, Result};
 use crate::pod::{Role, peer_name};
 use crate::shutdown::Shutdown;
+use crate::status::Phase;
 use plan::Then;
 
 /// Name of the file init writes in `--conf-dir`.
@@ -91,6 +92,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         }
         Then::AskPeers => {
             let names = |n: u32| peer_name(&format!("{}-{n}", id.statefulset), &cfg.peer_domain);
+            let answer = answer::serve(cfg, Phase::WaitingForPeers).await;
             let source = donor::reseed_source(
                 names,
                 cfg.replicas,
@@ -98,8 +100,15 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
                 &cfg.http,
                 cfg.flavor,
                 cfg.reseed_timeout,
+                &|why| {
+                    if let Some(a) = &answer {
+                        a.waiting(why)
+                    }
+                },
             )
             .await?;
+            // The port is the sidecar's (or the clone's) from here on.
+            drop(answer);
             if source.is_none() {
                 info!("empty datadir on the master: the server image initialises it");
                 return Ok(Outcome::LeftEmptyForMaster);
@@ -119,7 +128,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
     };
     // A replica waiting for its donor tells an empty master it holds nothing.
     let _answer = match p.then {
-        Then::Clone => answer::serve(cfg).await,
+        Then::Clone => answer::serve(cfg, Phase::WaitingForDonor).await,
         _ => None,
     };
     clone::clone_with_retries(cfg, credentials, &dd, donor).await?;

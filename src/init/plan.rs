@@ -67,6 +67,9 @@ pub struct Held {
     /// Its applier has applied all it can of what it received (or it has no
     /// replication configured).
     pub settled: bool,
+    /// Its data diverged (it holds writes of its own, which the master never
+    /// had): never a re-seed source. Its sets above are without those.
+    pub diverged: bool,
 }
 
 /// What one peer said, in one round of asking.
@@ -130,7 +133,7 @@ pub fn reseed(answers: &[PeerAnswer], contains: impl Fn(&str, &str) -> bool) -> 
     }
     let most_received: Vec<&(usize, &Held)> = holding
         .iter()
-        .filter(|(_, h)| holds_all(received, h))
+        .filter(|(_, h)| !h.diverged && holds_all(received, h))
         .collect();
     // One that received the most and has applied every other's transactions.
     if let Some((i, _)) = most_received
@@ -146,7 +149,7 @@ pub fn reseed(answers: &[PeerAnswer], contains: impl Fn(&str, &str) -> bool) -> 
     // acknowledged) cannot be applied; go by what was executed.
     holding
         .iter()
-        .find(|(_, h)| holds_all(executed, h))
+        .find(|(_, h)| !h.diverged && holds_all(executed, h))
         .map_or_else(
             || {
                 Reseed::Disagree(
@@ -208,6 +211,20 @@ mod tests {
                 executed: executed.into(),
                 received: received.into(),
                 settled,
+                diverged: false,
+            }),
+        )
+    }
+
+    /// A diverged peer, `gtid` being its set without its own writes.
+    fn diverged(name: &str, gtid: &str) -> PeerAnswer {
+        answer(
+            name,
+            PeerSays::Holds(Held {
+                executed: gtid.into(),
+                received: gtid.into(),
+                settled: true,
+                diverged: true,
             }),
         )
     }
@@ -273,6 +290,21 @@ mod tests {
                 "idle with a partial transaction, yet executed what any other did: taken",
                 vec![received("m-1", "a", "a,b", true), holds("m-2", "a")],
                 Reseed::From(0),
+            ),
+            (
+                "a diverged peer, without its own writes held by another: the other",
+                vec![holds("m-1", "a,b"), diverged("m-2", "a")],
+                Reseed::From(0),
+            ),
+            (
+                "a diverged peer that alone holds a master's transaction: no guess",
+                vec![holds("m-1", "a"), diverged("m-2", "a,b")],
+                Reseed::Disagree(vec!["m-1".into(), "m-2".into()]),
+            ),
+            (
+                "only diverged peers: no source",
+                vec![diverged("m-1", "a")],
+                Reseed::Disagree(vec!["m-1".into()]),
             ),
         ] {
             assert_eq!(reseed(&answers, contains), want, "{what}");

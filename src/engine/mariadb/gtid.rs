@@ -3,9 +3,16 @@
 
 use std::collections::BTreeMap;
 
-/// Per domain, the last GTID of a position.
+/// Per domain, the furthest GTID of a position (or of a list with several
+/// servers per domain, such as a `Gtid_list`).
 pub fn position(pos: &str) -> BTreeMap<u32, (u32, u64)> {
-    triples(pos).map(|(d, s, n)| (d, (s, n))).collect()
+    let mut out: BTreeMap<u32, (u32, u64)> = BTreeMap::new();
+    for (d, s, n) in triples(pos) {
+        if out.get(&d).is_none_or(|&(_, m)| n > m) {
+            out.insert(d, (s, n));
+        }
+    }
+    out
 }
 
 /// Per (domain, server), the last sequence number of a `gtid_binlog_state`.
@@ -23,16 +30,43 @@ fn triples(list: &str) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
     })
 }
 
-/// The GTIDs in the replica's binary log state that the master's does not
-/// have: a (domain, server) the master never logged, or a later sequence
-/// number. Comparing per server catches a local write on a replica that is
-/// behind, whose sequence number the master has used for something else.
-pub fn errant(replica_state: &str, master_state: &str) -> Vec<String> {
+/// The GTIDs in the replica's binary log state (`own`: its server_id) that
+/// are not in the master's history, judged per (domain, server):
+/// - a later sequence number than the master's for that server: one it
+///   never reached (a replica ahead of the peer a master was re-seeded from);
+/// - a write of the replica's own that the master's state does not hold,
+///   even one behind the master (its sequence number the master has used
+///   for something else);
+/// - another server the master's binary log has not named since it starts
+///   (`first_in_binlog`, the oldest log's `Gtid_list`), past that start: a
+///   history the master does not descend from (it started over). Before the
+///   start the binary log cannot tell: an earlier history, which a master
+///   re-seeded from a copy (whose state starts at the copy's position) does
+///   not list; the purge check speaks for a position there.
+pub fn errant(
+    replica_state: &str,
+    own: u32,
+    master_state: &str,
+    first_in_binlog: &str,
+) -> Vec<String> {
     let m = state(master_state);
+    let start = starts(first_in_binlog);
     state(replica_state)
         .into_iter()
-        .filter(|(key, n)| m.get(key).is_none_or(|mn| n > mn))
+        .filter(|((d, s), n)| match m.get(&(*d, *s)) {
+            Some(mn) => n > mn,
+            None if *s == own => true,
+            None => *n > start.get(d).copied().unwrap_or(0),
+        })
         .map(|((d, s), n)| format!("{d}-{s}-{n}"))
+        .collect()
+}
+
+/// Per domain, the highest sequence number of a GTID list.
+fn starts(list: &str) -> BTreeMap<u32, u64> {
+    position(list)
+        .into_iter()
+        .map(|(d, (_, n))| (d, n))
         .collect()
 }
 
@@ -80,6 +114,26 @@ pub fn union(a: &str, b: &str) -> String {
         .join(",")
 }
 
+/// Position `pos` without the `errant` GTIDs (a replica's own writes): in a
+/// domain whose last GTID is errant, what came before it, which under
+/// `gtid_strict_mode` is the sequence number just below.
+pub fn subtract(pos: &str, errant: &str) -> String {
+    let mut p = position(pos);
+    for (d, s, n) in triples(errant) {
+        if p.get(&d) == Some(&(s, n)) {
+            if n > 1 {
+                p.insert(d, (s, n - 1));
+            } else {
+                p.remove(&d);
+            }
+        }
+    }
+    p.iter()
+        .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How far a position got: the sum of its domains' sequence numbers.
 pub fn weight(pos: &str) -> u64 {
     position(pos).values().map(|(_, n)| n).sum()
@@ -112,18 +166,50 @@ mod tests {
 
     #[test]
     fn errant_table() {
-        for (replica, master, want) in [
-            ("0-100-5", "0-100-5", vec![]),
-            ("0-100-4", "0-100-5", vec![]),
-            ("", "0-100-5", vec![]),
-            ("0-101-6", "0-100-5", vec!["0-101-6"]),
-            // Behind the master, yet with a write of its own: still errant.
-            ("0-100-4,0-103-5", "0-100-9", vec!["0-103-5"]),
-            ("0-100-5,1-101-1", "0-100-9", vec!["1-101-1"]),
-            ("0-100-5,1-101-1", "0-100-5,1-101-1", vec![]),
-            ("0-100-5,0-101-2", "0-101-2,0-100-9", vec![]),
+        for (replica, master, first, want) in [
+            // The replica is mysql-3 (server_id 103); "" a binary log from the start.
+            ("0-100-5", "0-100-5", "", vec![]),
+            ("0-100-4", "0-100-5", "", vec![]),
+            ("", "0-100-5", "", vec![]),
+            ("0-103-6", "0-100-5", "", vec!["0-103-6"]),
+            // Behind the master, yet with a write of its own: still errant,
+            // also behind the start of the master's binary log.
+            ("0-100-4,0-103-5", "0-100-9", "", vec!["0-103-5"]),
+            ("0-100-4,0-103-5", "0-100-9", "0-100-8", vec!["0-103-5"]),
+            ("0-100-5,1-103-1", "0-100-9", "", vec!["1-103-1"]),
+            ("0-100-5,1-103-1", "0-100-5,1-103-1", "", vec![]),
+            ("0-100-5,0-101-2", "0-101-2,0-100-9", "", vec![]),
+            // Ahead of the master in a history it shares: never reached.
+            (
+                "0-100-5003",
+                "0-100-5000,0-2147483999-5010",
+                "0-100-5000",
+                vec!["0-100-5003"],
+            ),
+            // A master that started over (a new server_id), even once it has
+            // passed the replica's sequence numbers.
+            ("0-100-5000", "0-2147483999-6000", "", vec!["0-100-5000"]),
+            // Earlier histories a re-seeded master's state does not list,
+            // before its binary log starts: not judged here.
+            (
+                "0-2147483001-4731,0-2147483002-5331,0-2147483003-6449",
+                "0-2147483003-6449,0-2147483004-6460",
+                "0-2147483003-6449",
+                vec![],
+            ),
+            // ... but one past its start is a history it does not descend from.
+            (
+                "0-2147483001-6452",
+                "0-2147483003-6449,0-2147483004-6460",
+                "0-2147483003-6449",
+                vec!["0-2147483001-6452"],
+            ),
         ] {
-            assert_eq!(errant(replica, master), want, "{replica} vs {master}");
+            assert_eq!(
+                errant(replica, 103, master, first),
+                want,
+                "{replica} vs {master} from {first}"
+            );
         }
     }
 
@@ -177,6 +263,16 @@ mod tests {
             new_history_server_id((1 << 31) - 1, &format!("0-{top}-1")),
             1 << 31
         );
+    }
+
+    #[test]
+    fn subtract_drops_a_replicas_own_last_write() {
+        assert_eq!(
+            subtract("0-102-816,1-100-4", "0-102-816"),
+            "0-102-815,1-100-4"
+        );
+        assert_eq!(subtract("0-100-900", "0-102-816"), "0-100-900");
+        assert_eq!(subtract("0-102-1", "0-102-1"), "");
     }
 
     #[test]

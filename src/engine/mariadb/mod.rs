@@ -51,6 +51,7 @@ pub fn set_read_only(on: bool) -> Vec<String> {
 pub const SKIP_REPLICA_START: &str = "skip_slave_start=ON\n";
 pub const READ_ONLY: &str = "SELECT @@global.read_only";
 pub const GTID_EXECUTED: &str = "SELECT @@global.gtid_current_pos";
+pub const GTID_BINLOG_STATE: &str = "SELECT @@global.gtid_binlog_state";
 pub const REPLICA_STATUS: &str = "SHOW SLAVE STATUS";
 pub const STOP_REPLICA: &str = "STOP SLAVE";
 pub const START_REPLICA: &str = "START SLAVE";
@@ -83,9 +84,12 @@ pub async fn compare_with_master(
     master: &mut Conn,
     ours: &str,
 ) -> Result<GtidCheck> {
-    let state = sql::scalar(local, "SELECT @@global.gtid_binlog_state").await?;
-    let master_state = sql::scalar(master, "SELECT @@global.gtid_binlog_state").await?;
-    let errant = gtid::errant(&state, &master_state).join(",");
+    let state = sql::scalar(local, GTID_BINLOG_STATE).await?;
+    let own: u32 = sql::scalar(local, "SELECT @@global.server_id")
+        .await?
+        .parse()
+        .unwrap_or(0);
+    let master_state = sql::scalar(master, GTID_BINLOG_STATE).await?;
     let logs = sql::rows(master, "SHOW BINARY LOGS").await?;
     let first = logs
         .first()
@@ -105,6 +109,7 @@ pub async fn compare_with_master(
             oldest = gtid::gtid_list(&info);
         }
     }
+    let errant = gtid::errant(&state, own, &master_state, &oldest).join(",");
     Ok(GtidCheck {
         errant: GtidSet::new(&errant),
         missing: GtidSet::new(&gtid::missing(ours, &oldest).join(",")),

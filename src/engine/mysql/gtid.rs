@@ -114,6 +114,34 @@ pub fn contains(a: &str, b: &str) -> bool {
     }
 }
 
+/// The transactions of `a` that are not in `b`; `a` when either is not a set.
+pub fn subtract(a: &str, b: &str) -> String {
+    let (Some(mut a_set), Some(b_set)) = (Set::parse(a), Set::parse(b)) else {
+        return a.to_owned();
+    };
+    for (source, ivs) in a_set.0.iter_mut() {
+        let Some(cuts) = b_set.0.get(source) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for &(mut lo, hi) in ivs.iter() {
+            let (start, end) = (lo, hi);
+            for &(x, y) in cuts.iter().filter(|&&(x, y)| y >= start && x <= end) {
+                if x > lo {
+                    out.push((lo, x - 1));
+                }
+                lo = lo.max(y.saturating_add(1));
+            }
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+        }
+        *ivs = out;
+    }
+    a_set.0.retain(|_, ivs| !ivs.is_empty());
+    a_set.to_string()
+}
+
 /// Every transaction of `a` or `b`; `a` when `b` is not a set.
 pub fn union(a: &str, b: &str) -> String {
     match Set::parse(&format!("{a},{b}")) {
@@ -125,6 +153,24 @@ pub fn union(a: &str, b: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subtract_cuts_intervals() {
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let v = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let s = |t: &str| t.replace('U', u).replace('V', v);
+        for (a, b, want) in [
+            ("U:1-10", "U:4-5", "U:1-3:6-10"),
+            ("U:1-10", "U:1-10", ""),
+            ("U:1-10", "U:0-2:9-20", "U:3-8"),
+            ("U:1-10,V:1-3", "V:2", "U:1-10,V:1:3"),
+            ("U:1-10", "V:1-3", "U:1-10"),
+            ("U:1-3:7-9", "U:2-8", "U:1:9"),
+            ("U:1-10", "", "U:1-10"),
+        ] {
+            assert_eq!(subtract(&s(a), &s(b)), s(want), "{a} - {b}");
+        }
+    }
 
     #[test]
     fn union_merges_and_prints_as_the_server_does() {
