@@ -31,6 +31,10 @@ pub struct Status {
     pub clone_stream: Option<StreamStatus>,
     /// Where this pod's data came from (its last clone), if it was cloned.
     pub cloned_from: Option<CloneInfo>,
+    /// Seconds since the sidecar's control loop last finished a round: what
+    /// this status says is at most that old.
+    #[serde(default)]
+    pub round_age_s: Option<f64>,
     pub version: String,
 }
 

@@ -640,6 +640,7 @@ async fn suite(engine: Engine) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         c.kill_sidecar(0);
         c.kill_server(0);
+        c.drop_dead_server_flows(0);
         let unsafe_acked = unsafe_writer.finish().await;
         for n in 1..3 {
             c.partition(n, 0, false);
@@ -683,6 +684,7 @@ async fn suite(engine: Engine) {
         let during = writer.acked_ids().len() - before;
         c.kill_sidecar(0);
         c.kill_server(0);
+        c.drop_dead_server_flows(0);
         for n in 1..3 {
             c.partition(n, 0, false);
             c.partition(0, n, false);
@@ -743,7 +745,8 @@ async fn reseed_lost_master(c: &mut Cluster) -> Vec<u32> {
 
 /// After a re-seed from the most advanced replica, a replica that was behind
 /// it can lack transactions the new master's binary log does not hold (it
-/// starts at the copy's position): it says `purged_transactions`. It is
+/// starts at the copy's position): it says `purged_transactions`; a peer
+/// whose own writes were set aside says `errant_transactions`. Each is
 /// re-cloned as the README tells an operator; returns the pods re-cloned.
 async fn reclone_the_ones_behind(c: &mut Cluster) -> Vec<u32> {
     let mut recloned = Vec::new();
@@ -751,14 +754,16 @@ async fn reclone_the_ones_behind(c: &mut Cluster) -> Vec<u32> {
         let started = Instant::now();
         let behind = loop {
             match c.get(n, "/readyz").await {
-                Ok((200, _)) => break false,
+                // Replicating from the new master; ready only for the
+                // outage grace of the old one says nothing yet.
+                Ok((200, body)) if body.contains("\"cause\":\"replicating\"") => break false,
                 Ok((_, body))
                     if body.contains("purged_transactions")
                         || body.contains("errant_transactions") =>
                 {
                     break true;
                 }
-                _ if started.elapsed() > Duration::from_secs(20) => break false,
+                _ if started.elapsed() > Duration::from_secs(20) => break true,
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         };
@@ -823,12 +828,17 @@ async fn trial(
         (recovered, rows_lost, why) = settle(c, &acked, Duration::from_secs(60), true).await;
         writer.resume();
     }
+    let note = [note, why].join(" ").trim().to_owned();
+    eprintln!(
+        "[{}] ... {scenario}: recovered={recovered} in {secs:.1} s {note}",
+        c.engine.name()
+    );
     Trial {
         scenario,
         recovered,
         rows_lost,
         secs,
-        note: [note, why].join(" ").trim().to_owned(),
+        note,
     }
 }
 

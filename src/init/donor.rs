@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::init::plan::{self, Held, PeerAnswer, PeerSays, Reseed};
 use crate::net::agent_client::AgentClient;
 use crate::net::dns::{LookupError, resolve};
-use crate::status::Status;
+use crate::status::{Phase, Status};
 
 /// How long an empty master waits before it asks its peers again, to see
 /// their answers hold still before it acts on them.
@@ -20,6 +20,10 @@ const ANSWERS_SETTLE: Duration = Duration::from_secs(3);
 
 /// Each DNS or HTTP check gives up after this long.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A peer status whose control loop last finished a round longer ago than
+/// this is not taken as current.
+const STALE_STATUS: Duration = Duration::from_secs(10);
 
 async fn check(
     resolver: &TokioResolver,
@@ -160,9 +164,14 @@ async fn peer_says(http: &AgentClient, peer: &Peer, flavor: Flavor) -> PeerSays 
     }
 }
 
-/// A peer's status, as what its server holds.
+/// A peer's status, as what its server holds. A sidecar whose last round is
+/// old (its loop held up) says nothing current: unknown.
 fn held(st: Status, flavor: Flavor) -> PeerSays {
-    let Some(executed) = st.gtid_executed else {
+    let stale = st.phase != Phase::WaitingForDonor
+        && st
+            .round_age_s
+            .is_some_and(|age| age > STALE_STATUS.as_secs_f64());
+    let Some(executed) = st.gtid_executed.filter(|_| !stale) else {
         return PeerSays::Unknown;
     };
     let retrieved = st

@@ -140,18 +140,17 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
 }
 
 /// Writes the server config, under `server_id` when the master's data has
-/// its own. A replica's server never starts replicating by itself: its
-/// sidecar first compares it with the master, so diverged data takes
-/// nothing from it.
+/// its own. No server starts replicating by itself: a replica's sidecar
+/// first compares it with the master, so diverged data takes nothing from
+/// it; a master re-seeded from a replica's copy, which still says where that
+/// replica replicated from, must not replicate at all.
 fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>) -> Result<PathBuf> {
     let mut id = cfg.identity.clone();
     if let Some(s) = server_id {
         id.server_id = s;
     }
     let mut text = cfg.flavor.render_cnf(&id, cfg.semi_sync.as_ref());
-    if id.role == Role::Replica {
-        text.push_str(cfg.flavor.skip_replica_start());
-    }
+    text.push_str(cfg.flavor.skip_replica_start());
     write_cnf(&cfg.conf_dir, &text)
 }
 

@@ -218,15 +218,11 @@ mod tests {
 
     /// A diverged peer, `gtid` being its set without its own writes.
     fn diverged(name: &str, gtid: &str) -> PeerAnswer {
-        answer(
-            name,
-            PeerSays::Holds(Held {
-                executed: gtid.into(),
-                received: gtid.into(),
-                settled: true,
-                diverged: true,
-            }),
-        )
+        let mut a = holds(name, gtid);
+        if let PeerSays::Holds(h) = &mut a.says {
+            h.diverged = true;
+        }
+        a
     }
 
     #[test]

@@ -55,7 +55,15 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> Response {
-    json_response(StatusCode::OK, json!(s.status()))
+    let mut st = s.status();
+    st.round_age_s = Some(
+        s.last_tick
+            .lock()
+            .expect("tick lock")
+            .elapsed()
+            .as_secs_f64(),
+    );
+    json_response(StatusCode::OK, json!(st))
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {

@@ -24,6 +24,9 @@ use crate::sidecar::readiness::{self, Observation, Policy};
 use crate::sidecar::shared::Shared;
 use crate::status::Phase;
 
+/// How long a replica's comparison with the master may take.
+const MASTER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Plain settings of the control loop.
 pub struct LoopSettings {
     pub flavor: Option<Flavor>,
@@ -246,13 +249,24 @@ impl Control {
                 }
             },
         };
-        match flavor.compare_with_master(conn, &mut master, ours).await {
-            Ok(r) => {
+        // A master cut off silently would hold the round (and with it this
+        // pod's status and readiness) until TCP gives up: bounded.
+        match tokio::time::timeout(
+            MASTER_CHECK_TIMEOUT,
+            flavor.compare_with_master(conn, &mut master, ours),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
                 self.master_conn = Some(master);
                 Some(r)
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 debug!(error = %e, "cannot compare GTIDs with the master now");
+                None
+            }
+            Err(_) => {
+                debug!("the master did not answer the GTID comparison in time");
                 None
             }
         }

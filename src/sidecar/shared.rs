@@ -52,6 +52,7 @@ impl Shared {
             clone_streams_served: 0,
             clone_stream: None,
             cloned_from: None,
+            round_age_s: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let metrics = Metrics::new(&identity);

@@ -588,6 +588,52 @@ impl Cluster {
         ]));
     }
 
+    /// A killed server's connections outlive it in the kernel, which goes on
+    /// sending what their buffers held once a cut link is restored; a
+    /// server that died with its node sends nothing more. Drops those
+    /// flows, each by its addresses and ports, so that new connections pass.
+    pub fn drop_dead_server_flows(&self, n: u32) {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.pod(n).netns,
+                "ss",
+                "-Htan",
+                "sport = :3306",
+            ])
+            .output()
+            .expect("ss");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some((ip, port)) = fields
+                .get(4)
+                .filter(|_| fields.first() != Some(&"LISTEN"))
+                .and_then(|peer| peer.rsplit_once(':'))
+            else {
+                continue;
+            };
+            run(Command::new("ip").args([
+                "netns",
+                "exec",
+                &self.pod(n).netns,
+                "iptables",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "--sport",
+                "3306",
+                "-d",
+                ip,
+                "--dport",
+                port,
+                "-j",
+                "DROP",
+            ]));
+        }
+    }
+
     pub fn stop_server(&mut self, n: u32) {
         if let Some(c) = self.pods.get_mut(&n).unwrap().server.take() {
             terminate(c);
