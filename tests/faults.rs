@@ -225,6 +225,90 @@ async fn pump(
     up.abort();
 }
 
+/// A donor that lies: it passes every request to the real donor at
+/// `real_ip` but `/clone`, which it answers itself with `body` as the xbstream,
+/// framed as a real donor frames it (with a trailer that vouches for it) and
+/// claiming `estimate` bytes. Listens on `listen_ip`, where the donor's name
+/// is made to point.
+async fn crafted_donor(
+    listen_ip: &str,
+    real_ip: &str,
+    estimate: u64,
+    body: Vec<u8>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((listen_ip, 8080u16))
+        .await
+        .unwrap();
+    let real = format!("{real_ip}:8080");
+    let mut enc = mysql_sts::net::wire::Encoder::default();
+    let mut framed = Vec::new();
+    for part in body.chunks(1 << 20) {
+        framed.extend_from_slice(&enc.data(part));
+    }
+    framed.extend_from_slice(&enc.end());
+    let framed = Arc::new(framed);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let (real, framed) = (real.clone(), framed.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"GET /clone") {
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n{}: {estimate}\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n",
+                        mysql_sts::net::wire::ESTIMATE_HEADER,
+                        framed.len()
+                    );
+                    let _ = client.write_all(answer.as_bytes()).await;
+                    let _ = client.write_all(&framed).await;
+                    return;
+                }
+                // One request per connection, so that /clone never rides on
+                // a connection passed through to the real donor.
+                head.truncate(head.len() - 2);
+                head.extend_from_slice(b"connection: close\r\n\r\n");
+                let Ok(mut server) = tokio::net::TcpStream::connect(&real).await else {
+                    return;
+                };
+                if server.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy(&mut server, &mut client).await;
+                }
+            });
+        }
+    })
+}
+
+/// One file of an xbstream, as `mariadb-backup --stream=xbstream` writes it:
+/// a payload chunk, then the end-of-file chunk.
+fn xbstream_file(path: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (kind, body) in [(b'P', Some(payload)), (b'E', None)] {
+        out.extend_from_slice(b"XBSTCK01");
+        out.push(0);
+        out.push(kind);
+        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+        out.extend_from_slice(path.as_bytes());
+        if let Some(p) = body {
+            out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+            out.extend_from_slice(&0u64.to_le_bytes());
+            out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+    }
+    out
+}
+
 /// The datadir rule, checked after a clone died: no data at all, the marker
 /// that makes the next start wipe it, or a finished clone (its record is
 /// written just before the marker goes: the process died after that).
@@ -752,20 +836,29 @@ async fn reclone_the_ones_behind(c: &mut Cluster) -> Vec<u32> {
     let mut recloned = Vec::new();
     for n in 1..3 {
         let started = Instant::now();
+        // Replicating from the new master for 3 s on end: ready only for the
+        // outage grace of the old one says nothing yet, and a replica behind
+        // the new master's first binary log is replicating for a moment
+        // before the master turns it away.
+        let mut replicating_since: Option<Instant> = None;
         let behind = loop {
             match c.get(n, "/readyz").await {
-                // Replicating from the new master; ready only for the
-                // outage grace of the old one says nothing yet.
-                Ok((200, body)) if body.contains("\"cause\":\"replicating\"") => break false,
+                Ok((200, body)) if body.contains("\"cause\":\"replicating\"") => {
+                    let since = *replicating_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= Duration::from_secs(3) {
+                        break false;
+                    }
+                }
                 Ok((_, body))
                     if body.contains("purged_transactions")
                         || body.contains("errant_transactions") =>
                 {
                     break true;
                 }
-                _ if started.elapsed() > Duration::from_secs(20) => break true,
-                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+                _ if started.elapsed() > Duration::from_secs(30) => break true,
+                _ => replicating_since = None,
             }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         };
         if behind {
             std::fs::write(c.pod(n).datadir().join(".mysql-sts-reclone"), b"").unwrap();
@@ -861,6 +954,19 @@ fn error_line(out: &std::process::Output) -> String {
         .chars()
         .take(220)
         .collect()
+}
+
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }
 
 fn untouched(c: &Cluster, n: u32) -> bool {
@@ -959,6 +1065,51 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                 4,
                 "refused the clone token (401)",
             );
+            // A donor whose stream, with a valid trailer, names a file
+            // outside the datadir: refused whole, nothing written anywhere.
+            let (gateway, real) = (c.gateway(), c.pod(2).ip.clone());
+            let mut evil = xbstream_file("ibdata1", &[7; 4096]);
+            evil.extend(xbstream_file(
+                "../zz-evil.cnf",
+                b"[mysqld]\nskip-grant-tables\n",
+            ));
+            let donor = crafted_donor(&gateway, &real, 100 << 20, evil).await;
+            c.override_dns(2, Some(&gateway));
+            case(
+                c,
+                "a donor whose stream names `../zz-evil.cnf`".into(),
+                &["init"],
+                &[],
+                4,
+                "would land outside the datadir",
+            );
+            donor.abort();
+            let escaped = walk(&c.pod(BAD).host_dir)
+                .into_iter()
+                .filter(|p| p.ends_with("zz-evil.cnf"))
+                .collect::<Vec<_>>();
+            assert!(
+                escaped.is_empty(),
+                "the evil entry was written: {escaped:?}"
+            );
+            // A donor that claims 1 MiB and sends far more: cut off at the
+            // cap (twice its estimate plus 256 MiB), the volume spared.
+            let mut flood = Vec::with_capacity(300 << 20);
+            let block = xbstream_file("ibdata1", &vec![0u8; 1 << 20]);
+            while flood.len() < 260 << 20 {
+                flood.extend_from_slice(&block);
+            }
+            let donor = crafted_donor(&gateway, &real, 1 << 20, flood).await;
+            case(
+                c,
+                "a donor that claims 1 MiB and sends 260 MiB".into(),
+                &["init"],
+                &[],
+                4,
+                "grew past",
+            );
+            donor.abort();
+            c.override_dns(2, None);
         }
         Engine::Mysql => {
             case(

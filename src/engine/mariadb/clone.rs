@@ -12,6 +12,7 @@ use tracing::info;
 
 use crate::datadir::CloneInfo;
 use crate::engine::clone::{Request, run_dir_for};
+use crate::engine::mariadb::xbstream;
 use crate::engine::mysqld::Use;
 use crate::error::{Error, Result};
 use crate::net::wire::{self, Decoder, Frame};
@@ -77,6 +78,16 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut progress = crate::progress::Progress::new(donor, estimate);
+    // The stream is checked before mbstream writes any of it.
+    let free = rustix::fs::statvfs(&data)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .map_err(|e| {
+            fail(format!(
+                "cannot read the free space of {}: {e}",
+                data.display()
+            ))
+        })?;
+    let mut guard = xbstream::Guard::new(xbstream::Guard::cap_for(estimate, free));
     let mut body = resp.bytes_stream();
     let mut dec = Decoder::default();
     let mut trailer = None;
@@ -102,10 +113,13 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         loop {
             match dec.next_frame().map_err(|e| fail(e.to_string()))? {
                 None => break,
-                Some(Frame::Data(d)) => stdin
-                    .write_all(&d)
-                    .await
-                    .map_err(|e| fail(format!("mbstream stopped taking data: {e}")))?,
+                Some(Frame::Data(d)) => {
+                    guard.check(&d).map_err(|r| fail(r.to_string()))?;
+                    stdin
+                        .write_all(&d)
+                        .await
+                        .map_err(|e| fail(format!("mbstream stopped taking data: {e}")))?
+                }
                 Some(Frame::End(t)) => trailer = Some(t),
                 Some(Frame::Fail(m)) => return Err(fail(format!("the donor failed: {m}"))),
             }
@@ -113,6 +127,7 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         progress.update(dec.bytes());
     }
     dec.finish().map_err(|e| fail(e.to_string()))?;
+    guard.finish().map_err(|r| fail(r.to_string()))?;
     let trailer = trailer.expect("finish() checked the trailer");
     drop(stdin);
     let out = mbstream

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod clone;
 pub mod gtid;
+pub mod xbstream;
 
 use mysql_async::Conn;
 use tracing::info;

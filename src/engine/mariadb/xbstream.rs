@@ -1,0 +1,340 @@
+//! A guard on the xbstream a donor sends, read as it passes to `mbstream -x`:
+//! every chunk header is parsed before the chunk is handed on, and the whole
+//! stream is refused on a name that would land outside the datadir (absolute,
+//! a `..` component, a NUL, empty), on bytes that are not xbstream, or once it
+//! grows past a cap. The donor is not trusted to send only its datadir.
+//!
+//! A chunk: the magic `XBSTCK01`, a flags byte, a type byte (`P` payload, `E`
+//! end of a file), the path's length (u32, little-endian) and the path; a
+//! payload chunk then has its length and offset (u64 each), a CRC-32 and the
+//! payload. `mbstream` checks the CRCs; this guard checks what it would write
+//! where.
+
+use std::fmt;
+
+const MAGIC: &[u8; 8] = b"XBSTCK01";
+/// Magic, flags, type, path length.
+const FIXED: usize = 8 + 1 + 1 + 4;
+/// Payload length, payload offset, checksum.
+const PAYLOAD_HEADER: usize = 8 + 8 + 4;
+/// The longest path `mbstream` takes (FN_REFLEN).
+const MAX_PATH: usize = 512;
+/// An unknown chunk type that may be skipped (the flags' ignorable bit).
+const IGNORABLE: u8 = 0x01;
+
+/// Why a stream was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NotXbstream { offset: u64 },
+    UnknownChunk { kind: u8, offset: u64 },
+    UnsafePath { path: String },
+    TooLarge { cap: u64 },
+    Truncated { offset: u64 },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotXbstream { offset } => {
+                write!(f, "not an xbstream: no chunk header at byte {offset}")
+            }
+            Refusal::UnknownChunk { kind, offset } => {
+                write!(
+                    f,
+                    "unknown xbstream chunk type 0x{kind:02x} at byte {offset}"
+                )
+            }
+            Refusal::UnsafePath { path } => write!(
+                f,
+                "the stream names {path:?}, which would land outside the datadir: refused whole"
+            ),
+            Refusal::TooLarge { cap } => write!(
+                f,
+                "the stream grew past {cap} bytes (twice the donor's datadir plus 256 MiB, at most the volume's free space): refused"
+            ),
+            Refusal::Truncated { offset } => {
+                write!(f, "the stream ends inside a chunk, at byte {offset}")
+            }
+        }
+    }
+}
+
+/// Where the guard is inside the current chunk.
+#[derive(Debug)]
+enum At {
+    /// Collecting the fixed header, then the path, then (payload chunks)
+    /// the payload header: `need` bytes in all so far.
+    Header { need: usize },
+    /// Inside a payload: this many bytes to go.
+    Payload(u64),
+}
+
+/// Checks a stream chunk by chunk; feed it every byte in order.
+#[derive(Debug)]
+pub struct Guard {
+    at: At,
+    header: Vec<u8>,
+    seen: u64,
+    cap: u64,
+}
+
+impl Guard {
+    /// A guard refusing streams longer than `cap` bytes.
+    pub fn new(cap: u64) -> Guard {
+        Guard {
+            at: At::Header { need: FIXED },
+            header: Vec::with_capacity(FIXED + MAX_PATH + PAYLOAD_HEADER),
+            seen: 0,
+            cap,
+        }
+    }
+
+    /// The cap for a donor whose datadir is `estimate` bytes on a volume
+    /// with `free` bytes: twice the estimate (the redo log a busy donor
+    /// writes during the copy comes on top of its files) plus 256 MiB, never
+    /// more than the free space.
+    pub fn cap_for(estimate: Option<u64>, free: u64) -> u64 {
+        match estimate {
+            Some(e) => e.saturating_mul(2).saturating_add(256 << 20).min(free),
+            None => free,
+        }
+    }
+
+    /// Checks the next bytes of the stream. An error comes at the latest
+    /// with the header of a chunk that must not be written, before any of
+    /// its payload.
+    pub fn check(&mut self, mut data: &[u8]) -> Result<(), Refusal> {
+        if self.seen.saturating_add(data.len() as u64) > self.cap {
+            return Err(Refusal::TooLarge { cap: self.cap });
+        }
+        while !data.is_empty() {
+            match self.at {
+                At::Payload(left) => {
+                    let n = left.min(data.len() as u64) as usize;
+                    self.advance(n);
+                    data = &data[n..];
+                    if left == n as u64 {
+                        self.next_chunk();
+                    } else {
+                        self.at = At::Payload(left - n as u64);
+                    }
+                }
+                At::Header { need } => {
+                    let n = (need - self.header.len()).min(data.len());
+                    self.header.extend_from_slice(&data[..n]);
+                    self.advance(n);
+                    data = &data[n..];
+                    if self.header.len() == need {
+                        self.header_step()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended: it must end between chunks.
+    pub fn finish(&self) -> Result<(), Refusal> {
+        match self.at {
+            At::Header { .. } if self.header.is_empty() => Ok(()),
+            _ => Err(Refusal::Truncated { offset: self.seen }),
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.seen += n as u64;
+    }
+
+    fn next_chunk(&mut self) {
+        self.header.clear();
+        self.at = At::Header { need: FIXED };
+    }
+
+    /// The header has `need` bytes: check them, and say what comes next.
+    fn header_step(&mut self) -> Result<(), Refusal> {
+        let start = self.seen - self.header.len() as u64;
+        let h = &self.header;
+        if h.len() == FIXED {
+            if &h[..8] != MAGIC {
+                return Err(Refusal::NotXbstream { offset: start });
+            }
+            let path_len = u32::from_le_bytes([h[10], h[11], h[12], h[13]]) as usize;
+            if path_len == 0 || path_len >= MAX_PATH {
+                return Err(Refusal::UnsafePath {
+                    path: format!("<a name of {path_len} bytes>"),
+                });
+            }
+            self.at = At::Header {
+                need: FIXED + path_len,
+            };
+            return Ok(());
+        }
+        let (flags, kind) = (h[8], h[9]);
+        let path_end = FIXED + u32::from_le_bytes([h[10], h[11], h[12], h[13]]) as usize;
+        if h.len() == path_end {
+            check_path(&h[FIXED..path_end])?;
+            match kind {
+                b'E' => self.next_chunk(),
+                b'P' => {
+                    self.at = At::Header {
+                        need: path_end + PAYLOAD_HEADER,
+                    }
+                }
+                _ if flags & IGNORABLE != 0 => {
+                    self.at = At::Header {
+                        need: path_end + PAYLOAD_HEADER,
+                    }
+                }
+                _ => {
+                    return Err(Refusal::UnknownChunk {
+                        kind,
+                        offset: start,
+                    });
+                }
+            }
+            return Ok(());
+        }
+        let len = u64::from_le_bytes(h[path_end..path_end + 8].try_into().expect("8 bytes"));
+        if len > self.cap {
+            return Err(Refusal::TooLarge { cap: self.cap });
+        }
+        if len == 0 {
+            self.next_chunk();
+        } else {
+            self.at = At::Payload(len);
+        }
+        Ok(())
+    }
+}
+
+/// A name `mbstream -x -C <dir>` may create: relative, inside the directory.
+fn check_path(raw: &[u8]) -> Result<(), Refusal> {
+    let unsafe_path = || Refusal::UnsafePath {
+        path: String::from_utf8_lossy(raw).into_owned(),
+    };
+    if raw.first() == Some(&b'/') || raw.contains(&0) {
+        return Err(unsafe_path());
+    }
+    if raw.split(|b| *b == b'/').any(|c| c == b"..") {
+        return Err(unsafe_path());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One file as `mariadb-backup --stream=xbstream` writes it.
+    fn file(path: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (kind, body) in [(b'P', Some(payload)), (b'E', None)] {
+            out.extend_from_slice(MAGIC);
+            out.push(0);
+            out.push(kind);
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(path.as_bytes());
+            if let Some(p) = body {
+                out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+                out.extend_from_slice(&0u64.to_le_bytes());
+                out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+                out.extend_from_slice(p);
+            }
+        }
+        out
+    }
+
+    fn run(stream: &[u8], piece: usize, cap: u64) -> Result<(), Refusal> {
+        let mut g = Guard::new(cap);
+        for part in stream.chunks(piece) {
+            g.check(part)?;
+        }
+        g.finish()
+    }
+
+    #[test]
+    fn a_backup_passes_in_any_pieces() {
+        let mut s = file("ibdata1", &[7; 5000]);
+        s.extend(file("app/t.ibd", b"rows"));
+        s.extend(file("xtrabackup_binlog_info", b""));
+        for piece in [1, 3, 14, 100, 1 << 20] {
+            assert_eq!(run(&s, piece, 1 << 20), Ok(()), "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn names_outside_the_datadir_are_refused() {
+        for bad in [
+            "../zz-evil.cnf",
+            "/etc/passwd",
+            "app/../../x",
+            "..",
+            "a/\0b",
+        ] {
+            let mut s = file("ibdata1", b"ok");
+            s.extend(file(bad, b"evil"));
+            let got = run(&s, 7, 1 << 20);
+            assert!(
+                matches!(got, Err(Refusal::UnsafePath { .. })),
+                "{bad:?}: {got:?}"
+            );
+        }
+        // Dots inside a name are only a name.
+        assert_eq!(run(&file("app/..t.ibd", b"x"), 5, 1 << 20), Ok(()));
+    }
+
+    #[test]
+    fn the_bad_chunk_is_refused_before_its_payload() {
+        let good = file("ibdata1", b"ok");
+        let mut s = good.clone();
+        s.extend(file("../evil", b"payload"));
+        let mut g = Guard::new(1 << 20);
+        g.check(&good).unwrap();
+        // Its header (magic, flags, type, length, name) is enough.
+        let header = FIXED + "../evil".len();
+        assert!(g.check(&s[good.len()..good.len() + header]).is_err());
+    }
+
+    #[test]
+    fn not_xbstream_unknown_chunks_truncation_and_size() {
+        assert_eq!(
+            run(b"GET / HTTP/1.1\r\n\r\n", 4, 1 << 20),
+            Err(Refusal::NotXbstream { offset: 0 })
+        );
+        let mut odd = file("a", b"x");
+        odd[9] = b'Z';
+        assert!(matches!(
+            run(&odd, 64, 1 << 20),
+            Err(Refusal::UnknownChunk { kind: b'Z', .. })
+        ));
+        // An unknown type marked ignorable passes (mbstream skips it).
+        odd[8] = IGNORABLE;
+        let mut ignorable = odd[..odd.len() - (FIXED + 1)].to_vec();
+        ignorable.extend(file("b", b"y"));
+        assert_eq!(run(&ignorable, 64, 1 << 20), Ok(()));
+        let s = file("ibdata1", &[1; 100]);
+        assert!(matches!(
+            run(&s[..s.len() - 3], 64, 1 << 20),
+            Err(Refusal::Truncated { .. })
+        ));
+        assert_eq!(run(&s, 64, 50), Err(Refusal::TooLarge { cap: 50 }));
+        // A chunk that claims more than the cap is refused at its header.
+        let mut g = Guard::new(1000);
+        let mut big = file("x", &[0; 10]);
+        big[FIXED + 1..FIXED + 9].copy_from_slice(&5000u64.to_le_bytes());
+        assert_eq!(
+            g.check(&big[..FIXED + 1 + PAYLOAD_HEADER]),
+            Err(Refusal::TooLarge { cap: 1000 })
+        );
+    }
+
+    #[test]
+    fn the_cap_follows_the_estimate_and_the_free_space() {
+        assert_eq!(
+            Guard::cap_for(Some(1 << 30), u64::MAX),
+            (2 << 30) + (256 << 20)
+        );
+        assert_eq!(Guard::cap_for(Some(1 << 30), 1 << 30), 1 << 30);
+        assert_eq!(Guard::cap_for(None, 5 << 30), 5 << 30);
+    }
+}
