@@ -273,3 +273,133 @@ fn install_copies_a_working_binary() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("mysql-sts "));
 }
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Two thousand clients that connect and never finish their request headers
+/// neither starve the probes nor grow the sidecar: `/readyz` answers within
+/// a second meanwhile, each of them is dropped after the header timeout, and
+/// a request with oversized headers is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_clients_leave_the_probes_answered() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    // This test holds more sockets than the default soft limit allows.
+    let mut l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    l.current = l.maximum;
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, l).unwrap();
+    let s = Scratch::new("flood");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut sidecar = s
+        .agent()
+        .args([
+            "sidecar",
+            "--hostname",
+            "mysql-1",
+            "--listen-address",
+            "127.0.0.1",
+        ])
+        .env("MYSQL_STS_AGENT_PORT", port.to_string())
+        .env("MYSQL_STS_MYSQL_PORT", "1")
+        .env("MYSQL_ROOT_PASSWORD", "root-pw")
+        .env("MYSQL_STS_REPLICATION_PASSWORD", "repl-pw")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .tls_certs_only([])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    while http.get(format!("{base}/livez")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sidecar never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_before = rss_kib(sidecar.id());
+
+    let opened = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /readyz HTTP/1.1\r\nHost: mysql-1\r\n")
+            .unwrap();
+        idle.push(c);
+    }
+    let probe = Instant::now();
+    let resp = http.get(format!("{base}/readyz")).send().await.unwrap();
+    let answered = probe.elapsed();
+    assert_eq!(
+        resp.status().as_u16(),
+        503,
+        "no database behind it: not ready"
+    );
+    assert!(
+        answered < Duration::from_secs(1),
+        "/readyz took {answered:?} beside 2000 idle clients"
+    );
+    let rss_with = rss_kib(sidecar.id());
+    assert!(
+        rss_with < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_with} KiB"
+    );
+
+    // The header timeout (5 s) closes every one of them.
+    let mut closed = 0;
+    for c in &mut idle {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        // Whatever the server says first, then the end of the connection;
+        // a read that times out means it was still open.
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break closed += 1,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break closed += 1,
+                Err(_) => break,
+            }
+        }
+    }
+    let dropped_after = opened.elapsed();
+    assert_eq!(closed, 2000);
+    assert!(dropped_after < Duration::from_secs(15), "{dropped_after:?}");
+
+    // Oversized request headers are refused.
+    let big = "x".repeat(32 << 10);
+    let code = http
+        .get(format!("{base}/readyz"))
+        .header("x-filler", big)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert!(
+        code != 503 && code != 200,
+        "32 KiB of headers were read: {code}"
+    );
+    eprintln!(
+        "2000 idle clients: /readyz answered in {:.1} ms; RSS {:.1} MiB before, {:.1} MiB with them; all dropped {:.1} s after they connected",
+        answered.as_secs_f64() * 1e3,
+        rss_before as f64 / 1024.0,
+        rss_with as f64 / 1024.0,
+        dropped_after.as_secs_f64()
+    );
+    let _ = sidecar.kill();
+    let _ = sidecar.wait();
+}

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod apply;
 pub mod control;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
@@ -67,6 +68,8 @@ pub async fn spawn_api(
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let listen = listener.local_addr().io_context(|| "the listener".into())?;
     let app = api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    limits::raise_open_files();
+    let limit = limits::ConnectionLimit::new(limits::MAX_CONNECTIONS);
     Ok(match tls {
         Some((cert, key)) => {
             let config = RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
@@ -76,13 +79,17 @@ pub async fn spawn_api(
                     key.display()
                 ))
             })?;
-            let server = axum_server::from_tcp_rustls(listener, config)
-                .io_context(|| format!("cannot serve on {listen}"))?;
+            let mut server = axum_server::from_tcp_rustls(listener, config)
+                .io_context(|| format!("cannot serve on {listen}"))?
+                .map(|tls| tls.acceptor(limit));
+            limits::configure(server.http_builder());
             tokio::spawn(server.handle(handle.clone()).serve(app))
         }
         None => {
-            let server = axum_server::from_tcp(listener)
-                .io_context(|| format!("cannot serve on {listen}"))?;
+            let mut server = axum_server::from_tcp(listener)
+                .io_context(|| format!("cannot serve on {listen}"))?
+                .acceptor(limit);
+            limits::configure(server.http_builder());
             tokio::spawn(server.handle(handle.clone()).serve(app))
         }
     })
