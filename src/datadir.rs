@@ -231,6 +231,57 @@ impl Datadir {
         sync_path(&self.path)
     }
 
+    /// Holds the datadir for this process alone until the hold is dropped:
+    /// a volume mounted by two pods on one node must not get two inits.
+    pub fn lock(&self) -> Result<Lock> {
+        let dir = fs::File::open(&self.path)
+            .io_context(|| format!("cannot open datadir {}", self.path.display()))?;
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Lock { _dir: dir }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Datadir {
+                path: self.path.clone(),
+                why: "another mysql-sts init is working on it (is the volume mounted by two pods at once?); nothing was done".into(),
+            }),
+            Err(e) => Err(Error::Datadir {
+                path: self.path.clone(),
+                why: format!("cannot lock it: {e}"),
+            }),
+        }
+    }
+
+    /// Checks that a clone fits beside the data a re-clone moves aside
+    /// (which stays on the volume): about the live data's size, plus a
+    /// tenth and 64 MiB. Refused, the data stays where it is.
+    pub fn room_for_reclone(&self) -> Result<()> {
+        let mut live = 0;
+        for name in self.entries()? {
+            if name == OLD_DIR {
+                continue;
+            }
+            let p = self.path.join(&name);
+            live += match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => crate::progress::dir_size(&p),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            };
+        }
+        let need = live + live / 10 + (64 << 20);
+        let free = free_bytes(&self.path)?;
+        if free < need {
+            return Err(Error::Datadir {
+                path: self.path.clone(),
+                why: format!(
+                    "a re-clone needs about {} MiB free beside the {} MiB it moves aside, and the volume has {} MiB: \
+                     the data stays in place. Grow the volume, or delete old copies in {OLD_DIR}/",
+                    need >> 20,
+                    live >> 20,
+                    free >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The `server_id` recorded by [`Datadir::record_server_id`], if any.
     pub fn server_id(&self) -> Option<u32> {
         fs::read_to_string(self.path.join(SERVER_ID))
@@ -265,6 +316,20 @@ impl Datadir {
         let bytes = fs::read(self.path.join(CLONE_INFO)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+}
+
+/// The hold of [`Datadir::lock`]; released when dropped (or the process ends).
+pub struct Lock {
+    _dir: fs::File,
+}
+
+/// Bytes an unprivileged writer may still put on the filesystem of `path`.
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let s = rustix::fs::statvfs(path).map_err(|e| Error::Io {
+        what: format!("cannot read the free space of {}", path.display()),
+        source: e.into(),
+    })?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Gives `path` and everything under it to `owner` (uid, gid).
@@ -324,6 +389,19 @@ mod tests {
         std::os::unix::fs::symlink("ibdata1", root.join("link")).unwrap();
         // 4 files, 3 directories (copy, mysql, deep); the link is not followed.
         assert_eq!(sync_tree(&root).unwrap(), 7);
+    }
+
+    #[test]
+    fn one_init_at_a_time() {
+        let dd = tmp("lock");
+        let held = dd.lock().unwrap();
+        // Another open of the same directory (as a second pod's init would
+        // have) is turned away, and may go once the first is done.
+        let again = Datadir::new(dd.path.clone());
+        let err = again.lock().err().expect("a second hold");
+        assert!(err.to_string().contains("another mysql-sts init"), "{err}");
+        drop(held);
+        again.lock().unwrap();
     }
 
     #[test]

@@ -403,3 +403,59 @@ async fn idle_and_slow_clients_leave_the_probes_answered() {
     let _ = sidecar.kill();
     let _ = sidecar.wait();
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "mount a tmpfs at {}: the suite runs as root",
+            at.display()
+        );
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A re-clone moves the old data aside on the same volume, so the clone must
+/// fit beside it: when it cannot, init refuses before moving anything.
+#[test]
+fn a_reclone_without_room_leaves_the_data_in_place() {
+    let s = Scratch::new("room");
+    let _volume = Tmpfs::mount(&s.datadir(), "32m");
+    std::fs::write(s.datadir().join("ibdata1"), vec![1u8; 20 << 20]).unwrap();
+    let out = s
+        .agent()
+        .args([
+            "init",
+            "--flavor",
+            "mariadb",
+            "--hostname",
+            "mysql-1",
+            "--reclone",
+        ])
+        .env("MYSQL_STS_CLONE_TOKEN", "a-token")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a re-clone needs about"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(s.datadir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["ibdata1"], "the data was moved: {names:?}");
+}

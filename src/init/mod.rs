@@ -57,6 +57,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
     let dd = Datadir::new(&cfg.datadir);
     // Check the datadir before writing anything, so a wrong mount fails cleanly.
     let state = dd.state()?;
+    let _lock = dd.lock()?;
     let reclone = cfg.reclone || dd.reclone_requested();
     if let Some(errant) = dd
         .diverged()
@@ -73,6 +74,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
 
     let p = plan::plan(id.role, state, reclone, cfg.fresh_master);
     if p.move_aside {
+        dd.room_for_reclone()?;
         let aside = dd.move_aside()?;
         warn!(moved_to = %aside.display(), "re-clone requested: the old data was moved aside (delete it once the new copy serves)");
     }

@@ -79,14 +79,7 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         .and_then(|v| v.parse::<u64>().ok());
     let mut progress = crate::progress::Progress::new(donor, estimate);
     // The stream is checked before mbstream writes any of it.
-    let free = rustix::fs::statvfs(&data)
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-        .map_err(|e| {
-            fail(format!(
-                "cannot read the free space of {}: {e}",
-                data.display()
-            ))
-        })?;
+    let free = crate::datadir::free_bytes(&data).map_err(|e| fail(e.to_string()))?;
     let mut guard = xbstream::Guard::new(xbstream::Guard::cap_for(estimate, free));
     let mut body = resp.bytes_stream();
     let mut dec = Decoder::default();
