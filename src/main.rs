@@ -7,6 +7,9 @@ use mysql_sts::shutdown::Shutdown;
 use mysql_sts::{init, install, probe, sidecar};
 
 fn main() -> ExitCode {
+    // The agent holds every secret of the cluster: no core dump of it, and
+    // no other process of its user may read its memory.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let cli = Cli::parse();
     // One TLS implementation in the process: rustls with aws-lc.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -435,6 +435,35 @@ async fn suite(engine: Engine) {
             .await
             .unwrap();
         let mut note = format!("first init exit {}", status.code().unwrap_or(-1));
+        // The killed donor left no secret in a file: not on its volume, not
+        // in its pod directory, not in the temporary directory it used.
+        let tmp = if engine.in_chroot() {
+            engine.root().join("tmp")
+        } else {
+            std::path::PathBuf::from("/tmp")
+        };
+        let mut scanned: Vec<std::path::PathBuf> = walk(&c.pod(2).host_dir);
+        // The agents' own temporary directories, written during this trial
+        // (another test run's may be there too).
+        let trial_began = std::time::SystemTime::now() - started.elapsed();
+        scanned.extend(walk(&tmp).into_iter().filter(|p| {
+            p.to_string_lossy().contains("mysql-sts-")
+                && std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= trial_began)
+        }));
+        for p in &scanned {
+            let Ok(bytes) = std::fs::read(p) else {
+                continue;
+            };
+            for secret in [ROOT_PASSWORD, CLONE_TOKEN] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "[{e}] a secret in {} after the donor was killed",
+                    p.display()
+                );
+            }
+        }
         if !status.success() {
             never_half_written(&c, 3).unwrap();
             note += &format!(", then {:?}", init_until_done(&mut c, 3).await);
@@ -489,6 +518,75 @@ async fn suite(engine: Engine) {
         let note = format!("{fault:?} (fired: {fired}), init exits {codes:?}");
         results.push(trial(&c, "stream cut or corrupted", started, &writer, note).await);
         c.remove_pod(3);
+
+        // 3b. The donor's link to the recipient is blackholed in the middle
+        // of a stream (packets dropped both ways, nothing refused): the
+        // recipient gives up within its stall timeout and clones from the
+        // next donor; the donor frees its one clone slot within seconds.
+        if engine != Engine::Mysql {
+            let started = Instant::now();
+            c.create_pod(3);
+            c.extra_env
+                .push(("MYSQL_STS_CLONE_STALL_TIMEOUT".into(), "10s".into()));
+            let init = c.spawn_init(3, &[]);
+            c.extra_env.pop();
+            let streaming = Instant::now();
+            while c.status(2).await["clone_stream"]["bytes_sent"]
+                .as_u64()
+                .unwrap_or(0)
+                == 0
+            {
+                assert!(
+                    streaming.elapsed() < Duration::from_secs(30),
+                    "no stream from mysql-2"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            c.partition(3, 2, true);
+            c.partition(2, 3, true);
+            let cut = Instant::now();
+            let out = tokio::task::spawn_blocking(move || init.wait_with_output().unwrap())
+                .await
+                .unwrap();
+            let moved_on = cut.elapsed();
+            let mut slot = None;
+            while cut.elapsed() < Duration::from_secs(120) {
+                if c.status(2).await["clone_streams_active"].as_u64() == Some(0) {
+                    slot = Some(cut.elapsed());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            c.partition(3, 2, false);
+            c.partition(2, 3, false);
+            let log = std::fs::read_to_string(c.pod(3).log("init")).unwrap_or_default();
+            let donor = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("clone complete"))
+                .and_then(|l| l.split("donor=").nth(1))
+                .and_then(|d| d.split('.').next())
+                .unwrap_or("none")
+                .to_owned();
+            bring_up(&mut c, 3).await;
+            let mut t = trial(
+                &c,
+                "donor blackholed mid-stream",
+                started,
+                &writer,
+                format!(
+                    "the recipient cloned from {donor} {:.1} s after the cut; the donor freed its slot after {}",
+                    moved_on.as_secs_f64(),
+                    slot.map_or("never".into(), |s| format!("{:.1} s", s.as_secs_f64()))
+                ),
+            )
+            .await;
+            t.recovered &= out.status.success()
+                && donor != "mysql-2"
+                && slot.is_some_and(|s| s < Duration::from_secs(70));
+            results.push(t);
+            c.remove_pod(3);
+        }
 
         // 4. mysql-0 is killed under write load and restarted.
         let started = Instant::now();
@@ -1095,9 +1193,9 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
             // A donor that claims 1 MiB and sends far more: cut off at the
             // cap (twice its estimate plus 256 MiB), the volume spared.
             let mut flood = Vec::with_capacity(300 << 20);
-            let block = xbstream_file("ibdata1", &vec![0u8; 1 << 20]);
-            while flood.len() < 260 << 20 {
-                flood.extend_from_slice(&block);
+            let block = vec![0u8; 1 << 20];
+            for i in 0..260 {
+                flood.extend(xbstream_file(&format!("flood/{i}.ibd"), &block));
             }
             let donor = crafted_donor(&gateway, &real, 1 << 20, flood).await;
             case(

@@ -6,10 +6,19 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 
 use crate::error::{Error, IoContext, Result};
+
+/// How long a connection to a peer's agent may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle time before TCP keepalive probes a connection.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How long sent data may stay unacknowledged before the connection is
+/// closed (`TCP_USER_TIMEOUT`).
+pub const UNACKED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How this agent reaches other agents.
 #[derive(Clone)]
@@ -29,7 +38,12 @@ impl AgentClient {
         resolver: Option<TokioResolver>,
         pin: Option<(&str, SocketAddr)>,
     ) -> Result<AgentClient> {
-        let mut b = reqwest::Client::builder();
+        // A peer that vanishes without a reset (a node gone, packets
+        // dropped) is given up within seconds, not TCP's quarter of an hour.
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_keepalive(KEEPALIVE)
+            .tcp_user_timeout(UNACKED_TIMEOUT);
         b = match ca {
             Some(path) => {
                 let pem = std::fs::read(path)

@@ -23,6 +23,11 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most request-header bytes read.
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// Idle time before TCP keepalive probes a client.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// How long data sent to a client may stay unacknowledged before its
+/// connection is closed (`TCP_USER_TIMEOUT`).
+pub const UNACKED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sets the header limits on the server's HTTP/1 and HTTP/2 sides.
 pub fn configure(b: &mut Builder<TokioExecutor>) {
@@ -54,6 +59,15 @@ impl<S> Accept<TcpStream, S> for ConnectionLimit {
         ready(match self.0.clone().try_acquire_owned() {
             Ok(permit) => {
                 let _ = stream.set_nodelay(true);
+                // A client gone without a reset (a recipient whose node died)
+                // must not hold a clone stream, and the donor's one slot, for
+                // the quarter of an hour TCP takes to give up.
+                let _ = rustix::net::sockopt::set_socket_keepalive(&stream, true);
+                let _ = rustix::net::sockopt::set_tcp_keepidle(&stream, KEEPALIVE_IDLE);
+                let _ = rustix::net::sockopt::set_tcp_user_timeout(
+                    &stream,
+                    UNACKED_TIMEOUT.as_millis() as u32,
+                );
                 Ok((
                     Admitted {
                         stream,

@@ -5,9 +5,9 @@
 
 use std::collections::VecDeque;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -23,6 +23,11 @@ const CHUNK: usize = 1 << 20;
 
 /// Starts the backup and returns the receiving end of its framed stream. The
 /// backup is killed when the receiver is dropped (the recipient went away) or
+/// A recipient that takes no byte for this long is given up: the backup
+/// stops (on a master donor, its commit-blocking last phase with it) and the
+/// clone slot frees.
+const SEND_STALL: Duration = Duration::from_secs(60);
+
 /// the job's shutdown fires.
 pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
     let StreamJob {
@@ -34,30 +39,20 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         watcher,
     } = job;
     let run = run_dir("backup")?;
-    let cnf = run.join("client.cnf");
     let password = local
         .password
         .as_ref()
         .map(|p| p.expose().to_owned())
         .unwrap_or_default();
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&cnf)
-            .io_context(|| format!("cannot write {}", cnf.display()))?;
-        // Credentials go in a private option file, never in argv.
-        writeln!(
-            f,
-            "[client]\nuser={}\npassword=\"{}\"",
-            local.user,
-            password.replace('\\', "\\\\").replace('"', "\\\"")
-        )
-        .io_context(|| format!("cannot write {}", cnf.display()))?;
-    }
+    // Credentials go in an option file that exists only in memory, never in
+    // argv or on a disk: nothing is left behind when the sidecar is killed.
+    let options = client_options(
+        &local.user,
+        &password.replace('\\', "\\\\").replace('"', "\\\""),
+    )?;
+    let options_fd = options.as_raw_fd();
     let mut cmd = Command::new("mariadb-backup");
-    cmd.arg(format!("--defaults-extra-file={}", cnf.display()))
+    cmd.arg(format!("--defaults-extra-file=/dev/fd/{options_fd}"))
         .arg("--backup")
         .arg("--stream=xbstream")
         // At its end the backup blocks commits until its redo-log copier has
@@ -72,6 +67,15 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
             .arg(format!("--host={}", local.host))
             .arg(format!("--port={}", local.port)),
     };
+    // The child alone inherits the option file (it is close-on-exec here).
+    // SAFETY: only fcntl, async-signal-safe, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = std::os::fd::BorrowedFd::borrow_raw(options_fd);
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -132,8 +136,15 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                 Ok(n) => {
                     sent += n as u64;
                     watcher.sent(n as u64, sent, started.elapsed());
-                    if tx.send(enc.data(&buf[..n])).await.is_err() {
-                        break Err("the recipient went away".into());
+                    match tokio::time::timeout(SEND_STALL, tx.send(enc.data(&buf[..n]))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break Err("the recipient went away".into()),
+                        Err(_) => {
+                            break Err(format!(
+                                "the recipient took nothing for {} s",
+                                SEND_STALL.as_secs()
+                            ));
+                        }
                     }
                 }
                 Err(e) => break Err(format!("reading mariadb-backup's output: {e}")),
@@ -152,4 +163,24 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         drop(permit);
     });
     Ok(rx)
+}
+
+/// A `[client]` option file in memory (a memfd, mode 0600: MariaDB ignores a
+/// world-writable option file), for a child to read as `/dev/fd/<n>`;
+/// close-on-exec until a child's `pre_exec` clears that.
+fn client_options(user: &str, quoted_password: &str) -> Result<std::os::fd::OwnedFd> {
+    let fail = |e: rustix::io::Errno| Error::Io {
+        what: "cannot make the in-memory option file for mariadb-backup".into(),
+        source: e.into(),
+    };
+    let fd = rustix::fs::memfd_create("mysql-sts-client.cnf", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(fail)?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600)).map_err(fail)?;
+    let mut file = std::fs::File::from(fd);
+    writeln!(
+        file,
+        "[client]\nuser={user}\npassword=\"{quoted_password}\""
+    )
+    .io_context(|| "cannot write the in-memory option file for mariadb-backup".into())?;
+    Ok(file.into())
 }

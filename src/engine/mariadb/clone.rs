@@ -34,14 +34,20 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
     let started = Instant::now();
 
     let url = req.http.url(donor, "/clone");
-    let resp = req
-        .http
-        .client
-        .get(&url)
-        .bearer_auth(token.expose())
-        .send()
-        .await
-        .map_err(|e| fail(format!("cannot reach {url}: {e}")))?;
+    // A donor that accepts the connection and then says nothing (blackholed)
+    // is given up like one whose stream stalls.
+    let resp = tokio::time::timeout(
+        req.stall_timeout,
+        req.http.client.get(&url).bearer_auth(token.expose()).send(),
+    )
+    .await
+    .map_err(|_| {
+        fail(format!(
+            "{url} sent no answer within {} s",
+            req.stall_timeout.as_secs()
+        ))
+    })?
+    .map_err(|e| fail(format!("cannot reach {url}: {e}")))?;
     match resp.status() {
         s if s.is_success() => {}
         reqwest::StatusCode::UNAUTHORIZED => {
