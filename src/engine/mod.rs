@@ -203,6 +203,14 @@ impl Flavor {
         }
     }
 
+    /// The query answering the heartbeats a replica received and their period.
+    pub fn heartbeats_query(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::HEARTBEATS,
+            Flavor::Mariadb => mariadb::HEARTBEATS,
+        }
+    }
+
     pub fn replica_status_query(self) -> &'static str {
         match self {
             Flavor::Mysql => mysql::REPLICA_STATUS,

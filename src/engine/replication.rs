@@ -96,7 +96,17 @@ pub struct ReplicaStatus {
     /// What the SQL (applier) thread is doing.
     #[serde(default)]
     pub sql_state: String,
+    /// Heartbeats received from the master so far (read apart from the
+    /// status row), and the channel's heartbeat period in milliseconds.
+    #[serde(default)]
+    pub heartbeats: Option<u64>,
+    #[serde(default)]
+    pub heartbeat_period_ms: Option<u64>,
 }
+
+/// The heartbeat period a replica asks of its master: an idle master still
+/// sends something every second, so silence means a cut link.
+pub const HEARTBEAT_PERIOD_S: u32 = 1;
 
 impl ReplicaStatus {
     /// Reads one row of `SHOW REPLICA STATUS` (MySQL) or `SHOW SLAVE STATUS`
@@ -128,6 +138,8 @@ impl ReplicaStatus {
             sql_error: get(StatusColumn::SqlError).to_owned(),
             retrieved_gtid: get(StatusColumn::RetrievedGtid).to_owned(),
             sql_state: get(StatusColumn::SqlState).to_owned(),
+            heartbeats: None,
+            heartbeat_period_ms: None,
         }
     }
 

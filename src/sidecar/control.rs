@@ -19,7 +19,7 @@ use crate::net::sql::{self, Target};
 use crate::pod::Role;
 use crate::secret::Secret;
 use crate::sidecar::observe;
-use crate::sidecar::plan::{self, MasterRef, Memory, OutageClock, Seen};
+use crate::sidecar::plan::{self, MasterRef, Memory, OutageClock, Seen, SilenceClock};
 use crate::sidecar::readiness::{self, Observation, Policy};
 use crate::sidecar::shared::Shared;
 use crate::status::Phase;
@@ -46,6 +46,7 @@ struct Control {
     flavor: Option<Flavor>,
     memory: Memory,
     outage: OutageClock,
+    silence: SilenceClock,
     /// A connection to the master, for GTID comparisons.
     master_conn: Option<Conn>,
     /// The last comparison with the master.
@@ -69,6 +70,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         conn: None,
         memory: Memory::default(),
         outage: OutageClock::default(),
+        silence: SilenceClock::default(),
         master_conn: None,
         against_master: GtidCheck::default(),
         compared: false,
@@ -196,11 +198,13 @@ impl Control {
                 missing: seen.against_master.missing,
             },
         };
-        let io_down_for = match role {
-            Role::Master => None,
-            Role::Replica => self
-                .outage
-                .tick(replica.as_ref().and_then(|r| r.io), Instant::now()),
+        let now = Instant::now();
+        let (io_down_for, silent_for) = match role {
+            Role::Master => (None, None),
+            Role::Replica => (
+                self.outage.tick(replica.as_ref().and_then(|r| r.io), now),
+                self.silence.tick(replica.as_ref(), now),
+            ),
         };
         let m = &self.shared.metrics;
         m.gtid_executed
@@ -228,6 +232,7 @@ impl Control {
             errant: check.errant,
             missing: check.missing,
             io_down_for,
+            silent_for,
         })
     }
 

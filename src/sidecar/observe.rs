@@ -44,8 +44,20 @@ pub async fn read_only(conn: &mut Conn, flavor: Flavor, role: Role) -> Result<bo
 /// The replica status, `None` when no source is configured.
 pub async fn replica_status(conn: &mut Conn, flavor: Flavor) -> Result<Option<ReplicaStatus>> {
     let rows = sql::rows(conn, flavor.replica_status_query()).await?;
-    Ok(rows
+    let Some(mut st) = rows
         .first()
         .map(ReplicaStatus::from_row)
-        .filter(|s| !s.source_host.is_empty()))
+        .filter(|s| !s.source_host.is_empty())
+    else {
+        return Ok(None);
+    };
+    // Where the server cannot say (an older one), nothing is judged on them.
+    if let Ok(row) = sql::first_row(conn, flavor.heartbeats_query()).await {
+        st.heartbeats = sql::column(&row, 0).parse().ok();
+        st.heartbeat_period_ms = sql::column(&row, 1)
+            .parse::<f64>()
+            .ok()
+            .map(|s| (s * 1000.0).round() as u64);
+    }
+    Ok(Some(st))
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::replication::{GtidCheck, IoState, ReplicaStatus};
+use crate::engine::replication::{GtidCheck, HEARTBEAT_PERIOD_S, IoState, ReplicaStatus};
 use crate::pod::Role;
 
 /// What one round read from the local server.
@@ -153,7 +153,14 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
         return actions;
     }
     let status = seen.replica.as_ref();
-    let pointed = status.is_some_and(|st| st.points_at(&master.host, master.port, &master.user));
+    // A channel set up without the agent's heartbeat period (by an older
+    // agent, or by hand) is set up again: silence must mean a cut link.
+    let pointed = status.is_some_and(|st| {
+        st.points_at(&master.host, master.port, &master.user)
+            && st
+                .heartbeat_period_ms
+                .is_none_or(|p| p <= u64::from(HEARTBEAT_PERIOD_S) * 1000)
+    });
     let stopped_cleanly = status.is_some_and(|st| {
         st.io == Some(IoState::No) && !st.sql_running && st.io_errno == 0 && st.sql_errno == 0
     });
@@ -177,6 +184,30 @@ pub fn own_position<'a>(seen_replica: bool, cloned: Option<&'a str>, executed: &
     match cloned {
         Some(c) if !seen_replica => c,
         _ => executed,
+    }
+}
+
+/// The silence clock: how long since a replica last received anything from
+/// its master, an event or a heartbeat (the retrieved GTIDs or the heartbeat
+/// count moved). `None` where the server does not count heartbeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SilenceClock {
+    last: Option<(String, u64)>,
+    heard_at: Option<Instant>,
+}
+
+impl SilenceClock {
+    pub fn tick(&mut self, replica: Option<&ReplicaStatus>, now: Instant) -> Option<Duration> {
+        let Some(marker) = replica.and_then(|r| Some((r.retrieved_gtid.clone(), r.heartbeats?)))
+        else {
+            *self = SilenceClock::default();
+            return None;
+        };
+        if self.last.as_ref() != Some(&marker) {
+            self.last = Some(marker);
+            self.heard_at = Some(now);
+        }
+        self.heard_at.map(|t| now.saturating_duration_since(t))
     }
 }
 
@@ -396,6 +427,17 @@ mod tests {
                 vec![Action::SetReadOnly(true)],
             ),
             (
+                "a channel without the agent's heartbeat period: set up again",
+                seen(
+                    true,
+                    Some(ReplicaStatus {
+                        heartbeat_period_ms: Some(30_000),
+                        ..healthy.clone()
+                    }),
+                ),
+                vec![Action::PointAtMaster { start_gtid: None }],
+            ),
+            (
                 "IO error: left for a human",
                 seen(true, Some(pointed(IoState::No, true, 1236, 0))),
                 vec![],
@@ -499,5 +541,38 @@ mod tests {
             c.tick(Some(IoState::Connecting), s(11)),
             Some(Duration::ZERO)
         );
+    }
+
+    #[test]
+    fn silence_is_time_since_the_last_event_or_heartbeat() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let status = |gtid: &str, beats: Option<u64>| ReplicaStatus {
+            retrieved_gtid: gtid.into(),
+            heartbeats: beats,
+            ..Default::default()
+        };
+        let mut c = SilenceClock::default();
+        assert_eq!(
+            c.tick(Some(&status("0-100-5", Some(1))), at(0)),
+            Some(Duration::ZERO)
+        );
+        // A heartbeat, then an event: heard each time.
+        assert_eq!(
+            c.tick(Some(&status("0-100-5", Some(2))), at(1)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            c.tick(Some(&status("0-100-6", Some(2))), at(2)),
+            Some(Duration::ZERO)
+        );
+        // Nothing for 7 s.
+        assert_eq!(
+            c.tick(Some(&status("0-100-6", Some(2))), at(9)),
+            Some(Duration::from_secs(7))
+        );
+        // A server that does not count heartbeats is not judged.
+        assert_eq!(c.tick(Some(&status("0-100-6", None)), at(10)), None);
+        assert_eq!(c.tick(None, at(11)), None);
     }
 }

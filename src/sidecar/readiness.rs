@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::replication::{GtidSet, IoState, ReplicaStatus};
+use crate::engine::replication::{GtidSet, HEARTBEAT_PERIOD_S, IoState, ReplicaStatus};
 use crate::pod::Role;
 
 /// Everything the readiness decision looks at, gathered by the sidecar.
@@ -23,6 +23,9 @@ pub struct Observation {
     /// How long the IO thread has been away from `Yes` after having been
     /// connected; `None` while connected, or when it never was.
     pub io_down_for: Option<Duration>,
+    /// How long since the replica last received anything from the master
+    /// (an event or a heartbeat); `None` when the server does not say.
+    pub silent_for: Option<Duration>,
 }
 
 /// The kind of a readiness answer: a small fixed set, fit for a metric label,
@@ -46,12 +49,13 @@ pub enum Cause {
     Connecting,
     MasterOutageGrace,
     MasterUnreachable,
+    MasterSilent,
     IoError,
     IoStopped,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 18] = [
+    pub const ALL: [Cause; 19] = [
         Cause::Starting,
         Cause::ServerUnreachable,
         Cause::MasterWritable,
@@ -68,6 +72,7 @@ impl Cause {
         Cause::Connecting,
         Cause::MasterOutageGrace,
         Cause::MasterUnreachable,
+        Cause::MasterSilent,
         Cause::IoError,
         Cause::IoStopped,
     ];
@@ -90,6 +95,7 @@ impl Cause {
             Cause::Connecting => "connecting",
             Cause::MasterOutageGrace => "master_outage_grace",
             Cause::MasterUnreachable => "master_unreachable",
+            Cause::MasterSilent => "master_silent",
             Cause::IoError => "io_error",
             Cause::IoStopped => "io_stopped",
         }
@@ -185,6 +191,19 @@ pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
     }
     if !r.sql_running {
         return Readiness::no(Cause::SqlStopped, "SQL thread is stopped");
+    }
+    // Whatever the threads say: a replica that has heard nothing from its
+    // master for longer than the lag it may have serves reads that may be
+    // that stale (a link cut silently looks connected for a while).
+    if let Some(silent) = obs.silent_for.filter(|s| *s > policy.max_lag) {
+        return Readiness::no(
+            Cause::MasterSilent,
+            format!(
+                "nothing received from the master for {} s (no event, no heartbeat; it sends one every {HEARTBEAT_PERIOD_S} s), more than --max-lag-seconds {}",
+                silent.as_secs(),
+                policy.max_lag.as_secs()
+            ),
+        );
     }
     match r.io {
         Some(IoState::Yes) => match r.lag_seconds {
@@ -376,6 +395,39 @@ mod tests {
                 },
                 true,
                 "within the grace of 20 s",
+            ),
+            (
+                "connected, yet nothing heard for longer than the lag allowed",
+                Observation {
+                    silent_for: Some(Duration::from_secs(31)),
+                    ..replica(healthy())
+                },
+                false,
+                "nothing received from the master for 31 s",
+            ),
+            (
+                "connected, heard from 5 s ago",
+                Observation {
+                    silent_for: Some(Duration::from_secs(5)),
+                    ..replica(healthy())
+                },
+                true,
+                "replicating",
+            ),
+            (
+                "a short outage, but silent past the lag allowed",
+                Observation {
+                    io_down_for: Some(Duration::from_secs(5)),
+                    silent_for: Some(Duration::from_secs(35)),
+                    ..replica(ReplicaStatus {
+                        io: Some(IoState::Connecting),
+                        io_errno: 2003,
+                        lag_seconds: None,
+                        ..healthy()
+                    })
+                },
+                false,
+                "nothing received",
             ),
             (
                 "long master outage",

@@ -19,7 +19,7 @@ pub fn cnf() -> String {
     // MariaDB would list the old data moved aside as a database.
     format!(
         "binlog_format=ROW\nlog_slave_updates=ON\ngtid_strict_mode=ON\n\
-         ignore_db_dirs={}\nread_only=ON\n",
+         ignore_db_dirs={}\nread_only=ON\nslave_net_timeout=10\n",
         crate::datadir::OLD_DIR
     )
 }
@@ -64,13 +64,21 @@ pub fn change_source(src: &Source<'_>) -> String {
     format!(
         "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, \
          MASTER_USER={}, MASTER_PASSWORD={}, \
-         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={}",
         quote(src.host),
         src.port,
         quote(src.user),
-        quote(src.password)
+        quote(src.password),
+        crate::engine::replication::HEARTBEAT_PERIOD_S
     )
 }
+
+/// Heartbeats received on the replication channel, and their period (s).
+pub const HEARTBEATS: &str = "SELECT \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+      WHERE VARIABLE_NAME = 'SLAVE_RECEIVED_HEARTBEATS'), \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+      WHERE VARIABLE_NAME = 'SLAVE_HEARTBEAT_PERIOD')";
 
 /// Sets the position a freshly cloned replica starts from.
 pub fn set_start_position(gtid: &str) -> String {

@@ -15,7 +15,7 @@ use crate::pod::Role;
 pub fn cnf(role: Role) -> String {
     let mut s = String::from(
         "gtid_mode=ON\nenforce_gtid_consistency=ON\nlog_replica_updates=ON\n\
-         plugin_load_add=mysql_clone.so\nread_only=ON\n",
+         plugin_load_add=mysql_clone.so\nread_only=ON\nreplica_net_timeout=10\n",
     );
     if role == Role::Replica {
         s.push_str("super_read_only=ON\n");
@@ -78,13 +78,21 @@ pub fn change_source(src: &Source<'_>) -> String {
     format!(
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={}, \
          SOURCE_USER={}, SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, \
-         SOURCE_SSL=1, SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=1000000",
+         SOURCE_SSL=1, SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=1000000, \
+         SOURCE_HEARTBEAT_PERIOD={}",
         quote(src.host),
         src.port,
         quote(src.user),
-        quote(src.password)
+        quote(src.password),
+        crate::engine::replication::HEARTBEAT_PERIOD_S
     )
 }
+
+/// Heartbeats received on the replication channel, and their period (s).
+pub const HEARTBEATS: &str = "SELECT s.COUNT_RECEIVED_HEARTBEATS, c.HEARTBEAT_INTERVAL \
+     FROM performance_schema.replication_connection_status s \
+     JOIN performance_schema.replication_connection_configuration c USING (CHANNEL_NAME) \
+     WHERE CHANNEL_NAME = ''";
 
 /// The transactions `ours` has that the master has not, and those the master
 /// has purged that `ours` lacks. The set arithmetic is the server's own
