@@ -24,6 +24,11 @@ VARIANTS = {
     "semi-sync": {"semiSync": {"enabled": True, "waitFor": 2, "timeout": "10s"}},
     "existing-secret": {"auth": {"existingSecret": "db-credentials"}},
     "five-replicas": {"replicas": 5},
+    "network-policy": {"networkPolicy": {
+        "enabled": True,
+        "clients": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+        "metrics": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    }},
     "monitored": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "plain-http": {"tls": {"enabled": False}},
     "cert-manager-tls": {"tls": {"existingSecret": "db-agent-tls"}},
@@ -157,6 +162,7 @@ def main():
             check(set(secrets[0]["data"]) == {"root-password", "replication-password", "clone-token"},
                   f"{name}: Secret keys")
         check(len(by_kind(objs, "PodDisruptionBudget")) == 1, f"{name}: PodDisruptionBudget")
+        check_network_policy(name, values, objs, pod)
         monitors = by_kind(objs, "ServiceMonitor")
         check(len(monitors) == (1 if name == "monitored" else 0), f"{name}: ServiceMonitor")
         for m in monitors:
@@ -179,6 +185,31 @@ def main():
         print(f"{len(failures)} chart check(s) failed")
         sys.exit(1)
     print("chart checks passed")
+
+
+def check_network_policy(name, values, objs, pod):
+    """Off unless asked; then ingress only, each peer to exactly its ports,
+    ports named as the pod names them."""
+    policies = by_kind(objs, "NetworkPolicy")
+    np = values.get("networkPolicy", {})
+    if not np.get("enabled"):
+        check(not policies, f"{name}: no NetworkPolicy unless enabled")
+        return
+    check(len(policies) == 1, f"{name}: one NetworkPolicy")
+    spec = policies[0]["spec"]
+    check(spec["policyTypes"] == ["Ingress"], f"{name}: NetworkPolicy restricts ingress only")
+    pod_labels = by_kind(objs, "StatefulSet")[0]["spec"]["template"]["metadata"]["labels"]
+    check(all(pod_labels.get(k) == v for k, v in spec["podSelector"]["matchLabels"].items()),
+          f"{name}: NetworkPolicy selects the StatefulSet's pods")
+    named = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
+    rules = [(r["from"], sorted(p["port"] for p in r["ports"])) for r in spec["ingress"]]
+    for _, ports in rules:
+        check(set(ports) <= named, f"{name}: NetworkPolicy port names {ports} are the pod's {named}")
+    own = [{"podSelector": {"matchLabels": spec["podSelector"]["matchLabels"]}}]
+    check((own, ["agent", "mysql"]) in rules, f"{name}: the pods reach each other's server and agent")
+    check((np["clients"], ["mysql"]) in rules, f"{name}: clients reach the server port only")
+    check((np["metrics"], ["agent"]) in rules, f"{name}: monitoring reaches the agent port only")
+    check(len(rules) == 3, f"{name}: no other ingress rule: {rules}")
 
 
 def check_generated_cert(variant, data):
