@@ -50,7 +50,11 @@ def k8s_version():
     return kubernetes_validate.utils.latest_version()
 
 
-def render(values):
+def render(values, offline=True):
+    """Renders as `helm template` does, without a cluster: generated secrets
+    only with renderOffline (the variants look at what they would be)."""
+    if offline and "renderOffline" not in values:
+        values = {**values, "renderOffline": True}
     out = helm.Chart.load(str(CHART)).render(values, name="db", namespace="prod", is_install=True)
     objs = []
     for path, text in out.items():
@@ -72,12 +76,12 @@ def main():
     version = k8s_version()
     print(f"Kubernetes schema version {version}")
 
-    lint = helm.lint(str(CHART), {}, strict=True)
+    lint = helm.lint(str(CHART), {"renderOffline": True}, strict=True)
     check(not lint.get("errors") and not [m for m in lint.get("messages", []) if m["severity"] >= 2],
           f"helm lint --strict: {lint}")
 
     for name, values in VARIANTS.items():
-        lint = helm.lint(str(CHART), values, strict=True)
+        lint = helm.lint(str(CHART), {**values, "renderOffline": True}, strict=True)
         check(not lint.get("errors"), f"{name}: lint errors {lint.get('errors')}")
         objs = render(values)
         for o in objs:
@@ -180,11 +184,32 @@ def main():
                   f"values {bad}: unclear error {e}")
     print("ok   bad values are refused by values.schema.json")
 
+    check_gitops()
     check_same_as_compose()
     if failures:
         print(f"{len(failures)} chart check(s) failed")
         sys.exit(1)
     print("chart checks passed")
+
+
+def check_gitops():
+    """Without a cluster to read back generated secrets from (helm template,
+    Argo CD), a render that would generate them fails and says what to set;
+    with existing Secrets it renders."""
+    for values, says in (({}, "auth.existingSecret"),
+                         ({"auth": {"existingSecret": "db-credentials"}}, "tls.existingSecret")):
+        try:
+            render(values, offline=False)
+            check(False, f"values {values} rendered new secrets without a cluster")
+        except Exception as e:  # the engine raises its own error types
+            check("cannot read the cluster" in str(e) and says in str(e), f"values {values}: unclear error {e}")
+    try:
+        objs = render({"auth": {"existingSecret": "db-credentials"}, "tls": {"existingSecret": "db-agent-tls"}},
+                      offline=False)
+        check(not by_kind(objs, "Secret"), "GitOps render creates no Secret")
+    except Exception as e:
+        check(False, f"a render with existing Secrets failed: {e}")
+    print("ok   without a cluster, generated secrets are refused and existing ones render")
 
 
 def check_network_policy(name, values, objs, pod):

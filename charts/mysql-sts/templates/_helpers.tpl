@@ -97,3 +97,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "mysql-sts.scheme" -}}
 {{- if .Values.tls.enabled }}HTTPS{{ else }}HTTP{{ end -}}
 {{- end -}}
+
+{{/* Fails the render when generated secrets could not be kept: a render
+that cannot read the cluster (helm template, --dry-run, Argo CD, Flux) would
+make new ones every time, and pods restarted later would be locked out.
+Called with (dict "root" . "what" ... "fix" ...). */}}
+{{- define "mysql-sts.keepableOrFail" -}}
+{{- if and (not (lookup "v1" "Namespace" "" "kube-system")) (not .root.Values.renderOffline) -}}
+{{- fail (printf "mysql-sts: %s would be generated anew at every render, and this render cannot read the cluster to keep them (helm template, --dry-run, Argo CD, Flux): pods restarted later would be locked out. Create the Secret yourself and set %s (README, Helm chart); renderOffline=true renders anyway, to look at the manifests, never to apply them" .what .fix) -}}
+{{- end -}}
+{{- end -}}
