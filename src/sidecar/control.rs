@@ -24,8 +24,11 @@ use crate::sidecar::readiness::{self, Observation, Policy};
 use crate::sidecar::shared::Shared;
 use crate::status::Phase;
 
-/// How long a replica's comparison with the master may take.
-const MASTER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a replica's comparison with the master may take (and its
+/// connection to the master for it).
+const MASTER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a comparison failed, how long until the next is tried.
+const MASTER_CHECK_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Plain settings of the control loop.
 pub struct LoopSettings {
@@ -53,6 +56,8 @@ struct Control {
     against_master: GtidCheck,
     /// Whether a comparison with the master has succeeded in this run.
     compared: bool,
+    /// After a failed comparison: not before this.
+    master_check_after: Option<Instant>,
 }
 
 /// Runs until `stop` fires.
@@ -74,6 +79,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         master_conn: None,
         against_master: GtidCheck::default(),
         compared: false,
+        master_check_after: None,
     };
     let mut tick = tokio::time::interval(c.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -244,9 +250,27 @@ impl Control {
         flavor: Flavor,
         ours: &str,
     ) -> Option<GtidCheck> {
+        // A master that did not answer is asked again only a while later, so
+        // that the rounds in between (readiness among them) stay quick.
+        if self.master_check_after.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        let check = self.try_master_check(conn, flavor, ours).await;
+        self.master_check_after = check
+            .is_none()
+            .then(|| Instant::now() + MASTER_CHECK_BACKOFF);
+        check
+    }
+
+    async fn try_master_check(
+        &mut self,
+        conn: &mut Conn,
+        flavor: Flavor,
+        ours: &str,
+    ) -> Option<GtidCheck> {
         let mut master = match self.master_conn.take() {
             Some(c) => c,
-            None => match self.master_target().connect(Duration::from_secs(3)).await {
+            None => match self.master_target().connect(MASTER_CHECK_TIMEOUT).await {
                 Ok(c) => c,
                 Err(e) => {
                     debug!(error = %e, "cannot ask the master for its GTIDs now");
