@@ -228,6 +228,11 @@ pub struct InitArgs {
     /// Give up a clone whose stream brings no byte for this long
     #[arg(long, env = "MYSQL_STS_CLONE_STALL_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub clone_stall_timeout: Duration,
+    /// The volume's root, when the datadir is a directory in it (so that a
+    /// `lost+found` at the root is not in the datadir): init creates the
+    /// datadir, and moves data an earlier layout kept at the root into it
+    #[arg(long, env = "MYSQL_STS_VOLUME_ROOT")]
+    pub volume_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -412,6 +417,8 @@ pub struct InitConfig {
     pub identity: Identity,
     pub flavor: Flavor,
     pub datadir: PathBuf,
+    /// The volume's root, when the datadir is a directory in it.
+    pub volume_root: Option<PathBuf>,
     pub conf_dir: PathBuf,
     pub mysql_port: u16,
     /// How peers are found: the one resolver, also behind `http`.
@@ -469,6 +476,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         identity,
         flavor,
         datadir: c.datadir.clone(),
+        volume_root: args.volume_root.clone(),
         conf_dir: c.conf_dir.clone(),
         mysql_port: c.mysql_port,
         http: AgentClient::new(

@@ -234,6 +234,9 @@ impl Datadir {
     /// Holds the datadir for this process alone until the hold is dropped:
     /// a volume mounted by two pods on one node must not get two inits.
     pub fn lock(&self) -> Result<Lock> {
+        if !self.path.exists() {
+            return Err(self.err("does not exist: mount the data volume there"));
+        }
         let dir = fs::File::open(&self.path)
             .io_context(|| format!("cannot open datadir {}", self.path.display()))?;
         match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
@@ -318,6 +321,63 @@ impl Datadir {
     }
 }
 
+/// Makes `datadir`, a directory in the volume root `root`, ready for init:
+/// creates it (owned as the root is), and moves into it the data an earlier
+/// layout kept at the root itself — everything but `lost+found`, the
+/// datadir, and hidden entries not of this agent (`.snapshot`, say). Each
+/// entry is renamed on the one filesystem: a crash half way leaves entries
+/// on both sides, and the next start moves the rest. Returns what it moved.
+pub fn adopt_volume_root(root: &Path, datadir: &Path) -> Result<Vec<String>> {
+    let name = match (datadir.parent(), datadir.file_name()) {
+        (Some(parent), Some(name)) if parent == root => name.to_string_lossy().into_owned(),
+        _ => {
+            return Err(Error::config(format!(
+                "--datadir {} must be a directory directly in --volume-root {}",
+                datadir.display(),
+                root.display()
+            )));
+        }
+    };
+    if !datadir.exists() {
+        fs::create_dir(datadir)
+            .io_context(|| format!("cannot create datadir {}", datadir.display()))?;
+        if rustix::process::geteuid().is_root() {
+            use std::os::unix::fs::MetadataExt;
+            let m = fs::metadata(root).io_context(|| format!("cannot stat {}", root.display()))?;
+            chown_tree(datadir, (m.uid(), m.gid()))?;
+        }
+    }
+    let entries: Vec<String> = fs::read_dir(root)
+        .io_context(|| format!("cannot list volume root {}", root.display()))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .io_context(|| format!("cannot list volume root {}", root.display()))?;
+    let legacy: Vec<&String> = entries
+        .iter()
+        .filter(|n| **n != name && n.as_str() != "lost+found")
+        .filter(|n| !n.starts_with('.') || n.starts_with(".mysql-sts"))
+        .collect();
+    let mut moved = Vec::new();
+    for n in legacy {
+        let to = datadir.join(n);
+        if to.exists() {
+            return Err(Error::Datadir {
+                path: datadir.to_owned(),
+                why: format!(
+                    "{n} is both in it and at the volume root {}: move one of them by hand",
+                    root.display()
+                ),
+            });
+        }
+        fs::rename(root.join(n), &to)
+            .io_context(|| format!("cannot move {n} into {}", datadir.display()))?;
+        moved.push(n.clone());
+    }
+    sync_path(datadir)?;
+    sync_path(root)?;
+    Ok(moved)
+}
+
 /// The hold of [`Datadir::lock`]; released when dropped (or the process ends).
 pub struct Lock {
     _dir: fs::File,
@@ -389,6 +449,43 @@ mod tests {
         std::os::unix::fs::symlink("ibdata1", root.join("link")).unwrap();
         // 4 files, 3 directories (copy, mysql, deep); the link is not followed.
         assert_eq!(sync_tree(&root).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_volume_root_with_lost_found_and_an_earlier_layout() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let datadir = root.join("mysql-data");
+        // A new volume: lost+found at its root stays there, the datadir is made.
+        fs::create_dir(root.join("lost+found")).unwrap();
+        assert!(adopt_volume_root(root, &datadir).unwrap().is_empty());
+        assert!(datadir.is_dir());
+        assert_eq!(Datadir::new(&datadir).state().unwrap(), State::Empty);
+        // An earlier layout: the data at the root itself, with this agent's
+        // records; someone else's hidden entry stays.
+        for d in ["mysql", "app"] {
+            fs::create_dir(root.join(d)).unwrap();
+        }
+        for f in ["ibdata1", CLONE_INFO, ".snapshot"] {
+            fs::write(root.join(f), b"x").unwrap();
+        }
+        let mut moved = adopt_volume_root(root, &datadir).unwrap();
+        moved.sort();
+        assert_eq!(moved, [CLONE_INFO, "app", "ibdata1", "mysql"]);
+        assert_eq!(Datadir::new(&datadir).state().unwrap(), State::Initialised);
+        let mut left: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".snapshot", "lost+found", "mysql-data"]);
+        // Nothing more to move the next time; a name on both sides is refused.
+        assert!(adopt_volume_root(root, &datadir).unwrap().is_empty());
+        fs::write(root.join("ibdata1"), b"y").unwrap();
+        let err = adopt_volume_root(root, &datadir).unwrap_err().to_string();
+        assert!(err.contains("both in it and at the volume root"), "{err}");
+        // The datadir must sit directly in the root.
+        assert!(adopt_volume_root(root, &root.join("a/b")).is_err());
     }
 
     #[test]

@@ -459,3 +459,39 @@ fn a_reclone_without_room_leaves_the_data_in_place() {
         .collect();
     assert_eq!(names, ["ibdata1"], "the data was moved: {names:?}");
 }
+
+/// A datadir in the volume: a fresh ext4 volume's `lost+found` stays at the
+/// root, outside the datadir (the official mysql image refuses to initialise
+/// a datadir holding it); data an earlier layout kept at the root is moved in.
+#[test]
+fn a_datadir_in_the_volume_leaves_lost_found_outside() {
+    let s = Scratch::new("volume");
+    let root = s.datadir();
+    let datadir = root.join("mysql-data");
+    std::fs::create_dir(root.join("lost+found")).unwrap();
+    let init = |s: &Scratch| {
+        s.agent()
+            .args(["init", "--flavor", "mysql", "--hostname", "mysql-0", "--fresh-master"])
+            .env("MYSQL_STS_VOLUME_ROOT", &root)
+            .env("MYSQL_STS_DATADIR", &datadir)
+            .output()
+            .unwrap()
+    };
+    let out = init(&s);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(empty(&datadir), "a new volume's datadir is empty");
+    let cnf = std::fs::read_to_string(s.conf_dir().join("mysql-sts.cnf")).unwrap();
+    assert!(cnf.contains(&format!("datadir={}\n", datadir.display())), "{cnf}");
+
+    // An earlier layout: the data at the root. It is moved in and kept.
+    std::fs::remove_dir(&datadir).unwrap();
+    std::fs::create_dir(root.join("mysql")).unwrap();
+    std::fs::write(root.join("ibdata1"), b"pages").unwrap();
+    let out = init(&s);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("moved the data kept at the volume's root"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("datadir holds data; keeping it"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(datadir.join("ibdata1")).unwrap(), b"pages");
+    assert!(datadir.join("mysql").is_dir() && root.join("lost+found").is_dir());
+    assert!(!root.join("ibdata1").exists());
+}

@@ -55,9 +55,21 @@ pub async fn run(cfg: InitConfig, shutdown: Shutdown) -> Result<Outcome> {
 async fn work(cfg: &InitConfig) -> Result<Outcome> {
     let id = &cfg.identity;
     let dd = Datadir::new(&cfg.datadir);
+    // One init at a time on a volume; a datadir in the volume (not its root,
+    // where a filesystem may keep lost+found) is made ready first.
+    let _lock = match &cfg.volume_root {
+        Some(root) => {
+            let lock = Datadir::new(root).lock()?;
+            let moved = crate::datadir::adopt_volume_root(root, &cfg.datadir)?;
+            if !moved.is_empty() {
+                warn!(moved = ?moved, datadir = %cfg.datadir.display(), "moved the data kept at the volume's root into the datadir, a directory in it");
+            }
+            lock
+        }
+        None => dd.lock()?,
+    };
     // Check the datadir before writing anything, so a wrong mount fails cleanly.
     let state = dd.state()?;
-    let _lock = dd.lock()?;
     let reclone = cfg.reclone || dd.reclone_requested();
     if let Some(errant) = dd
         .diverged()
@@ -153,6 +165,10 @@ fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>) -> Result<PathBuf>
     }
     let mut text = cfg.flavor.render_cnf(&id, cfg.semi_sync.as_ref());
     text.push_str(cfg.flavor.skip_replica_start());
+    // A datadir inside the volume is not where the server looks by default.
+    if cfg.volume_root.is_some() {
+        text.push_str(&format!("datadir={}\n", cfg.datadir.display()));
+    }
     write_cnf(&cfg.conf_dir, &text)
 }
 
