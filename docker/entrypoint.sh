@@ -11,6 +11,10 @@ die() { echo "entrypoint: $*" >&2; exit 1; }
 
 if [ "${1#-}" != "$1" ]; then set -- mysqld "$@"; fi
 case "$1" in mysqld|mariadbd) ;; *) exec "$@" ;; esac
+# As the official entrypoints: the datadir the server is given.
+for arg in "$@"; do
+    case "$arg" in --datadir=*) datadir="${arg#--datadir=}" ;; esac
+done
 
 password="${MYSQL_ROOT_PASSWORD:-${MARIADB_ROOT_PASSWORD:-}}"
 file="${MYSQL_ROOT_PASSWORD_FILE:-${MARIADB_ROOT_PASSWORD_FILE:-}}"

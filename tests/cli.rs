@@ -471,7 +471,14 @@ fn a_datadir_in_the_volume_leaves_lost_found_outside() {
     std::fs::create_dir(root.join("lost+found")).unwrap();
     let init = |s: &Scratch| {
         s.agent()
-            .args(["init", "--flavor", "mysql", "--hostname", "mysql-0", "--fresh-master"])
+            .args([
+                "init",
+                "--flavor",
+                "mysql",
+                "--hostname",
+                "mysql-0",
+                "--fresh-master",
+            ])
             .env("MYSQL_STS_VOLUME_ROOT", &root)
             .env("MYSQL_STS_DATADIR", &datadir)
             .output()
@@ -481,7 +488,10 @@ fn a_datadir_in_the_volume_leaves_lost_found_outside() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(empty(&datadir), "a new volume's datadir is empty");
     let cnf = std::fs::read_to_string(s.conf_dir().join("mysql-sts.cnf")).unwrap();
-    assert!(cnf.contains(&format!("datadir={}\n", datadir.display())), "{cnf}");
+    assert!(
+        cnf.contains(&format!("datadir={}\n", datadir.display())),
+        "{cnf}"
+    );
 
     // An earlier layout: the data at the root. It is moved in and kept.
     std::fs::remove_dir(&datadir).unwrap();
@@ -489,8 +499,16 @@ fn a_datadir_in_the_volume_leaves_lost_found_outside() {
     std::fs::write(root.join("ibdata1"), b"pages").unwrap();
     let out = init(&s);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("moved the data kept at the volume's root"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("datadir holds data; keeping it"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("moved the data kept at the volume's root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("datadir holds data; keeping it"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(datadir.join("ibdata1")).unwrap(), b"pages");
     assert!(datadir.join("mysql").is_dir() && root.join("lost+found").is_dir());
     assert!(!root.join("ibdata1").exists());

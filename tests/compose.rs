@@ -43,6 +43,32 @@ impl Project {
         }
     }
 
+    /// Creates the pods' data volumes with a root-owned `lost+found` at the
+    /// root, as a freshly formatted ext4 volume has.
+    fn lost_found_volumes(&self) {
+        let env = std::fs::read_to_string(&self.env_file).unwrap();
+        let image = env
+            .lines()
+            .find_map(|l| l.strip_prefix("DB_IMAGE="))
+            .expect("DB_IMAGE in the env file")
+            .trim()
+            .to_owned();
+        for n in 0..3 {
+            let volume = format!("{}_data-{n}", self.name);
+            let out = Command::new("docker")
+                .args(["run", "--rm", "--user", "0", "--entrypoint", "mkdir", "-v"])
+                .arg(format!("{volume}:/var/lib/mysql"))
+                .args([image.as_str(), "/var/lib/mysql/lost+found"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "cannot prepare {volume}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     fn compose(&self, args: &[&str]) -> Output {
         Command::new("docker-compose")
             .arg("--env-file")
@@ -186,6 +212,9 @@ async fn wait_count(p: &Project, pod: u32, want: u64, within: Duration) {
 
 async fn compose_cluster(engine: &str) {
     let p = Project::new(engine);
+    // Volumes as ext4 disks come: a lost+found at the root, owned by root
+    // (the official mysql image refuses to initialise a datadir holding one).
+    p.lost_found_volumes();
     let started = Instant::now();
     p.ok(&["up", "-d"]);
     for pod in 0..3 {

@@ -282,6 +282,24 @@ def check_same_as_compose():
         check(shared <= chart_env, f"{role}: compose sets {sorted(shared - chart_env)} which the chart does not")
         for n in ("MYSQL_STS_ROOT_PASSWORD_FILE", "MYSQL_STS_REPLICATION_PASSWORD_FILE", "MYSQL_STS_CLONE_TOKEN_FILE"):
             check(n in compose_env and n in chart_env, f"{role}: both read {n}")
+    # One datadir, in the volume, for init, the sidecar and the server alike.
+    values = lambda c: {e["name"]: e.get("value") for e in c.get("env", [])}
+    datadir = values(chart["init"]).get("MYSQL_STS_DATADIR")
+    check(datadir and values(chart["sidecar"]).get("MYSQL_STS_DATADIR") == datadir,
+          "init and the sidecar use one datadir")
+    root = values(chart["init"]).get("MYSQL_STS_VOLUME_ROOT")
+    check(root and datadir.startswith(root + "/"), f"the datadir {datadir} is a directory in the volume {root}")
+    server = [c for c in pod["containers"] if c["name"] == "server"][0]
+    check(server.get("args") == [f"--datadir={datadir}"], f"the chart's server runs on {datadir}")
+    mounts = {(m["mountPath"], m.get("subPath")) for c in pod["containers"] + pod["initContainers"]
+              for m in c.get("volumeMounts", []) if m["name"] == "data"}
+    check(mounts == {(root, None)}, f"every container mounts the whole volume at {root}: {mounts}")
+    check(compose["mysql-1-server"].get("command") == server.get("args"), "compose's server runs on the same datadir")
+    for role, service in (("init", "mysql-1-init"), ("sidecar", "mysql-1-agent")):
+        env = compose[service]["environment"]
+        check(env.get("MYSQL_STS_DATADIR") == datadir, f"compose's {role} uses the chart's datadir")
+    check(compose["mysql-1-init"]["environment"].get("MYSQL_STS_VOLUME_ROOT") == root,
+          "compose's init knows the volume root")
     print("ok   the chart's pod runs the agent as the compose cluster does")
 
 

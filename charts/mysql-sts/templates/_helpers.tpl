@@ -44,6 +44,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/* The agent's settings, shared by init and the sidecar. */}}
 {{- define "mysql-sts.agentEnv" -}}
+# The datadir is a directory in the volume: a filesystem's lost+found at the
+# volume's root stays out of it.
+- name: MYSQL_STS_DATADIR
+  value: /var/lib/mysql/mysql-data
 - name: MYSQL_STS_SERVICE
   value: {{ include "mysql-sts.headless" . | quote }}
 - name: POD_NAMESPACE
