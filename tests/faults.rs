@@ -228,26 +228,28 @@ async fn pump(
 /// A donor that lies: it passes every request to the real donor at
 /// `real_ip` but `/clone`, which it answers itself with `body` as the xbstream,
 /// framed as a real donor frames it (with a trailer that vouches for it) and
-/// claiming `estimate` bytes. Listens on `listen_ip`, where the donor's name
-/// is made to point.
+/// claiming `estimate` bytes — or, with no body, never answers at all.
+/// Listens on `listen_ip`, where the donor's name is made to point.
 async fn crafted_donor(
     listen_ip: &str,
     real_ip: &str,
     estimate: u64,
-    body: Vec<u8>,
+    body: Option<Vec<u8>>,
 ) -> tokio::task::JoinHandle<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind((listen_ip, 8080u16))
         .await
         .unwrap();
     let real = format!("{real_ip}:8080");
-    let mut enc = mysql_sts::net::wire::Encoder::default();
-    let mut framed = Vec::new();
-    for part in body.chunks(1 << 20) {
-        framed.extend_from_slice(&enc.data(part));
-    }
-    framed.extend_from_slice(&enc.end());
-    let framed = Arc::new(framed);
+    let framed = body.map(|body| {
+        let mut enc = mysql_sts::net::wire::Encoder::default();
+        let mut framed = Vec::new();
+        for part in body.chunks(1 << 20) {
+            framed.extend_from_slice(&enc.data(part));
+        }
+        framed.extend_from_slice(&enc.end());
+        Arc::new(framed)
+    });
     tokio::spawn(async move {
         loop {
             let Ok((mut client, _)) = listener.accept().await else {
@@ -264,6 +266,11 @@ async fn crafted_donor(
                     head.push(byte[0]);
                 }
                 if head.starts_with(b"GET /clone") {
+                    let Some(framed) = framed else {
+                        // Holds the connection and says nothing.
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    };
                     let answer = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n{}: {estimate}\r\n\
                          content-length: {}\r\nconnection: close\r\n\r\n",
@@ -1196,7 +1203,7 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                 "../zz-evil.cnf",
                 b"[mysqld]\nskip-grant-tables\n",
             ));
-            let donor = crafted_donor(&gateway, &real, 100 << 20, evil).await;
+            let donor = crafted_donor(&gateway, &real, 100 << 20, Some(evil)).await;
             c.override_dns(2, Some(&gateway));
             case(
                 c,
@@ -1222,7 +1229,7 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
             for i in 0..260 {
                 flood.extend(xbstream_file(&format!("flood/{i}.ibd"), &block));
             }
-            let donor = crafted_donor(&gateway, &real, 1 << 20, flood).await;
+            let donor = crafted_donor(&gateway, &real, 1 << 20, Some(flood)).await;
             case(
                 c,
                 "a donor that claims 1 MiB and sends 260 MiB".into(),
@@ -1230,6 +1237,18 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                 &[],
                 4,
                 "grew past",
+            );
+            donor.abort();
+            // A donor that takes the request and never answers: given up
+            // within the stall timeout, not left to hang.
+            let donor = crafted_donor(&gateway, &real, 1 << 20, None).await;
+            case(
+                c,
+                "a donor that never answers the clone request".into(),
+                &["init"],
+                &[("MYSQL_STS_CLONE_STALL_TIMEOUT", "3s")],
+                4,
+                "sent no answer within 3 s",
             );
             donor.abort();
             c.override_dns(2, None);
