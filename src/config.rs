@@ -441,8 +441,12 @@ pub struct InitConfig {
     pub semi_sync: Option<SemiSync>,
     /// Where the agent port is served while a replica waits for a donor.
     pub agent_listen: SocketAddr,
-    /// HTTPS with (certificate, key) on the agent port.
+    /// HTTPS with (certificate, key) on the agent port; the server takes
+    /// them too.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The CA peers are verified against: the server's clients too, and the
+    /// MySQL clone's donor.
+    pub tls_ca: Option<PathBuf>,
     pub peer_domain: String,
     pub replication_user: String,
     /// What a clone needs. A replica cannot start without them; the master
@@ -473,6 +477,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         semi_sync: c.semi_sync(),
         agent_listen: SocketAddr::from(([0, 0, 0, 0], c.agent_port)),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),
+        tls_ca: c.tls_ca_file.clone(),
         identity,
         flavor,
         datadir: c.datadir.clone(),
@@ -559,6 +564,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
             },
             interval: args.reconcile_interval,
             semi_sync: c.semi_sync(),
+            tls_ca: c.tls_ca_file.clone(),
         },
         listen: SocketAddr::new(args.listen_address, c.agent_port),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),

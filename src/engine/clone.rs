@@ -37,6 +37,9 @@ pub struct Request<'a> {
     pub owner: Option<(u32, u32)>,
     /// The copy becomes a master (an empty master's re-seed), not a replica.
     pub for_master: bool,
+    /// With a CA: the MySQL clone requires TLS and verifies the donor's
+    /// certificate against it.
+    pub tls_ca: Option<&'a Path>,
 }
 
 /// The donor's side: one clone stream to serve to a recipient.

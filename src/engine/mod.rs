@@ -484,14 +484,36 @@ mod tests {
             port: 3306,
             user: "repl",
             password: "p'w",
+            ca: None,
         };
         let my = Flavor::Mysql.change_source(&src);
         assert!(my.contains("SOURCE_AUTO_POSITION=1"), "{my}");
         assert!(my.contains("SOURCE_CONNECT_RETRY=1"), "{my}");
         assert!(my.contains("SOURCE_PASSWORD='p''w'"), "{my}");
+        assert!(!my.contains("VERIFY"), "{my}");
         let ma = Flavor::Mariadb.change_source(&src);
         assert!(ma.contains("MASTER_USE_GTID=slave_pos"), "{ma}");
         assert!(ma.contains("MASTER_CONNECT_RETRY=1"), "{ma}");
+        assert!(!ma.contains("MASTER_SSL"), "{ma}");
+        // With a CA: TLS, and the master's certificate verified.
+        let verified = Source {
+            ca: Some("/tls/ca.pem"),
+            ..src
+        };
+        let my = Flavor::Mysql.change_source(&verified);
+        assert!(
+            my.contains(
+                "SOURCE_SSL=1, SOURCE_SSL_CA='/tls/ca.pem', SOURCE_SSL_VERIFY_SERVER_CERT=1"
+            ),
+            "{my}"
+        );
+        let ma = Flavor::Mariadb.change_source(&verified);
+        assert!(
+            ma.contains(
+                "MASTER_SSL=1, MASTER_SSL_CA='/tls/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1"
+            ),
+            "{ma}"
+        );
     }
 
     #[test]

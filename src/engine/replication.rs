@@ -65,6 +65,9 @@ pub struct Source<'a> {
     pub port: u16,
     pub user: &'a str,
     pub password: &'a str,
+    /// With a CA (a path the server can read): replicate over TLS and
+    /// verify the master's certificate, for its name, against it.
+    pub ca: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +99,12 @@ pub struct ReplicaStatus {
     /// What the SQL (applier) thread is doing.
     #[serde(default)]
     pub sql_state: String,
+    /// The CA the channel verifies the master's certificate against, and
+    /// whether it does.
+    #[serde(default)]
+    pub ssl_ca: String,
+    #[serde(default)]
+    pub ssl_verify: bool,
     /// Heartbeats received from the master so far (read apart from the
     /// status row), and the channel's heartbeat period in milliseconds.
     #[serde(default)]
@@ -138,6 +147,8 @@ impl ReplicaStatus {
             sql_error: get(StatusColumn::SqlError).to_owned(),
             retrieved_gtid: get(StatusColumn::RetrievedGtid).to_owned(),
             sql_state: get(StatusColumn::SqlState).to_owned(),
+            ssl_ca: get(StatusColumn::SslCa).to_owned(),
+            ssl_verify: get(StatusColumn::SslVerify) == "Yes",
             heartbeats: None,
             heartbeat_period_ms: None,
         }
@@ -174,6 +185,8 @@ enum StatusColumn {
     GtidMode,
     RetrievedGtid,
     SqlState,
+    SslCa,
+    SslVerify,
 }
 
 impl StatusColumn {
@@ -194,6 +207,11 @@ impl StatusColumn {
             GtidMode => &["Auto_Position", "Using_Gtid"],
             RetrievedGtid => &["Retrieved_Gtid_Set", "Gtid_IO_Pos"],
             SqlState => &["Replica_SQL_Running_State", "Slave_SQL_Running_State"],
+            SslCa => &["Source_SSL_CA_File", "Master_SSL_CA_File"],
+            SslVerify => &[
+                "Source_SSL_Verify_Server_Cert",
+                "Master_SSL_Verify_Server_Cert",
+            ],
         }
     }
 }

@@ -82,6 +82,7 @@ async fn clone_once(
         stall_timeout: cfg.stall_timeout,
         owner,
         for_master: cfg.identity.role == crate::pod::Role::Master,
+        tls_ca: cfg.tls_ca.as_deref(),
     };
     let result = async {
         let (data, mut info) = credentials.clone(&req).await?;

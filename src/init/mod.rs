@@ -165,6 +165,18 @@ fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>) -> Result<PathBuf>
     }
     let mut text = cfg.flavor.render_cnf(&id, cfg.semi_sync.as_ref());
     text.push_str(cfg.flavor.skip_replica_start());
+    // The server serves its clients (replicas, the MySQL clone's
+    // recipients) over TLS with the agents' certificate, which names every pod.
+    if let Some((cert, key)) = &cfg.tls {
+        text.push_str(&format!(
+            "ssl_cert={}\nssl_key={}\n",
+            cert.display(),
+            key.display()
+        ));
+        if let Some(ca) = &cfg.tls_ca {
+            text.push_str(&format!("ssl_ca={}\n", ca.display()));
+        }
+    }
     // A datadir inside the volume is not where the server looks by default.
     if cfg.volume_root.is_some() {
         text.push_str(&format!("datadir={}\n", cfg.datadir.display()));

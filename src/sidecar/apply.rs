@@ -78,6 +78,7 @@ pub async fn apply(
                     port: master.port,
                     user: &master.user,
                     password: password.expose(),
+                    ca: master.ca.as_deref(),
                 };
                 sql::exec(conn, &flavor.change_source(&src)).await?;
                 sql::exec(conn, flavor.start_replica()).await?;

@@ -39,6 +39,9 @@ pub struct LoopSettings {
     pub policy: Policy,
     pub interval: Duration,
     pub semi_sync: Option<crate::engine::replication::SemiSync>,
+    /// The CA the agents verify each other with: replication verifies the
+    /// master's certificate against it too.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 struct Control {
@@ -63,6 +66,7 @@ struct Control {
 /// Runs until `stop` fires.
 pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) {
     let master = MasterRef {
+        ca: s.tls_ca.as_ref().map(|p| p.to_string_lossy().into_owned()),
         host: shared.identity.master_fqdn.clone(),
         port: s.mysql_port,
         user: s.replication_user.clone(),

@@ -37,6 +37,8 @@ pub struct MasterRef {
     pub host: String,
     pub port: u16,
     pub user: String,
+    /// The CA the master's certificate is verified against, when TLS is on.
+    pub ca: Option<String>,
 }
 
 /// One repair, carried out by the apply step.
@@ -155,11 +157,17 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
     let status = seen.replica.as_ref();
     // A channel set up without the agent's heartbeat period (by an older
     // agent, or by hand) is set up again: silence must mean a cut link.
+    // and one set up without verifying the master's certificate, when a CA
+    // is configured.
     let pointed = status.is_some_and(|st| {
         st.points_at(&master.host, master.port, &master.user)
             && st
                 .heartbeat_period_ms
                 .is_none_or(|p| p <= u64::from(HEARTBEAT_PERIOD_S) * 1000)
+            && master
+                .ca
+                .as_ref()
+                .is_none_or(|ca| st.ssl_verify && st.ssl_ca == *ca)
     });
     let stopped_cleanly = status.is_some_and(|st| {
         st.io == Some(IoState::No) && !st.sql_running && st.io_errno == 0 && st.sql_errno == 0
@@ -241,6 +249,7 @@ mod tests {
 
     fn master() -> MasterRef {
         MasterRef {
+            ca: None,
             host: "mysql-0.h".into(),
             port: 3306,
             user: "repl".into(),

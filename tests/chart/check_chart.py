@@ -146,6 +146,9 @@ def main():
             check(env.get("MYSQL_STS_TLS_CA_FILE") == "/etc/mysql-sts/tls/ca.crt", f"{name}: sidecar trusts the CA")
             check(agent["readinessProbe"]["httpGet"]["scheme"] == "HTTPS", f"{name}: probes over HTTPS")
             tls_vol = [v for v in pod["volumes"] if v["name"] == "tls"][0]["secret"]["secretName"]
+            server_mounts = {m["name"]: m["mountPath"] for m in containers["server"]["volumeMounts"]}
+            check(server_mounts.get("tls") == "/etc/mysql-sts/tls",
+                  f"{name}: the server reads the certificate the agents' config names")
             if tls.get("existingSecret"):
                 check(not tls_secrets and tls_vol == "db-agent-tls", f"{name}: the existing TLS Secret is mounted")
             else:

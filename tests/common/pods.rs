@@ -143,6 +143,13 @@ impl Cluster {
         self.tls_ca = Some(ca.pem());
     }
 
+    /// Where the TLS files are: on this host, and as the pods see them.
+    pub fn tls_dir(&self) -> (PathBuf, PathBuf) {
+        let dir = self.base.join("tls");
+        let seen = Path::new("/").join(dir.strip_prefix(self.engine.root()).unwrap());
+        (dir, seen)
+    }
+
     /// GET `path` from pod `n`'s agent, over HTTPS by its name when TLS is on.
     pub async fn get(&self, n: u32, path: &str) -> Result<(u16, String), String> {
         self.get_with(n, path, None).await

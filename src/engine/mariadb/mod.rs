@@ -61,10 +61,17 @@ pub const RESET_REPLICA_ALL: &str = "RESET SLAVE ALL";
 pub const REPLICATION_PRIVILEGES: &str = "REPLICATION SLAVE, BINLOG MONITOR";
 
 pub fn change_source(src: &Source<'_>) -> String {
+    let tls = match src.ca {
+        Some(ca) => format!(
+            ", MASTER_SSL=1, MASTER_SSL_CA={}, MASTER_SSL_VERIFY_SERVER_CERT=1",
+            quote(ca)
+        ),
+        None => String::new(),
+    };
     format!(
         "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, \
          MASTER_USER={}, MASTER_PASSWORD={}, \
-         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={}",
+         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={}{tls}",
         quote(src.host),
         src.port,
         quote(src.user),

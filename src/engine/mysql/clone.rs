@@ -58,8 +58,21 @@ pub async fn clone(
     )
     .await?;
     info!(donor = %donor, addr = %donor_addr, "CLONE INSTANCE started");
+    // With a CA the copy travels over TLS only, from a donor whose
+    // certificate the CA signed.
+    let require_ssl = match req.tls_ca {
+        Some(ca) => {
+            db::exec(
+                &mut conn,
+                &format!("SET GLOBAL clone_ssl_ca = {}", quote(&ca.to_string_lossy())),
+            )
+            .await?;
+            " REQUIRE SSL"
+        }
+        None => "",
+    };
     let sql = format!(
-        "CLONE INSTANCE FROM {}@{}:{} IDENTIFIED BY {} DATA DIRECTORY = {}",
+        "CLONE INSTANCE FROM {}@{}:{} IDENTIFIED BY {} DATA DIRECTORY = {}{require_ssl}",
         quote(req.replication_user),
         quote(&req.donor.ip.to_string()),
         req.mysql_port,

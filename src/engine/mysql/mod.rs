@@ -75,10 +75,17 @@ pub const RESET_REPLICA_ALL: &str = "RESET REPLICA ALL";
 pub const REPLICATION_PRIVILEGES: &str = "REPLICATION SLAVE, BACKUP_ADMIN";
 
 pub fn change_source(src: &Source<'_>) -> String {
+    let verify = match src.ca {
+        Some(ca) => format!(
+            ", SOURCE_SSL_CA={}, SOURCE_SSL_VERIFY_SERVER_CERT=1",
+            quote(ca)
+        ),
+        None => String::new(),
+    };
     format!(
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={}, \
          SOURCE_USER={}, SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, \
-         SOURCE_SSL=1, SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=1000000, \
+         SOURCE_SSL=1{verify}, SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=1000000, \
          SOURCE_HEARTBEAT_PERIOD={}",
         quote(src.host),
         src.port,
