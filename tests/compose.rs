@@ -18,6 +18,8 @@ struct Project {
     name: String,
     env_file: PathBuf,
     secrets: PathBuf,
+    /// The CA the pods' certificate is signed by (PEM).
+    ca: String,
 }
 
 fn repo() -> &'static Path {
@@ -36,11 +38,58 @@ impl Project {
         ] {
             std::fs::write(secrets.join(file), format!("{value}\n")).unwrap();
         }
+        // As scripts/demo makes them: a CA, and one certificate naming the pods.
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = (0..3).map(|n| format!("mysql-{n}")).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        for (file, pem) in [
+            ("tls_crt", cert.pem()),
+            ("tls_key", key.serialize_pem()),
+            ("tls_ca", ca.pem()),
+        ] {
+            std::fs::write(secrets.join(file), pem).unwrap();
+        }
+        // The containers run as uid 999 and read the files as they are.
+        for e in std::fs::read_dir(&secrets).unwrap() {
+            use std::os::unix::fs::PermissionsExt;
+            let p = e.unwrap().path();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
         Project {
             name,
             env_file: repo().join(format!("docker/{engine}.env")),
             secrets,
+            ca: ca.pem(),
         }
+    }
+
+    /// GET `path` from pod `n`'s agent: HTTPS by the pod's name, verified
+    /// against the CA.
+    async fn get(&self, n: u32, path: &str) -> Result<(u16, String), String> {
+        let ip: std::net::IpAddr = self.ip(n).parse().map_err(|e| format!("no address: {e}"))?;
+        let name = format!("mysql-{n}");
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca.as_bytes()).unwrap()])
+            .https_only(true)
+            .resolve(&name, std::net::SocketAddr::new(ip, 8080))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let resp = client
+            .get(format!("https://{name}:8080{path}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.text().await.map_err(|e| e.to_string())?))
     }
 
     /// Creates the pods' data volumes with a root-owned `lost+found` at the
@@ -161,7 +210,7 @@ impl Project {
         while started.elapsed() < within {
             let ip = self.ip(pod);
             if !ip.is_empty() {
-                match http_get(&format!("http://{ip}:8080/readyz")).await {
+                match self.get(pod, "/readyz").await {
                     Ok((200, _)) => return,
                     Ok((code, body)) => last = format!("{code} {body}"),
                     Err(e) => last = e,
@@ -225,6 +274,18 @@ async fn compose_cluster(engine: &str) {
         started.elapsed().as_secs_f64()
     );
     p.assert_hardened();
+    // TLS by default: plain HTTP gets nothing, and the replicas verify the
+    // master's certificate.
+    let plain = http_get(&format!("http://{}:8080/readyz", p.ip(1))).await;
+    assert!(
+        !matches!(plain, Ok((200, _))),
+        "plain HTTP answered: {plain:?}"
+    );
+    for pod in 1..3 {
+        let (_, body) = p.get(pod, "/status").await.unwrap();
+        let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(st["replication"]["ssl_verify"], true, "mysql-{pod}: {st}");
+    }
 
     let mut m = p.root(0).await;
     m.query_drop("CREATE DATABASE demo").await.unwrap();
