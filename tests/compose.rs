@@ -39,17 +39,25 @@ impl Project {
             std::fs::write(secrets.join(file), format!("{value}\n")).unwrap();
         }
         // As scripts/demo makes them: a CA, and one certificate naming the pods.
+        // Distinct names for the CA and the certificate: OpenSSL (the servers)
+        // takes a certificate whose subject is its issuer's for self-signed.
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name = rcgen::DistinguishedName::new();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mysql-sts compose test CA");
         let ca =
             rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
                 .unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let names: Vec<String> = (0..3).map(|n| format!("mysql-{n}")).collect();
-        let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mysql-sts compose test");
+        let cert = params.signed_by(&key, &ca).unwrap();
         for (file, pem) in [
             ("tls_crt", cert.pem()),
             ("tls_key", key.serialize_pem()),
