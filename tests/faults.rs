@@ -1221,6 +1221,8 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                 "would land outside the datadir",
             );
             donor.abort();
+            // Its listener is gone only once the task has ended.
+            let _ = donor.await;
             let escaped = walk(&c.pod(BAD).host_dir)
                 .into_iter()
                 .filter(|p| p.ends_with("zz-evil.cnf"))
@@ -1246,6 +1248,8 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                 "grew past",
             );
             donor.abort();
+            // Its listener is gone only once the task has ended.
+            let _ = donor.await;
             // A donor that takes the request and never answers: given up
             // within the stall timeout, not left to hang.
             let donor = crafted_donor(&gateway, &real, 1 << 20, None).await;
@@ -1258,6 +1262,8 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                 "sent no answer within 3 s",
             );
             donor.abort();
+            // Its listener is gone only once the task has ended.
+            let _ = donor.await;
             c.override_dns(2, None);
         }
         Engine::Mysql => {

@@ -169,8 +169,10 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
                 .as_ref()
                 .is_none_or(|ca| st.ssl_verify && st.ssl_ca == *ca)
     });
+    // Either thread stopped, and neither with an error: started again (an
+    // error stays for a human).
     let stopped_cleanly = status.is_some_and(|st| {
-        st.io == Some(IoState::No) && !st.sql_running && st.io_errno == 0 && st.sql_errno == 0
+        (st.io == Some(IoState::No) || !st.sql_running) && st.io_errno == 0 && st.sql_errno == 0
     });
     if pointed && stopped_cleanly {
         actions.push(Action::StartReplica);
@@ -417,6 +419,11 @@ mod tests {
             (
                 "stopped cleanly",
                 seen(true, Some(pointed(IoState::No, false, 0, 0))),
+                vec![Action::StartReplica],
+            ),
+            (
+                "the SQL thread stopped without an error, IO running: started",
+                seen(true, Some(pointed(IoState::Yes, false, 0, 0))),
                 vec![Action::StartReplica],
             ),
             (
