@@ -603,22 +603,10 @@ async fn replication_verifies_the_master(c: &mut Cluster) {
             "[{e}] {st}"
         );
     }
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name = rcgen::DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "some other CA");
-    let rogue_ca =
-        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-            .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![format!("*.{DOMAIN}")])
-        .unwrap()
-        .signed_by(&key, &rogue_ca)
-        .unwrap();
-    std::fs::write(dir.join("rogue.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("rogue.key"), key.serialize_pem()).unwrap();
+    let rogue_ca = common::tls::ca("some other CA");
+    let (cert, key) = common::tls::signed(&rogue_ca, vec![format!("*.{DOMAIN}")]);
+    std::fs::write(dir.join("rogue.crt"), cert).unwrap();
+    std::fs::write(dir.join("rogue.key"), key).unwrap();
     let rogue = c.pod(0).host_dir.join("conf.d/zz-rogue.cnf");
     std::fs::write(
         &rogue,

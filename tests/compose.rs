@@ -39,30 +39,10 @@ impl Project {
             std::fs::write(secrets.join(file), format!("{value}\n")).unwrap();
         }
         // As scripts/demo makes them: a CA, and one certificate naming the pods.
-        // Distinct names for the CA and the certificate: OpenSSL (the servers)
-        // takes a certificate whose subject is its issuer's for self-signed.
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name = rcgen::DistinguishedName::new();
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "mysql-sts compose test CA");
-        let ca =
-            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = common::tls::ca("mysql-sts compose test CA");
         let names: Vec<String> = (0..3).map(|n| format!("mysql-{n}")).collect();
-        let mut params = rcgen::CertificateParams::new(names).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "mysql-sts compose test");
-        let cert = params.signed_by(&key, &ca).unwrap();
-        for (file, pem) in [
-            ("tls_crt", cert.pem()),
-            ("tls_key", key.serialize_pem()),
-            ("tls_ca", ca.pem()),
-        ] {
+        let (cert, key) = common::tls::signed(&ca, names);
+        for (file, pem) in [("tls_crt", cert), ("tls_key", key), ("tls_ca", ca.pem())] {
             std::fs::write(secrets.join(file), pem).unwrap();
         }
         // The containers run as uid 999 and read the files as they are.

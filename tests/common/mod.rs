@@ -17,6 +17,7 @@ mod http;
 mod load;
 mod pods;
 mod sql;
+pub mod tls;
 
 pub use engine::Engine;
 pub use http::*;

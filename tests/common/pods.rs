@@ -112,25 +112,13 @@ impl Cluster {
     /// Makes the agents serve HTTPS with a wildcard certificate for the pods'
     /// names, signed by a CA made here, and speak HTTPS to each other.
     pub fn enable_tls(&mut self) {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name = rcgen::DistinguishedName::new();
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "mysql-sts test CA");
-        let ca =
-            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![format!("*.{DOMAIN}")])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
+        let ca = super::tls::ca("mysql-sts test CA");
+        let (cert, key) = super::tls::signed(&ca, vec![format!("*.{DOMAIN}")]);
         let dir = self.base.join("tls");
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
-        fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+        fs::write(dir.join("tls.crt"), cert).unwrap();
+        fs::write(dir.join("tls.key"), key).unwrap();
         let seen = Path::new("/").join(dir.strip_prefix(self.engine.root()).unwrap());
         for (var, file) in [
             ("MYSQL_STS_TLS_CERT_FILE", "tls.crt"),
