@@ -499,6 +499,7 @@ mod tests {
         assert!(err.to_string().contains("another mysql-sts init"), "{err}");
         drop(held);
         again.lock().unwrap();
+        fs::remove_dir_all(&dd.path).unwrap();
     }
 
     #[test]
