@@ -241,14 +241,10 @@ impl Datadir {
             .io_context(|| format!("cannot open datadir {}", self.path.display()))?;
         match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Lock { _dir: dir }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Datadir {
-                path: self.path.clone(),
-                why: "another mysql-sts init is working on it (is the volume mounted by two pods at once?); nothing was done".into(),
-            }),
-            Err(e) => Err(Error::Datadir {
-                path: self.path.clone(),
-                why: format!("cannot lock it: {e}"),
-            }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(self.err(
+                "another mysql-sts init is working on it (is the volume mounted by two pods at once?); nothing was done",
+            )),
+            Err(e) => Err(self.err(format!("cannot lock it: {e}"))),
         }
     }
 
@@ -271,16 +267,13 @@ impl Datadir {
         let need = live + live / 10 + (64 << 20);
         let free = free_bytes(&self.path)?;
         if free < need {
-            return Err(Error::Datadir {
-                path: self.path.clone(),
-                why: format!(
-                    "a re-clone needs about {} MiB free beside the {} MiB it moves aside, and the volume has {} MiB: \
-                     the data stays in place. Grow the volume, or delete old copies in {OLD_DIR}/",
-                    need >> 20,
-                    live >> 20,
-                    free >> 20
-                ),
-            });
+            return Err(self.err(format!(
+                "a re-clone needs about {} MiB free beside the {} MiB it moves aside, and the volume has {} MiB: \
+                 the data stays in place. Grow the volume, or delete old copies in {OLD_DIR}/",
+                need >> 20,
+                live >> 20,
+                free >> 20
+            )));
         }
         Ok(())
     }
@@ -338,20 +331,15 @@ pub fn adopt_volume_root(root: &Path, datadir: &Path) -> Result<Vec<String>> {
             )));
         }
     };
+    let volume = Datadir::new(root);
     if !datadir.exists() {
         fs::create_dir(datadir)
             .io_context(|| format!("cannot create datadir {}", datadir.display()))?;
         if rustix::process::geteuid().is_root() {
-            use std::os::unix::fs::MetadataExt;
-            let m = fs::metadata(root).io_context(|| format!("cannot stat {}", root.display()))?;
-            chown_tree(datadir, (m.uid(), m.gid()))?;
+            chown_tree(datadir, volume.owner()?)?;
         }
     }
-    let entries: Vec<String> = fs::read_dir(root)
-        .io_context(|| format!("cannot list volume root {}", root.display()))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<std::io::Result<_>>()
-        .io_context(|| format!("cannot list volume root {}", root.display()))?;
+    let entries = volume.entries()?;
     let legacy: Vec<&String> = entries
         .iter()
         .filter(|n| **n != name && n.as_str() != "lost+found")
@@ -361,13 +349,10 @@ pub fn adopt_volume_root(root: &Path, datadir: &Path) -> Result<Vec<String>> {
     for n in legacy {
         let to = datadir.join(n);
         if to.exists() {
-            return Err(Error::Datadir {
-                path: datadir.to_owned(),
-                why: format!(
-                    "{n} is both in it and at the volume root {}: move one of them by hand",
-                    root.display()
-                ),
-            });
+            return Err(Datadir::new(datadir).err(format!(
+                "{n} is both in it and at the volume root {}: move one of them by hand",
+                root.display()
+            )));
         }
         fs::rename(root.join(n), &to)
             .io_context(|| format!("cannot move {n} into {}", datadir.display()))?;

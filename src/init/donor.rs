@@ -237,58 +237,53 @@ pub async fn reseed_source(
             tokio::time::sleep(ANSWERS_SETTLE).await;
             continue;
         }
-        match decision {
+        let gave_up = |detail: String| Error::NoDonor {
+            waited: Duration::from_secs(started.elapsed().as_secs()),
+            detail,
+        };
+        // What it waits for, and what it says when the wait runs out.
+        let (doing, timed_out) = match decision {
             Reseed::Wait(silent) => {
-                last = None;
-                if started.elapsed() >= timeout {
-                    return Err(Error::NoDonor {
-                        waited: Duration::from_secs(started.elapsed().as_secs()),
-                        detail: format!(
-                            "the master's datadir is empty and {} did not say what they hold; \
-                             an empty master must not take over from peers that may hold data. \
-                             Start them (their sidecars answer once their servers are up; under \
-                             podManagementPolicy OrderedReady they are not created before this pod \
-                             is ready: use Parallel), or, to start empty and lose what they hold, \
-                             set --fresh-master",
-                            silent.join(", ")
-                        ),
-                    });
-                }
                 warn!(waiting_for = ?silent, waited_s = started.elapsed().as_secs(), "the master's datadir is empty; waiting for every peer to say what it holds");
-                report(format!(
-                    "the master's datadir is empty: waiting for {} to say what they hold \
-                     (for {} s of --reseed-timeout {} s)",
-                    silent.join(", "),
-                    started.elapsed().as_secs(),
-                    timeout.as_secs()
-                ));
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+                (
+                    format!(
+                        "the master's datadir is empty: waiting for {} to say what they hold \
+                         (for {} s of --reseed-timeout {} s)",
+                        silent.join(", "),
+                        started.elapsed().as_secs(),
+                        timeout.as_secs()
+                    ),
+                    format!(
+                        "the master's datadir is empty and {} did not say what they hold; \
+                         an empty master must not take over from peers that may hold data. \
+                         Start them (their sidecars answer once their servers are up; under \
+                         podManagementPolicy OrderedReady they are not created before this pod \
+                         is ready: use Parallel), or, to start empty and lose what they hold, \
+                         set --fresh-master",
+                        silent.join(", ")
+                    ),
+                )
             }
             Reseed::Applying(i) => {
-                last = None;
                 let (name, held) = match &answers[i].says {
                     PeerSays::Holds(h) => (&answers[i].name, h),
                     _ => unreachable!("an applying peer holds data"),
                 };
-                if started.elapsed() >= timeout {
-                    return Err(Error::NoDonor {
-                        waited: Duration::from_secs(started.elapsed().as_secs()),
-                        detail: format!(
-                            "the master's datadir is empty and {name}, the peer that received the \
-                             most ({}), has not applied it all (executed {}): a copy of it now \
-                             would lose acknowledged transactions. See why its applier stopped \
-                             (its /status, `replication`), fix that, and this pod's next start \
-                             re-seeds from it",
-                            held.received, held.executed
-                        ),
-                    });
-                }
                 info!(peer = %name, received = %held.received, executed = %held.executed, "waiting for the peer that received the most to apply it all before re-seeding from it");
-                report(format!(
-                    "re-seeding: waiting for {name} to apply what it received ({}; executed {})",
-                    held.received, held.executed
-                ));
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+                (
+                    format!(
+                        "re-seeding: waiting for {name} to apply what it received ({}; executed {})",
+                        held.received, held.executed
+                    ),
+                    format!(
+                        "the master's datadir is empty and {name}, the peer that received the \
+                         most ({}), has not applied it all (executed {}): a copy of it now \
+                         would lose acknowledged transactions. See why its applier stopped \
+                         (its /status, `replication`), fix that, and this pod's next start \
+                         re-seeds from it",
+                        held.received, held.executed
+                    ),
+                )
             }
             Reseed::StartEmpty => {
                 info!(peers = ?answers.iter().map(|a| &a.name).collect::<Vec<_>>(), "every peer says it is empty: a new cluster");
@@ -314,19 +309,22 @@ pub async fn reseed_source(
                         _ => None,
                     })
                     .collect();
-                return Err(Error::NoDonor {
-                    waited: Duration::from_secs(started.elapsed().as_secs()),
-                    detail: format!(
-                        "the master's datadir is empty and no peer holds every other's transactions \
-                         ({}): {} diverged, and a re-seed from any of them would lose another's. \
-                         Re-clone the replicas that are behind or hold errant transactions, then \
-                         restart this pod",
-                        said.join("; "),
-                        names.join(", ")
-                    ),
-                });
+                return Err(gave_up(format!(
+                    "the master's datadir is empty and no peer holds every other's transactions \
+                     ({}): {} diverged, and a re-seed from any of them would lose another's. \
+                     Re-clone the replicas that are behind or hold errant transactions, then \
+                     restart this pod",
+                    said.join("; "),
+                    names.join(", ")
+                )));
             }
+        };
+        last = None;
+        if started.elapsed() >= timeout {
+            return Err(gave_up(timed_out));
         }
+        report(doing);
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
     }
 }
 

@@ -46,10 +46,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         .unwrap_or_default();
     // Credentials go in an option file that exists only in memory, never in
     // argv or on a disk: nothing is left behind when the sidecar is killed.
-    let options = client_options(
-        &local.user,
-        &password.replace('\\', "\\\\").replace('"', "\\\""),
-    )?;
+    let options = client_options(&local.user, &password)?;
     let options_fd = options.as_raw_fd();
     let mut cmd = Command::new("mariadb-backup");
     cmd.arg(format!("--defaults-extra-file=/dev/fd/{options_fd}"))
@@ -168,7 +165,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
 /// A `[client]` option file in memory (a memfd, mode 0600: MariaDB ignores a
 /// world-writable option file), for a child to read as `/dev/fd/<n>`;
 /// close-on-exec until a child's `pre_exec` clears that.
-fn client_options(user: &str, quoted_password: &str) -> Result<std::os::fd::OwnedFd> {
+fn client_options(user: &str, password: &str) -> Result<std::os::fd::OwnedFd> {
     let fail = |e: rustix::io::Errno| Error::Io {
         what: "cannot make the in-memory option file for mariadb-backup".into(),
         source: e.into(),
@@ -177,10 +174,8 @@ fn client_options(user: &str, quoted_password: &str) -> Result<std::os::fd::Owne
         .map_err(fail)?;
     rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600)).map_err(fail)?;
     let mut file = std::fs::File::from(fd);
-    writeln!(
-        file,
-        "[client]\nuser={user}\npassword=\"{quoted_password}\""
-    )
-    .io_context(|| "cannot write the in-memory option file for mariadb-backup".into())?;
+    let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
+    writeln!(file, "[client]\nuser={user}\npassword=\"{quoted}\"")
+        .io_context(|| "cannot write the in-memory option file for mariadb-backup".into())?;
     Ok(file.into())
 }

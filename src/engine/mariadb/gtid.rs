@@ -102,13 +102,12 @@ pub fn contains(a: &str, b: &str) -> bool {
 /// Per domain, the further of `a` and `b`: what a server that executed `a`
 /// and received `b` holds.
 pub fn union(a: &str, b: &str) -> String {
-    let mut out = position(a);
-    for (d, (s, n)) in position(b) {
-        if out.get(&d).is_none_or(|&(_, an)| n > an) {
-            out.insert(d, (s, n));
-        }
-    }
-    out.iter()
+    text(&position(&format!("{a},{b}")))
+}
+
+/// A position as the server writes it.
+fn text(p: &BTreeMap<u32, (u32, u64)>) -> String {
+    p.iter()
         .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
         .collect::<Vec<_>>()
         .join(",")
@@ -128,10 +127,7 @@ pub fn subtract(pos: &str, errant: &str) -> String {
             }
         }
     }
-    p.iter()
-        .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    text(&p)
 }
 
 /// How far a position got: the sum of its domains' sequence numbers.
