@@ -399,21 +399,8 @@ async fn master_purged_what_a_replica_needs(c: &mut Cluster) {
 /// and says why; a requested re-clone moves its data aside and heals it.
 async fn errant_then_reclone(c: &mut Cluster) {
     let e = c.engine.name();
-    let mut r = c.root(3).await;
-    let write = match c.engine {
-        Engine::Mariadb | Engine::Mariadb11 => {
-            "INSERT INTO app.t (id, v) VALUES (999999, 'errant')"
-        }
-        Engine::Mysql => {
-            "SET GLOBAL super_read_only = 0; INSERT INTO app.t (id, v) VALUES (999999, 'errant')"
-        }
-    };
-    let started = Instant::now();
-    while let Err(err) = r.query_drop(write).await {
-        // The sidecar may have restored super_read_only in between.
-        assert!(started.elapsed() < Duration::from_secs(10), "{err}");
-    }
-    r.disconnect().await.unwrap();
+    c.hand_write(3, "INSERT INTO app.t (id, v) VALUES (999999, 'errant')")
+        .await;
     let started = Instant::now();
     let reason = loop {
         let (code, body) = c.get(3, "/readyz").await.unwrap();

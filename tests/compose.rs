@@ -64,20 +64,8 @@ impl Project {
     async fn get(&self, n: u32, path: &str) -> Result<(u16, String), String> {
         let ip: std::net::IpAddr = self.ip(n).parse().map_err(|e| format!("no address: {e}"))?;
         let name = format!("mysql-{n}");
-        let client = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(self.ca.as_bytes()).unwrap()])
-            .https_only(true)
-            .resolve(&name, std::net::SocketAddr::new(ip, 8080))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let resp = client
-            .get(format!("https://{name}:8080{path}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let code = resp.status().as_u16();
-        Ok((code, resp.text().await.map_err(|e| e.to_string())?))
+        let client = common::tls_client(&name, std::net::SocketAddr::new(ip, 8080), &self.ca);
+        common::send(client.get(format!("https://{name}:8080{path}")), None).await
     }
 
     /// Creates the pods' data volumes with a root-owned `lost+found` at the

@@ -805,7 +805,7 @@ async fn suite(engine: Engine) {
         // acknowledged data: the re-seed sets it aside, takes the peer that
         // holds the cluster's transactions, and mysql-2 is re-cloned.
         let started = Instant::now();
-        hand_write(&c, 2, "CREATE DATABASE by_hand").await;
+        c.hand_write(2, "CREATE DATABASE by_hand").await;
         let noticed = wait_for(&c, 2, "errant", Duration::from_secs(30)).await;
         c.kill_sidecar(0);
         c.kill_server(0);
@@ -1009,21 +1009,6 @@ async fn reclone_the_ones_behind(c: &mut Cluster) -> Vec<u32> {
         }
     }
     recloned
-}
-
-/// A write made by hand on replica `n`, as root, past its read-only guard
-/// (which its sidecar may restore in between).
-async fn hand_write(c: &Cluster, n: u32, sql: &str) {
-    let mut r = c.root(n).await;
-    let write = match c.engine {
-        Engine::Mysql => format!("SET GLOBAL super_read_only = 0; {sql}"),
-        Engine::Mariadb | Engine::Mariadb11 => sql.to_owned(),
-    };
-    let started = Instant::now();
-    while let Err(e) = r.query_drop(&write).await {
-        assert!(started.elapsed() < Duration::from_secs(10), "{e}");
-    }
-    r.disconnect().await.unwrap();
 }
 
 /// Whether pod `n`'s `/readyz` says `what` within `within`.

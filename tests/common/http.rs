@@ -1,5 +1,6 @@
 //! Plain HTTP GETs to the agents, as a client outside the pods would send.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub async fn http_get(url: &str) -> Result<(u16, String), String> {
@@ -7,16 +8,32 @@ pub async fn http_get(url: &str) -> Result<(u16, String), String> {
 }
 
 pub async fn http_get_with(url: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
-    let client = reqwest::Client::builder()
+    send(plain_client().get(url), bearer).await
+}
+
+/// A client for plain HTTP.
+pub fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
         .tls_certs_only([])
         .timeout(Duration::from_secs(5))
         .build()
-        .unwrap();
-    send(client.get(url), bearer).await
+        .unwrap()
+}
+
+/// A client for the agent called `name` at `addr`, over HTTPS only, its
+/// certificate verified against the CA `ca_pem` for that name.
+pub fn tls_client(name: &str, addr: SocketAddr, ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .https_only(true)
+        .resolve(name, addr)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
 }
 
 /// Sends a GET, with a bearer token if given; returns the status and body.
-async fn send(
+pub async fn send(
     mut req: reqwest::RequestBuilder,
     bearer: Option<&str>,
 ) -> Result<(u16, String), String> {

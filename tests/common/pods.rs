@@ -163,22 +163,18 @@ impl Cluster {
         bearer: Option<&str>,
     ) -> Result<reqwest::Response, String> {
         let pod = self.pod(n);
-        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
-        let url = match &self.tls_ca {
+        let (client, url) = match &self.tls_ca {
             Some(ca) => {
                 let name = format!("{}.{DOMAIN}", pod.name);
-                let ca = reqwest::Certificate::from_pem(ca.as_bytes()).unwrap();
-                b = b
-                    .tls_certs_only([ca])
-                    .resolve(&name, format!("{}:8080", pod.ip).parse().unwrap());
-                format!("https://{name}:8080{path}")
+                let addr = format!("{}:8080", pod.ip).parse().unwrap();
+                (
+                    tls_client(&name, addr, ca),
+                    format!("https://{name}:8080{path}"),
+                )
             }
-            None => {
-                b = b.tls_certs_only([]);
-                format!("http://{}:8080{path}", pod.ip)
-            }
+            None => (plain_client(), format!("http://{}:8080{path}", pod.ip)),
         };
-        let mut req = b.build().unwrap().get(url);
+        let mut req = client.get(url);
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
         }
@@ -663,6 +659,21 @@ impl Cluster {
     /// A root connection to pod `n`'s server over TCP, as a client would.
     pub async fn root(&self, n: u32) -> mysql_async::Conn {
         connect_tcp(&self.pod(n).ip, "root", ROOT_PASSWORD).await
+    }
+
+    /// A write made by hand on replica `n`, as root, past its read-only
+    /// guard (which its sidecar may restore in between).
+    pub async fn hand_write(&self, n: u32, sql: &str) {
+        let mut r = self.root(n).await;
+        let write = match self.engine {
+            Engine::Mysql => format!("SET GLOBAL super_read_only = 0; {sql}"),
+            Engine::Mariadb | Engine::Mariadb11 => sql.to_owned(),
+        };
+        let started = Instant::now();
+        while let Err(e) = r.query_drop(&write).await {
+            assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+        }
+        r.disconnect().await.unwrap();
     }
 }
 
