@@ -178,6 +178,7 @@ impl Control {
 
         // Plan and apply.
         let actions = plan::plan(role, &seen, self.memory, &self.master);
+        debug!(?actions, compared = self.compared, replica = ?seen.replica, "round planned");
         crate::sidecar::apply::apply(
             conn,
             flavor,

@@ -332,6 +332,10 @@ impl Cluster {
             .env("MYSQL_STS_RECONCILE_INTERVAL", "1s")
             .env("MYSQL_STS_DONOR_FALLBACK_AFTER", "3s")
             .env("TMPDIR", "/tmp");
+        // The agents log at the level the test run asks for.
+        if let Some(level) = std::env::var_os("MYSQL_STS_LOG") {
+            cmd.env("MYSQL_STS_LOG", level);
+        }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
