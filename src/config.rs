@@ -19,6 +19,7 @@ use crate::pod::{Identity, Role};
 use crate::secret::Secret;
 use crate::sidecar::control::LoopSettings;
 use crate::sidecar::readiness::Policy;
+use crate::sidecar::retention::{ByteLimit, RetentionSettings};
 
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
@@ -191,6 +192,12 @@ pub struct CommonArgs {
     /// durability). Default: never; commits wait
     #[arg(long, env = "MYSQL_STS_SEMI_SYNC_TIMEOUT", value_parser = humantime::parse_duration, global = true)]
     pub semi_sync_timeout: Option<Duration>,
+    /// The StatefulSet's number of pods: an empty master waits to hear from
+    /// each of the others, and the master keeps binary logs for each replica
+    /// (the chart sets it, with podManagementPolicy Parallel). 0: the pods
+    /// whose names resolve now
+    #[arg(long, env = "MYSQL_STS_REPLICAS", default_value_t = 0, global = true)]
+    pub replicas: u32,
     /// Log format
     #[arg(long, env = "MYSQL_STS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -220,11 +227,6 @@ pub struct InitArgs {
     /// heard from, and the kubelet runs it again
     #[arg(long, env = "MYSQL_STS_RESEED_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub reseed_timeout: Duration,
-    /// The StatefulSet's number of pods: an empty master waits to hear from
-    /// each of the others (the chart sets it, with podManagementPolicy
-    /// Parallel). 0: the pods whose names resolve now
-    #[arg(long, env = "MYSQL_STS_REPLICAS", default_value_t = 0)]
-    pub replicas: u32,
     /// Give up a clone whose stream brings no byte for this long
     #[arg(long, env = "MYSQL_STS_CLONE_STALL_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub clone_stall_timeout: Duration,
@@ -249,6 +251,21 @@ pub struct SidecarArgs {
     /// The address the HTTP endpoints listen on
     #[arg(long, env = "MYSQL_STS_LISTEN_ADDRESS", default_value = "0.0.0.0")]
     pub listen_address: std::net::IpAddr,
+    /// The master's binary logs expire after this long, once no replica
+    /// needs them (the server's own expiry is turned off: it would purge
+    /// logs a replica that is down still needs). `0s`: never by age
+    #[arg(long, env = "MYSQL_STS_BINLOG_EXPIRE", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub binlog_expire: Duration,
+    /// The master's binary logs may take at most this much room: past it the
+    /// oldest go even if a replica needs them (it will need a re-clone, and
+    /// the log says which). Bytes (`KiB`, `MiB`, `GiB`, `TiB`), a share of the
+    /// volume (`25%`), or `0`: no cap
+    #[arg(
+        long,
+        env = "MYSQL_STS_BINLOG_RETENTION_MAX_BYTES",
+        default_value = "25%"
+    )]
+    pub binlog_retention_max_bytes: ByteLimit,
 }
 
 #[derive(Debug, Args)]
@@ -473,7 +490,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         reclone: args.reclone,
         fresh_master: args.fresh_master,
         reseed_timeout: args.reseed_timeout,
-        replicas: args.replicas,
+        replicas: c.replicas,
         semi_sync: c.semi_sync(),
         agent_listen: SocketAddr::from(([0, 0, 0, 0], c.agent_port)),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),
@@ -529,6 +546,8 @@ pub struct SidecarConfig {
     pub listen: SocketAddr,
     /// HTTPS with (certificate, key).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// On the master: the binary log retention fence.
+    pub retention: Option<RetentionSettings>,
 }
 
 pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
@@ -541,7 +560,28 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
     } = c.secrets();
     let (root, replication) = (root?, replication?);
     let clone_token = sidecar_token(flavor, token)?;
+    let retention = match identity.role {
+        Role::Master => {
+            let resolver = crate::net::dns::resolver()?;
+            Some(RetentionSettings {
+                expire: Some(args.binlog_expire).filter(|d| !d.is_zero()),
+                max_bytes: args.binlog_retention_max_bytes,
+                replicas: c.replicas,
+                peer_domain: c.peer_domain()?,
+                interval: args.reconcile_interval.max(Duration::from_secs(1)),
+                http: AgentClient::new(
+                    c.tls_ca_file.as_deref(),
+                    c.agent_port,
+                    Some(resolver.clone()),
+                    None,
+                )?,
+                resolver,
+            })
+        }
+        Role::Replica => None,
+    };
     Ok(SidecarConfig {
+        retention,
         identity,
         flavor,
         local: Target {

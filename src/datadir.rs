@@ -4,6 +4,7 @@
 //! directory, moved into place, and only then is the marker removed. A datadir
 //! with the marker is wiped and cloned again, whenever the process died.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,10 @@ pub const DIVERGED: &str = ".mysql-sts-diverged";
 /// server, so the new history's transactions never take the names of
 /// transactions a peer holds from the old one.
 pub const SERVER_ID: &str = ".mysql-sts-server-id";
+/// On the master: what each replica had executed when last heard from, so
+/// that the binary log retention fence holds for a replica that is down,
+/// across restarts of the sidecar.
+pub const REPLICA_POSITIONS: &str = ".mysql-sts-replica-positions.json";
 /// Where old datadirs are moved aside to, one directory per move (unix time).
 pub const OLD_DIR: &str = ".mysql-sts-old";
 
@@ -228,6 +233,26 @@ impl Datadir {
         let path = self.path.join(DIVERGED);
         fs::write(&path, errant).io_context(|| format!("cannot write {}", path.display()))?;
         sync_path(&path)?;
+        sync_path(&self.path)
+    }
+
+    /// The replicas' positions recorded by [`Datadir::record_replica_positions`].
+    pub fn replica_positions(&self) -> BTreeMap<String, String> {
+        fs::read(self.path.join(REPLICA_POSITIONS))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records the replicas' positions (replacing the file whole: a crash
+    /// leaves the old record or the new one).
+    pub fn record_replica_positions(&self, positions: &BTreeMap<String, String>) -> Result<()> {
+        let path = self.path.join(REPLICA_POSITIONS);
+        let tmp = self.path.join(format!("{REPLICA_POSITIONS}.tmp"));
+        let text = serde_json::to_vec_pretty(positions).expect("positions serialise");
+        fs::write(&tmp, text).io_context(|| format!("cannot write {}", tmp.display()))?;
+        sync_path(&tmp)?;
+        fs::rename(&tmp, &path).io_context(|| format!("cannot write {}", path.display()))?;
         sync_path(&self.path)
     }
 

@@ -35,7 +35,27 @@ pub struct Status {
     /// this status says is at most that old.
     #[serde(default)]
     pub round_age_s: Option<f64>,
+    /// On the master: its binary logs and what the retention fence keeps.
+    #[serde(default)]
+    pub binlog: Option<BinlogStatus>,
     pub version: String,
+}
+
+/// The master's binary logs, as its retention fence sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinlogStatus {
+    /// Binary logs kept.
+    pub logs: usize,
+    pub retained_bytes: u64,
+    /// `--binlog-retention-max-bytes` in bytes, if set.
+    pub cap_bytes: Option<u64>,
+    /// The replica that expired logs are kept for, if any.
+    pub held_for: Option<String>,
+    /// Purges the cap forced past what a replica needed, since the sidecar
+    /// started.
+    pub forced_purges: u64,
+    /// What each replica had executed, as last heard.
+    pub replica_positions: std::collections::BTreeMap<String, String>,
 }
 
 /// What the sidecar is doing, as `/status` shows it.

@@ -66,6 +66,7 @@ fn start(flavor: Option<Flavor>) -> Sidecar {
         listener,
         None,
         settings,
+        None,
         shutdown.clone(),
     ));
     Sidecar {

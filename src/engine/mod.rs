@@ -3,6 +3,7 @@
 //! which hold each engine's server settings, SQL, GTID arithmetic and clone.
 //! Everything outside this folder is flavour-blind.
 
+pub mod binlog;
 pub mod clone;
 pub mod mariadb;
 pub mod mysql;
@@ -143,6 +144,14 @@ impl Flavor {
             Flavor::Mysql => mysql::cnf(id.role),
             Flavor::Mariadb => mariadb::cnf(),
         });
+        // The master's binary logs go only when the agent's retention fence
+        // says no replica needs them.
+        if id.role == Role::Master {
+            s.push_str(match self {
+                Flavor::Mysql => mysql::NO_SERVER_EXPIRY,
+                Flavor::Mariadb => mariadb::NO_SERVER_EXPIRY,
+            });
+        }
         if let Some(semi) = semi_sync {
             s.push_str(&match self {
                 Flavor::Mysql => mysql::semi_sync_cnf(id.role, semi),
@@ -338,6 +347,24 @@ impl Flavor {
         match self {
             Flavor::Mysql => mysql::compare_with_master(local, master, ours).await,
             Flavor::Mariadb => mariadb::compare_with_master(local, master, ours).await,
+        }
+    }
+
+    /// The GTIDs logged before binary log `name` began, as a set this
+    /// engine's `gtid_contains` takes.
+    pub async fn binlog_start(self, conn: &mut Conn, name: &str) -> Result<String> {
+        match self {
+            Flavor::Mysql => mysql::binlog_start(conn, name).await,
+            Flavor::Mariadb => mariadb::binlog_start(conn, name).await,
+        }
+    }
+
+    /// The statements that stop the server's own binary log expiry, from its
+    /// settings `vars` (those of [`binlog::EXPIRY_SETTINGS`]).
+    pub fn stop_server_expiry(self, vars: &[(String, String)]) -> Vec<String> {
+        match self {
+            Flavor::Mysql => mysql::stop_server_expiry(vars),
+            Flavor::Mariadb => mariadb::stop_server_expiry(vars),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::engine::clone::Donor;
 use crate::error::{Error, Result};
 use crate::init::plan::{self, Held, PeerAnswer, PeerSays, Reseed};
 use crate::net::agent_client::AgentClient;
-use crate::net::dns::{LookupError, resolve};
+use crate::net::dns::{Peer, peers, resolve};
 use crate::status::{Phase, Status};
 
 /// How long an empty master waits before it asks its peers again, to see
@@ -109,42 +109,6 @@ fn backoff() -> impl Iterator<Item = Duration> {
             .with_jitter()
             .without_max_times(),
     )
-}
-
-/// A peer of an empty master, as far as DNS could tell.
-struct Peer {
-    name: String,
-    /// `None`: its name gave no address now (and it may exist).
-    ip: Option<std::net::IpAddr>,
-}
-
-/// The peers `<statefulset>-1`, `-2`, ... to ask: the first `expected - 1`
-/// of them in any case (a name that does not resolve yet is a peer not
-/// heard from), and past those the pods that exist (a scale-up the count
-/// does not know of yet): they are numbered without gaps, so the scan stops
-/// at the first "no such name"; a DNS failure also stops it, with that name
-/// as a peer not heard from.
-async fn peers(
-    resolver: &TokioResolver,
-    names: impl Fn(u32) -> String,
-    expected: u32,
-) -> Vec<Peer> {
-    let mut found = Vec::new();
-    for n in 1..=1000 {
-        let name = names(n);
-        match resolve(resolver, &name).await {
-            Ok(ip) => found.push(Peer { name, ip: Some(ip) }),
-            // A pod that must exist: not resolving yet is not absent.
-            Err(_) if n < expected => found.push(Peer { name, ip: None }),
-            Err(LookupError::NoSuchName) => break,
-            Err(LookupError::Unknown(why)) => {
-                warn!(peer = %name, why = %why, "cannot tell whether this peer exists");
-                found.push(Peer { name, ip: None });
-                break;
-            }
-        }
-    }
-    found
 }
 
 /// What a peer says of its data: its sidecar's `/status`, or the status its

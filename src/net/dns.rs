@@ -62,3 +62,40 @@ pub async fn resolve(resolver: &TokioResolver, name: &str) -> Result<IpAddr, Loo
             .ok_or_else(|| LookupError::Unknown("resolves to no address".to_owned())),
     }
 }
+
+/// A peer pod, as far as DNS could tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// `None`: its name gave no address now (and it may exist).
+    pub ip: Option<IpAddr>,
+}
+
+/// The peers `<statefulset>-1`, `-2`, ... to ask: the first `expected - 1`
+/// of them in any case (a name that does not resolve yet is a peer not
+/// heard from), and past those the pods that exist (a scale-up the count
+/// does not know of yet): they are numbered without gaps, so the scan stops
+/// at the first "no such name"; a DNS failure also stops it, with that name
+/// as a peer not heard from.
+pub async fn peers(
+    resolver: &TokioResolver,
+    names: impl Fn(u32) -> String,
+    expected: u32,
+) -> Vec<Peer> {
+    let mut found = Vec::new();
+    for n in 1..=1000 {
+        let name = names(n);
+        match resolve(resolver, &name).await {
+            Ok(ip) => found.push(Peer { name, ip: Some(ip) }),
+            // A pod that must exist: not resolving yet is not absent.
+            Err(_) if n < expected => found.push(Peer { name, ip: None }),
+            Err(LookupError::NoSuchName) => break,
+            Err(LookupError::Unknown(why)) => {
+                tracing::warn!(peer = %name, why = %why, "cannot tell whether this peer exists");
+                found.push(Peer { name, ip: None });
+                break;
+            }
+        }
+    }
+    found
+}

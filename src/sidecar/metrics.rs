@@ -28,6 +28,11 @@ struct KindLabel {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabel {
+    replica: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub ready: Gauge,
@@ -46,9 +51,26 @@ pub struct Metrics {
     pub clone_bytes: Gauge,
     pub clone_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub clone_failed_attempts: Gauge,
+    pub binlog_retained_bytes: Gauge,
+    pub binlog_cap_bytes: Gauge,
+    pub binlog_forced_purges: Counter,
+    binlog_held_for: Family<ReplicaLabel, Gauge>,
 }
 
 impl Metrics {
+    /// Moves the binary log holder's mark from `old` to `new`.
+    pub fn binlog_held_for(&self, old: Option<&str>, new: Option<&str>) {
+        for (name, v) in [(old, 0), (new, 1)] {
+            if let Some(replica) = name {
+                self.binlog_held_for
+                    .get_or_create(&ReplicaLabel {
+                        replica: replica.to_owned(),
+                    })
+                    .set(v);
+            }
+        }
+    }
+
     pub fn new(id: &Identity) -> Metrics {
         let mut registry = Registry::with_prefix("mysql_sts");
         let info = Info::new(InfoLabels {
@@ -81,6 +103,10 @@ impl Metrics {
             clone_bytes: Gauge::default(),
             clone_seconds: Gauge::default(),
             clone_failed_attempts: Gauge::default(),
+            binlog_retained_bytes: Gauge::default(),
+            binlog_cap_bytes: Gauge::default(),
+            binlog_forced_purges: Counter::default(),
+            binlog_held_for: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -126,6 +152,28 @@ impl Metrics {
             "Control-loop rounds that failed, by kind of failure",
             m.reconcile_errors.clone(),
         );
+        if id.role == Role::Master {
+            r.register(
+                "binlog_retained_bytes",
+                "Bytes of binary logs the master keeps",
+                m.binlog_retained_bytes.clone(),
+            );
+            r.register(
+                "binlog_retention_cap_bytes",
+                "--binlog-retention-max-bytes in bytes; -1: no cap",
+                m.binlog_cap_bytes.clone(),
+            );
+            r.register(
+                "binlog_forced_purges",
+                "Purges past the cap of binary logs a replica still needed (it must be cloned again)",
+                m.binlog_forced_purges.clone(),
+            );
+            r.register(
+                "binlog_held_for",
+                "1 for the replica that expired binary logs are kept for",
+                m.binlog_held_for.clone(),
+            );
+        }
         r.register(
             "clone_streams_in_progress",
             "Clone streams being served",

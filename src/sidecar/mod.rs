@@ -8,11 +8,13 @@
 pub mod api;
 pub mod apply;
 pub mod control;
+pub mod fence;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
 pub mod readiness;
+pub mod retention;
 pub mod shared;
 
 use std::net::SocketAddr;
@@ -54,7 +56,15 @@ pub async fn serve(
         cfg.datadir,
         cfg.clone_token,
     );
-    run(shared, listener, cfg.tls, cfg.control, shutdown).await
+    run(
+        shared,
+        listener,
+        cfg.tls,
+        cfg.control,
+        cfg.retention,
+        shutdown,
+    )
+    .await
 }
 
 /// The agent port's HTTP endpoints over `shared`, served on `listener`
@@ -102,6 +112,7 @@ pub async fn run(
     listener: std::net::TcpListener,
     tls: Option<(PathBuf, PathBuf)>,
     settings: LoopSettings,
+    retention: Option<retention::RetentionSettings>,
     shutdown: Shutdown,
 ) -> Result<()> {
     let listen = listener.local_addr().io_context(|| "the listener".into())?;
@@ -115,6 +126,9 @@ pub async fn run(
         settings,
         shared.shutdown.clone(),
     ));
+    if let Some(r) = retention {
+        tokio::spawn(retention::run(shared.clone(), r, shared.shutdown.clone()));
+    }
 
     tokio::select! {
         r = &mut server => {

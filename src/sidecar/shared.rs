@@ -53,6 +53,7 @@ impl Shared {
             clone_stream: None,
             cloned_from: None,
             round_age_s: None,
+            binlog: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let metrics = Metrics::new(&identity);

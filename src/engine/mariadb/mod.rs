@@ -107,30 +107,55 @@ pub async fn compare_with_master(
         .unwrap_or(0);
     let master_state = sql::scalar(master, GTID_BINLOG_STATE).await?;
     let logs = sql::rows(master, "SHOW BINARY LOGS").await?;
-    let first = logs
+    let oldest = match logs
         .first()
         .and_then(|r| r.get("Log_name").cloned().flatten())
-        .unwrap_or_default();
-    let mut oldest = String::new();
-    if !first.is_empty() {
-        let events = sql::rows(
-            master,
-            &format!("SHOW BINLOG EVENTS IN {} LIMIT 4", quote(&first)),
-        )
-        .await?;
-        if let Some(info) = events.iter().find_map(|e| {
-            (e.get("Event_type").cloned().flatten().as_deref() == Some("Gtid_list"))
-                .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
-        }) {
-            oldest = gtid::gtid_list(&info);
-        }
-    }
+    {
+        Some(first) => binlog_start(master, &first).await?,
+        None => String::new(),
+    };
     let errant = gtid::errant(&state, own, &master_state, &oldest).join(",");
     Ok(GtidCheck {
         errant: GtidSet::new(&errant),
         missing: GtidSet::new(&gtid::missing(ours, &oldest).join(",")),
     })
 }
+
+/// The position binary log `name` starts from: its `Gtid_list` event, the
+/// last GTID of every (domain, server) logged before it.
+pub async fn binlog_start(conn: &mut Conn, name: &str) -> Result<String> {
+    let events = sql::rows(
+        conn,
+        &format!("SHOW BINLOG EVENTS IN {} LIMIT 4", quote(name)),
+    )
+    .await?;
+    Ok(events
+        .iter()
+        .find_map(|e| {
+            (e.get("Event_type").cloned().flatten().as_deref() == Some("Gtid_list"))
+                .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
+        })
+        .map(|info| gtid::gtid_list(&info))
+        .unwrap_or_default())
+}
+
+/// The statements that stop the server's own binary log expiry, from its
+/// settings (name, value): the agent's retention fence purges instead.
+pub fn stop_server_expiry(vars: &[(String, String)]) -> Vec<String> {
+    vars.iter()
+        .filter(|(name, value)| {
+            matches!(
+                name.as_str(),
+                "binlog_expire_logs_seconds" | "expire_logs_days" | "max_binlog_total_size"
+            ) && value.parse::<f64>().is_ok_and(|v| v != 0.0)
+        })
+        .map(|(name, _)| format!("SET GLOBAL {name} = 0"))
+        .collect()
+}
+
+/// The settings of the master's `mysql-sts.cnf` that keep the server from
+/// expiring binary logs by itself.
+pub const NO_SERVER_EXPIRY: &str = "binlog_expire_logs_seconds=0\nexpire_logs_days=0\n";
 
 /// A master whose data came from a clone has an empty binary log: its next
 /// transaction would reuse sequence numbers the replicas already have.

@@ -101,6 +101,38 @@ pub const HEARTBEATS: &str = "SELECT s.COUNT_RECEIVED_HEARTBEATS, c.HEARTBEAT_IN
      JOIN performance_schema.replication_connection_configuration c USING (CHANNEL_NAME) \
      WHERE CHANNEL_NAME = ''";
 
+/// The GTIDs logged before binary log `name` began: its `Previous_gtids`
+/// event.
+pub async fn binlog_start(conn: &mut Conn, name: &str) -> Result<String> {
+    let events = sql::rows(
+        conn,
+        &format!("SHOW BINLOG EVENTS IN {} LIMIT 3", quote(name)),
+    )
+    .await?;
+    Ok(events
+        .iter()
+        .find_map(|e| {
+            (e.get("Event_type").cloned().flatten().as_deref() == Some("Previous_gtids"))
+                .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
+        })
+        .map(|info| info.split_whitespace().collect())
+        .unwrap_or_default())
+}
+
+/// The statements that stop the server's own binary log expiry, from its
+/// settings (name, value): the agent's retention fence purges instead.
+pub fn stop_server_expiry(vars: &[(String, String)]) -> Vec<String> {
+    vars.iter()
+        .filter(|(name, value)| name == "binlog_expire_logs_auto_purge" && value == "ON")
+        .map(|(name, _)| format!("SET GLOBAL {name} = OFF"))
+        .collect()
+}
+
+/// The setting of the master's `mysql-sts.cnf` that keeps the server from
+/// expiring binary logs by itself (at start-up too); the agent reads
+/// `binlog_expire_logs_seconds` as the expiry it applies.
+pub const NO_SERVER_EXPIRY: &str = "binlog_expire_logs_auto_purge=OFF\n";
+
 /// The transactions `ours` has that the master has not, and those the master
 /// has purged that `ours` lacks. The set arithmetic is the server's own
 /// `GTID_SUBTRACT`.

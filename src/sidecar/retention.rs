@@ -1,0 +1,356 @@
+//! The master's binary log retention fence, its I/O: every round it learns
+//! what each replica has executed (their `/status`, remembered in the
+//! datadir for the replicas that are down), keeps the server's own expiry
+//! off, and purges what [`crate::sidecar::fence`] says may go.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hickory_resolver::TokioResolver;
+use mysql_async::Conn;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::datadir::{self, Datadir};
+use crate::engine::{Flavor, binlog};
+use crate::error::Result;
+use crate::net::agent_client::AgentClient;
+use crate::net::dns::peers;
+use crate::pod::{Role, peer_name};
+use crate::sidecar::fence::{self, Limits, Log, Replica};
+use crate::sidecar::shared::Shared;
+use crate::status::{BinlogStatus, Phase, Status};
+
+/// How long a replica's agent may take to say where it is.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the logs stay past the cap before logs a replica needs go: a
+/// replica that is connected and a moment behind (its status a round old)
+/// catches up meanwhile, and only the ones that are away are cut off.
+const CAP_GRACE: Duration = Duration::from_secs(10);
+
+/// The cap on the binary logs' size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteLimit {
+    None,
+    Bytes(u64),
+    /// A share of the size of the filesystem the logs are on.
+    Percent(u8),
+}
+
+impl std::str::FromStr for ByteLimit {
+    type Err = String;
+
+    /// `0` (no cap), a number of bytes with an optional `KiB`, `MiB`, `GiB`
+    /// or `TiB`, or a share of the volume such as `25%`.
+    fn from_str(s: &str) -> std::result::Result<ByteLimit, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            return match p.trim().parse::<u8>() {
+                Ok(n @ 1..=100) => Ok(ByteLimit::Percent(n)),
+                _ => Err(format!("{s:?}: a share of the volume is 1% to 100%")),
+            };
+        }
+        let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "KiB" => 10,
+            "MiB" => 20,
+            "GiB" => 30,
+            "TiB" => 40,
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB or %)"
+                ));
+            }
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{s:?}: not a number of bytes"))?;
+        match n.checked_mul(1 << shift) {
+            Some(0) => Ok(ByteLimit::None),
+            Some(b) => Ok(ByteLimit::Bytes(b)),
+            None => Err(format!("{s:?}: too large")),
+        }
+    }
+}
+
+impl ByteLimit {
+    /// The cap in bytes for logs on a filesystem of `fs_size` bytes.
+    pub fn bytes(self, fs_size: impl FnOnce() -> Option<u64>) -> Option<u64> {
+        match self {
+            ByteLimit::None => None,
+            ByteLimit::Bytes(b) => Some(b),
+            ByteLimit::Percent(p) => fs_size().map(|s| s / 100 * u64::from(p)),
+        }
+    }
+}
+
+/// Settings of the fence.
+pub struct RetentionSettings {
+    /// Logs expire after this long (no replica needing them); `None`: never.
+    pub expire: Option<Duration>,
+    pub max_bytes: ByteLimit,
+    /// The StatefulSet's number of pods (0: those whose names resolve, and
+    /// those remembered).
+    pub replicas: u32,
+    pub peer_domain: String,
+    pub interval: Duration,
+    pub http: AgentClient,
+    pub resolver: TokioResolver,
+}
+
+struct Retention {
+    shared: Arc<Shared>,
+    s: RetentionSettings,
+    conn: Option<Conn>,
+    /// What each replica executed, as last heard.
+    positions: BTreeMap<String, String>,
+    /// What each log starts from (a log's start never changes).
+    starts: HashMap<String, String>,
+    held_for: Option<String>,
+    forced_purges: u64,
+    /// Since when the cap would make logs a replica needs go.
+    over_cap_since: Option<Instant>,
+}
+
+/// Runs the fence on the master until `stop` fires.
+pub async fn run(shared: Arc<Shared>, s: RetentionSettings, stop: CancellationToken) {
+    let positions = Datadir::new(&shared.datadir).replica_positions();
+    let mut r = Retention {
+        shared,
+        s,
+        conn: None,
+        positions,
+        starts: HashMap::new(),
+        held_for: None,
+        forced_purges: 0,
+        over_cap_since: None,
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(r.s.interval) => {}
+        }
+        if let Err(e) = r.round().await {
+            warn!(error = %e, "binary log retention round failed");
+            r.conn = None;
+        }
+    }
+}
+
+impl Retention {
+    async fn round(&mut self) -> Result<()> {
+        let Some(flavor) = self.shared.flavor() else {
+            return Ok(());
+        };
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.shared.local.connect(Duration::from_secs(5)).await?,
+        };
+        self.stop_server_expiry(&mut conn, flavor).await?;
+        let replicas = self.replicas().await;
+        let dir = binlog::dir(&mut conn).await?;
+        let logs = self.logs(&mut conn, flavor, dir.as_deref()).await?;
+        let limits = Limits {
+            expire: self.s.expire,
+            max_bytes: self.s.max_bytes.bytes(|| {
+                dir.as_deref()
+                    .and_then(|d| rustix::fs::statvfs(d).ok())
+                    .map(|v| v.f_blocks.saturating_mul(v.f_frsize))
+            }),
+        };
+        let contains = |a: &str, b: &str| flavor.gtid_contains(a, b);
+        let mut d = fence::decide(&logs, &replicas, limits, contains);
+        if d.forced.is_empty() {
+            self.over_cap_since = None;
+        } else if self
+            .over_cap_since
+            .get_or_insert_with(Instant::now)
+            .elapsed()
+            < CAP_GRACE
+        {
+            let uncapped = Limits {
+                max_bytes: None,
+                ..limits
+            };
+            d = fence::decide(&logs, &replicas, uncapped, contains);
+        }
+        if let Some(to) = &d.purge_to {
+            if d.forced.is_empty() {
+                info!(to = %to, "purging binary logs no replica needs");
+            } else {
+                self.forced_purges += 1;
+                self.shared.metrics.binlog_forced_purges.inc();
+                warn!(
+                    to = %to,
+                    cap_bytes = limits.max_bytes,
+                    replicas = ?d.forced,
+                    "the binary logs passed --binlog-retention-max-bytes: purging logs that {} still need; {} will have to be cloned again",
+                    d.forced.join(", "),
+                    if d.forced.len() == 1 { "it" } else { "they" }
+                );
+            }
+            binlog::purge_to(&mut conn, to).await?;
+        }
+        if d.holder != self.held_for {
+            match &d.holder {
+                Some(h) => info!(
+                    replica = %h,
+                    position = %self.positions.get(h).map_or("", String::as_str),
+                    "keeping expired binary logs for a replica that has not executed them"
+                ),
+                None => info!("no replica holds expired binary logs back any more"),
+            }
+            self.shared
+                .metrics
+                .binlog_held_for(self.held_for.as_deref(), d.holder.as_deref());
+            self.held_for = d.holder.clone();
+        }
+        let kept = logs
+            .iter()
+            .skip_while(|l| d.purge_to.as_ref().is_some_and(|to| &l.name != to))
+            .count();
+        let m = &self.shared.metrics;
+        m.binlog_retained_bytes.set(d.retained_bytes as i64);
+        m.binlog_cap_bytes
+            .set(limits.max_bytes.map_or(-1, |b| b as i64));
+        let status = BinlogStatus {
+            logs: kept,
+            retained_bytes: d.retained_bytes,
+            cap_bytes: limits.max_bytes,
+            held_for: d.holder,
+            forced_purges: self.forced_purges,
+            replica_positions: self.positions.clone(),
+        };
+        self.shared.update(|st| st.binlog = Some(status));
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// The server must not expire logs by itself: it knows nothing of the
+    /// replicas that are down.
+    async fn stop_server_expiry(&mut self, conn: &mut Conn, flavor: Flavor) -> Result<()> {
+        let settings = binlog::expiry_settings(conn).await?;
+        for stmt in flavor.stop_server_expiry(&settings) {
+            warn!(statement = %stmt, "the server was set to expire binary logs by itself, which would purge logs a replica needs; turned off (the agent expires them: --binlog-expire)");
+            crate::net::sql::exec(conn, &stmt).await?;
+        }
+        Ok(())
+    }
+
+    /// Every replica that exists, with its position: asked now, or as last
+    /// heard (and remembered on the volume).
+    async fn replicas(&mut self) -> Vec<Replica> {
+        let id = &self.shared.identity;
+        let names = |n: u32| peer_name(&format!("{}-{n}", id.statefulset), &self.s.peer_domain);
+        let found = peers(&self.s.resolver, names, self.s.replicas).await;
+        let mut changed = false;
+        let mut exist: Vec<String> = Vec::new();
+        for p in &found {
+            let pod = p.name.split('.').next().unwrap_or(&p.name).to_owned();
+            if p.ip.is_some()
+                && let Some(executed) = self.ask(&p.name).await
+                && self.positions.get(&pod) != Some(&executed)
+            {
+                self.positions.insert(pod.clone(), executed);
+                changed = true;
+            }
+            exist.push(pod);
+        }
+        // With a known count, the pods past it are gone (scaled down); without
+        // one, a remembered replica may only be down.
+        if self.s.replicas > 0 {
+            let before = self.positions.len();
+            self.positions.retain(|name, _| exist.contains(name));
+            changed |= self.positions.len() != before;
+        } else {
+            exist.extend(
+                self.positions
+                    .keys()
+                    .filter(|k| !exist.contains(k))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        if changed
+            && let Err(e) =
+                Datadir::new(&self.shared.datadir).record_replica_positions(&self.positions)
+        {
+            warn!(error = %e, file = datadir::REPLICA_POSITIONS, "cannot remember the replicas' positions");
+        }
+        exist
+            .into_iter()
+            .map(|name| Replica {
+                executed: self.positions.get(&name).cloned(),
+                name,
+            })
+            .collect()
+    }
+
+    /// What a replica's sidecar says it executed; `None` when it does not
+    /// answer as a replica's sidecar in its control loop.
+    async fn ask(&self, host: &str) -> Option<String> {
+        let resp = self.s.http.get(host, "/status", ASK_TIMEOUT).await.ok()?;
+        let st: Status = resp.error_for_status().ok()?.json().await.ok()?;
+        (st.identity.role == Role::Replica && st.phase == Phase::Replicating)
+            .then_some(st.gtid_executed)
+            .flatten()
+            .filter(|g| !g.is_empty())
+    }
+
+    /// The master's binary logs, oldest first, with their start and age.
+    async fn logs(
+        &mut self,
+        conn: &mut Conn,
+        flavor: Flavor,
+        dir: Option<&std::path::Path>,
+    ) -> Result<Vec<Log>> {
+        let listed = binlog::list(conn).await?;
+        let now = SystemTime::now();
+        self.starts
+            .retain(|name, _| listed.iter().any(|l| &l.name == name));
+        let mut logs = Vec::with_capacity(listed.len());
+        for l in listed {
+            let start = match self.starts.get(&l.name) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = flavor.binlog_start(conn, &l.name).await?;
+                    self.starts.insert(l.name.clone(), s.clone());
+                    s
+                }
+            };
+            logs.push(Log {
+                age: dir.and_then(|d| binlog::age(d, &l.name, now)),
+                name: l.name,
+                size: l.size,
+                start,
+            });
+        }
+        Ok(logs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_limits() {
+        for (text, want) in [
+            ("0", ByteLimit::None),
+            ("1048576", ByteLimit::Bytes(1 << 20)),
+            ("64MiB", ByteLimit::Bytes(64 << 20)),
+            ("10 GiB", ByteLimit::Bytes(10 << 30)),
+            ("25%", ByteLimit::Percent(25)),
+        ] {
+            assert_eq!(text.parse::<ByteLimit>(), Ok(want), "{text}");
+        }
+        for bad in ["", "-1", "10GB", "0%", "101%", "x", "99999999999TiB"] {
+            assert!(bad.parse::<ByteLimit>().is_err(), "{bad}");
+        }
+        assert_eq!(ByteLimit::Percent(25).bytes(|| Some(1000)), Some(250));
+        assert_eq!(ByteLimit::Percent(25).bytes(|| None), None);
+        assert_eq!(ByteLimit::None.bytes(|| Some(1000)), None);
+    }
+}

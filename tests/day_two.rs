@@ -1,0 +1,256 @@
+//! Day-two operations on real servers, for each engine: the master keeps the
+//! binary logs a replica that is down still needs (across restarts of its
+//! sidecar, whatever the server's own expiry says) and lets them go once
+//! it caught up, or once they pass the disk cap (then the replica says it
+//! cannot catch up).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql_async::prelude::Queryable;
+
+async fn count(c: &Cluster, n: u32, sql: &str) -> u64 {
+    let mut conn = c.root(n).await;
+    let v = scalar(&mut conn, sql).await;
+    let _ = conn.disconnect().await;
+    v.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+async fn binlogs(c: &Cluster) -> usize {
+    let mut conn = c.root(0).await;
+    let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
+    conn.disconnect().await.unwrap();
+    logs.len()
+}
+
+/// Waits until `check` holds for the master's status; panics with the last
+/// status and the master's sidecar log.
+async fn wait_master(
+    c: &Cluster,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let st = c.status(0).await;
+        if check(&st) {
+            return st;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what}: not within {within:?}; master status: {st}\nsidecar log:\n{}",
+            tail(&c.pod(0).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `rounds` times: a transaction of about `bytes` on the master, then a new
+/// binary log.
+async fn write_and_rotate(c: &Cluster, rounds: u32, bytes: usize) {
+    let mut m = c.root(0).await;
+    for _ in 0..rounds {
+        m.exec_drop("INSERT INTO app.r (pad) VALUES (REPEAT('x', ?))", (bytes,))
+            .await
+            .unwrap();
+        m.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    }
+    m.disconnect().await.unwrap();
+}
+
+/// The server's own expiry, set short on the master as someone might.
+async fn set_server_expiry_short(c: &Cluster) {
+    let mut m = c.root(0).await;
+    let sql = match c.engine {
+        Engine::Mysql => {
+            "SET GLOBAL binlog_expire_logs_seconds = 1; SET GLOBAL binlog_expire_logs_auto_purge = ON"
+        }
+        Engine::Mariadb | Engine::Mariadb11 => "SET GLOBAL binlog_expire_logs_seconds = 1",
+    };
+    m.query_drop(sql).await.unwrap();
+    m.disconnect().await.unwrap();
+}
+
+async fn server_expiry_off(c: &Cluster) -> bool {
+    let sql = match c.engine {
+        Engine::Mysql => "SELECT @@global.binlog_expire_logs_auto_purge",
+        Engine::Mariadb | Engine::Mariadb11 => "SELECT @@global.binlog_expire_logs_seconds",
+    };
+    count(c, 0, sql).await == 0
+}
+
+async fn retention(engine: Engine) {
+    let e = engine.name();
+    let mut c = Cluster::new(engine);
+    // Every log expires a second after its last write: only the fence
+    // keeps it.
+    c.extra_env
+        .push(("MYSQL_STS_BINLOG_EXPIRE".into(), "1s".into()));
+    for n in 0..3 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(180)).await;
+    }
+    // The master's sidecar counts the pods as the chart makes it (started in
+    // order above, an empty master does not wait for peers).
+    c.extra_env.push(("MYSQL_STS_REPLICAS".into(), "3".into()));
+    c.kill_sidecar(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(30)).await;
+    let mut m = c.root(0).await;
+    m.query_drop("CREATE DATABASE app").await.unwrap();
+    m.query_drop(
+        "CREATE TABLE app.r (id BIGINT AUTO_INCREMENT PRIMARY KEY, pad LONGTEXT) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    m.disconnect().await.unwrap();
+
+    // The server's own expiry is turned off by the master's sidecar.
+    set_server_expiry_short(&c).await;
+    let started = Instant::now();
+    while !server_expiry_off(&c).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "[{e}] the server's own expiry is still on\n{}",
+            tail(&c.pod(0).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "[{e}] the server's own expiry turned off in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // mysql-2 goes down, its position known; the master writes on.
+    wait_master(
+        &c,
+        "mysql-2's position known",
+        Duration::from_secs(30),
+        |st| st["binlog"]["replica_positions"]["mysql-2"].is_string(),
+    )
+    .await;
+    let cloned_before = c.status(2).await["cloned_from"].clone();
+    c.stop_pod(2);
+    write_and_rotate(&c, 20, 1000).await;
+    // The logs expired (1 s), rounds went by: they are all still there.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let st = wait_master(
+        &c,
+        "the logs held for mysql-2",
+        Duration::from_secs(10),
+        |st| st["binlog"]["held_for"] == "mysql-2",
+    )
+    .await;
+    let held = binlogs(&c).await;
+    assert!(held > 20, "[{e}] {held} binary logs left: {st}");
+    let (_, metrics) = c.get(0, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("mysql_sts_binlog_held_for{replica=\"mysql-2\"} 1"),
+        "[{e}] {metrics}"
+    );
+    // Remembered across a restart of the master's sidecar, while mysql-2 is
+    // still down (it cannot be asked).
+    c.kill_sidecar(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after_restart = binlogs(&c).await;
+    assert!(
+        after_restart >= held,
+        "[{e}] {after_restart} binary logs left after the sidecar's restart, {held} before"
+    );
+
+    // mysql-2 comes back and catches up from the logs: no re-clone.
+    let started = Instant::now();
+    c.start_pod(2).await;
+    c.wait_ready(2, Duration::from_secs(60)).await;
+    let rows = count(&c, 0, "SELECT COUNT(*) FROM app.r").await;
+    while count(&c, 2, "SELECT COUNT(*) FROM app.r").await != rows {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "[{e}] mysql-2 did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        c.status(2).await["cloned_from"],
+        cloned_before,
+        "[{e}] mysql-2 was cloned again"
+    );
+    eprintln!(
+        "[{e}] mysql-2, down through 20 binary logs with a 1 s expiry ({held} logs kept), caught up without a re-clone in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Caught up: the expired logs go.
+    wait_master(&c, "the logs released", Duration::from_secs(30), |st| {
+        st["binlog"]["held_for"].is_null() && st["binlog"]["logs"].as_u64().is_some_and(|n| n <= 2)
+    })
+    .await;
+
+    // Past the cap: the logs go anyway, and mysql-2 cannot catch up.
+    c.extra_env.push((
+        "MYSQL_STS_BINLOG_RETENTION_MAX_BYTES".into(),
+        "256KiB".into(),
+    ));
+    c.kill_sidecar(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(30)).await;
+    c.stop_pod(2);
+    write_and_rotate(&c, 20, 64 << 10).await;
+    let st = wait_master(&c, "a forced purge", Duration::from_secs(40), |st| {
+        st["binlog"]["forced_purges"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+            && st["binlog"]["retained_bytes"]
+                .as_u64()
+                .is_some_and(|b| b <= 256 << 10)
+    })
+    .await;
+    let log = std::fs::read_to_string(c.pod(0).log("sidecar")).unwrap();
+    assert!(
+        log.contains("purging logs that mysql-2 still need; it will have to be cloned again"),
+        "[{e}] the master's log does not say which replica lost its logs:\n{}",
+        tail(&c.pod(0).log("sidecar"))
+    );
+    let (_, metrics) = c.get(0, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("mysql_sts_binlog_forced_purges_total 1"),
+        "[{e}] {metrics}"
+    );
+    c.start_pod(2).await;
+    let started = Instant::now();
+    loop {
+        // Its sidecar may not listen yet.
+        let st = c.get(2, "/status").await.unwrap_or_default().1;
+        if st.contains("\"cause\":\"purged_transactions\"") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "[{e}] mysql-2 does not say it lacks purged transactions: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "[{e}] past the 256 KiB cap: {} bytes kept, mysql-2 says purged_transactions",
+        st["binlog"]["retained_bytes"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_binlog_retention() {
+    retention(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_binlog_retention() {
+    retention(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_binlog_retention() {
+    retention(Engine::Mysql).await;
+}
