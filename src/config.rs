@@ -43,6 +43,9 @@ pub enum Command {
     Identity,
     /// Asks the local sidecar; exits 0 when OK, 1 when not.
     Probe(ProbeArgs),
+    /// Every pod of the StatefulSet: role, readiness and its cause, GTIDs,
+    /// lag, source, clone origin, version; exits 0 when all are ready, 1 when not.
+    Status(StatusArgs),
     /// Copies this binary to DIR/mysql-sts, for an init step that hands it to
     /// the database containers of the pod through a shared volume; exits.
     Install {
@@ -266,6 +269,19 @@ pub struct SidecarArgs {
         default_value = "25%"
     )]
     pub binlog_retention_max_bytes: ByteLimit,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// `table` for people, `json` for scripts
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -622,6 +638,40 @@ fn sidecar_token(flavor: Option<Flavor>, token: Result<Secret>) -> Result<Option
             Ok(None)
         }
     }
+}
+
+/// Everything `mysql-sts status` needs.
+pub struct StatusConfig {
+    pub statefulset: String,
+    pub peer_domain: String,
+    pub replicas: u32,
+    pub resolver: hickory_resolver::TokioResolver,
+    pub http: AgentClient,
+    pub output: Output,
+}
+
+impl StatusConfig {
+    /// The DNS name of pod `n`.
+    pub fn name(&self, n: u32) -> String {
+        crate::pod::peer_name(&format!("{}-{n}", self.statefulset), &self.peer_domain)
+    }
+}
+
+pub fn status(c: &CommonArgs, args: &StatusArgs) -> Result<StatusConfig> {
+    let resolver = crate::net::dns::resolver()?;
+    Ok(StatusConfig {
+        statefulset: c.identity()?.statefulset,
+        peer_domain: c.peer_domain()?,
+        replicas: c.replicas,
+        http: AgentClient::new(
+            c.tls_ca_file.as_deref(),
+            c.agent_port,
+            Some(resolver.clone()),
+            None,
+        )?,
+        resolver,
+        output: args.output,
+    })
 }
 
 /// Everything `mysql-sts probe` needs.

@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mysql_sts::config::{self, Cli, Command, LogFormat};
+use mysql_sts::config::{self, Cli, Command, LogFormat, Output};
 use mysql_sts::error::{Result, exit};
 use mysql_sts::shutdown::Shutdown;
-use mysql_sts::{init, install, probe, sidecar};
+use mysql_sts::{init, install, overview, probe, sidecar};
 
 fn main() -> ExitCode {
     // The agent holds every secret of the cluster: no core dump of it, and
@@ -70,6 +70,23 @@ async fn run(cli: Cli) -> Result<i32> {
             let (ok, said) = probe::run(&config::probe(c, args)?).await;
             println!("{said}");
             Ok(if ok { exit::OK } else { exit::OTHER })
+        }
+        Command::Status(args) => {
+            let cfg = config::status(c, args)?;
+            let reports =
+                overview::ask_all(|n| cfg.name(n), cfg.replicas, &cfg.resolver, &cfg.http).await;
+            match cfg.output {
+                Output::Table => print!("{}", overview::table(&reports)),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reports).expect("reports serialise")
+                ),
+            }
+            Ok(if reports.iter().all(|r| r.ready()) {
+                exit::OK
+            } else {
+                exit::OTHER
+            })
         }
         Command::Init(args) => {
             let cfg = config::init(c, args).await?;

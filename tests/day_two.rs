@@ -82,6 +82,21 @@ async fn server_expiry_off(c: &Cluster) -> bool {
     count(c, 0, sql).await == 0
 }
 
+/// `mysql-sts status` run in pod `n`: its exit code and output.
+fn status_command(c: &Cluster, n: u32, args: &[&str]) -> (i32, String) {
+    let mut argv = vec!["status"];
+    argv.extend_from_slice(args);
+    let out = c.pod_command(n, &c.agent_argv(&argv)).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 async fn retention(engine: Engine) {
     let e = engine.name();
     let mut c = Cluster::new(engine);
@@ -184,6 +199,22 @@ async fn retention(engine: Engine) {
         "[{e}] mysql-2, down through 20 binary logs with a 1 s expiry ({held} logs kept), caught up without a re-clone in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Every pod ready: `mysql-sts status` in any pod says so.
+    let (code, table) = status_command(&c, 1, &[]);
+    eprintln!("[{e}] mysql-sts status:\n{table}");
+    assert_eq!(code, 0, "[{e}] {table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "[{e}] {table}");
+    assert!(
+        lines[1].starts_with("mysql-0") && lines[1].contains("master_writable"),
+        "[{e}] {table}"
+    );
+    for line in &lines[2..] {
+        assert!(
+            line.contains("replica") && line.contains(" yes ") && line.contains("mysql-0"),
+            "[{e}] {table}"
+        );
+    }
     // Caught up: the expired logs go.
     wait_master(&c, "the logs released", Duration::from_secs(30), |st| {
         st["binlog"]["held_for"].is_null() && st["binlog"]["logs"].as_u64().is_some_and(|n| n <= 2)
@@ -238,6 +269,27 @@ async fn retention(engine: Engine) {
         "[{e}] past the 256 KiB cap: {} bytes kept, mysql-2 says purged_transactions",
         st["binlog"]["retained_bytes"]
     );
+    // One pod broken: the command says which, why, and exits 1.
+    let (code, table) = status_command(&c, 0, &[]);
+    eprintln!("[{e}] mysql-sts status:\n{table}");
+    assert_eq!(code, 1, "[{e}] {table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("mysql-2")
+            && l.contains(" no ")
+            && l.contains("purged_transactions"))
+            && table.contains("mysql-2: the master has purged binary logs"),
+        "[{e}] {table}"
+    );
+    let (code, json) = status_command(&c, 2, &["--output", "json"]);
+    assert_eq!(code, 1, "[{e}] {json}");
+    let pods: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ready: Vec<bool> = pods
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"]["ready"]["ready"] == true)
+        .collect();
+    assert_eq!(ready, [true, true, false], "[{e}] {json}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

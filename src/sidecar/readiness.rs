@@ -118,14 +118,14 @@ impl Readiness {
             reason: "the first check has not run yet".into(),
         }
     }
-    fn yes(cause: Cause, reason: impl Into<String>) -> Self {
+    pub fn yes(cause: Cause, reason: impl Into<String>) -> Self {
         Readiness {
             ready: true,
             cause,
             reason: reason.into(),
         }
     }
-    fn no(cause: Cause, reason: impl Into<String>) -> Self {
+    pub fn no(cause: Cause, reason: impl Into<String>) -> Self {
         Readiness {
             ready: false,
             cause,
