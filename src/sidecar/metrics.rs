@@ -58,6 +58,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Gives every replica its `binlog_held_for` series (0 until it holds
+    /// logs), so that dashboards and alerts see them from the start.
+    pub fn binlog_replicas<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for replica in names {
+            self.binlog_held_for
+                .get_or_create(&ReplicaLabel {
+                    replica: replica.to_owned(),
+                })
+                .inc_by(0);
+        }
+    }
+
     /// Moves the binary log holder's mark from `old` to `new`.
     pub fn binlog_held_for(&self, old: Option<&str>, new: Option<&str>) {
         for (name, v) in [(old, 0), (new, 1)] {

@@ -150,6 +150,9 @@ impl Retention {
         };
         self.stop_server_expiry(&mut conn, flavor).await?;
         let replicas = self.replicas().await;
+        self.shared
+            .metrics
+            .binlog_replicas(replicas.iter().map(|r| r.name.as_str()));
         let dir = binlog::dir(&mut conn).await?;
         let logs = self.logs(&mut conn, flavor, dir.as_deref()).await?;
         let limits = Limits {

@@ -5,6 +5,7 @@ rendered object strictly against the Kubernetes schemas (kubernetes-validate),
 checks what each variant must change, that bad values are refused, and that
 the pod runs the agent exactly as the docker compose cluster does."""
 
+import json
 import re
 import subprocess
 import sys
@@ -30,6 +31,8 @@ VARIANTS = {
         "metrics": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
     }},
     "monitored": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "alerting": {"prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+                 "grafanaDashboard": {"enabled": True}},
     "plain-http": {"tls": {"enabled": False}},
     "cert-manager-tls": {"tls": {"existingSecret": "db-agent-tls"}},
 }
@@ -175,6 +178,7 @@ def main():
         for m in monitors:
             check(m["spec"]["endpoints"][0]["port"] == "agent" and m["metadata"]["labels"]["release"] == "prom",
                   f"{name}: ServiceMonitor scrapes the agent port")
+        check_alerting(name, objs, sts)
         print(f"ok   {name}: {len(objs)} objects valid for Kubernetes {version}")
 
     for bad in ({"flavor": "postgres"}, {"replicas": 0}, {"podManagementPolicy": "OrderedReady"},
@@ -193,6 +197,56 @@ def main():
         print(f"{len(failures)} chart check(s) failed")
         sys.exit(1)
     print("chart checks passed")
+
+
+# What the README's Day two section lists.
+ALERTS = {"MysqlStsPodNotReady", "MysqlStsErrantTransactions", "MysqlStsPurgedTransactions",
+          "MysqlStsReplicationLag", "MysqlStsCloneFailures", "MysqlStsBinlogRetentionNearCap",
+          "MysqlStsBinlogForcedPurge"}
+
+
+def promtool_check_rules(groups, what):
+    """`promtool check rules` (Prometheus' own parser and checks) on `groups`."""
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        yaml.safe_dump({"groups": groups}, f)
+        f.flush()
+        r = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+    check(r.returncode == 0, f"{what}: promtool check rules: {r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def check_alerting(name, objs, sts):
+    """The PrometheusRule passes promtool and selects this release's pods;
+    every query of the Grafana dashboard parses as PromQL (promtool checks it
+    as a recording rule)."""
+    rules = by_kind(objs, "PrometheusRule")
+    boards = [o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
+    check(len(rules) == len(boards) == (1 if name == "alerting" else 0), f"{name}: PrometheusRule and dashboard")
+    for r in rules:
+        check(r["metadata"]["labels"].get("release") == "prom", f"{name}: PrometheusRule labels")
+        groups = r["spec"]["groups"]
+        alerts = [rule for g in groups for rule in g["rules"]]
+        check({a["alert"] for a in alerts} == ALERTS, f"{name}: alerts {[a['alert'] for a in alerts]}")
+        selector = f'namespace="prod",pod=~"{sts["metadata"]["name"]}-[0-9]+"'
+        for a in alerts:
+            check(selector in a["expr"] and "__SELECTOR__" not in a["expr"],
+                  f"{name}: {a['alert']} selects the release's pods: {a['expr']}")
+        out = promtool_check_rules(groups, f"{name}: PrometheusRule")
+        check(f"{len(ALERTS)} rules found" in out, f"{name}: promtool saw every rule: {out}")
+    for b in boards:
+        check(b["metadata"]["labels"].get("grafana_dashboard") == "1", f"{name}: dashboard label for Grafana's sidecar")
+        board = json.loads(b["data"]["mysql-sts.json"])
+        exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+        check(len(exprs) >= 10, f"{name}: dashboard queries: {len(exprs)}")
+        queries = [{"record": f"dashboard:query_{i}", "expr": dashboard_query(e)} for i, e in enumerate(exprs)]
+        out = promtool_check_rules([{"name": "dashboard", "rules": queries}], f"{name}: dashboard queries")
+        check(f"{len(queries)} rules found" in out, f"{name}: promtool parsed every dashboard query: {out}")
+
+
+def dashboard_query(expr):
+    """A dashboard query as Grafana sends it, its variables filled in."""
+    return (expr.replace("$__rate_interval", "1m").replace("$namespace", "prod").replace("$pod", ".+"))
 
 
 def check_gitops():
