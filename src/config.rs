@@ -238,6 +238,13 @@ pub struct InitArgs {
     /// datadir, and moves data an earlier layout kept at the root into it
     #[arg(long, env = "MYSQL_STS_VOLUME_ROOT")]
     pub volume_root: Option<PathBuf>,
+    /// Once init is done, run this command in its place: the server, so
+    /// that every start of the server's container goes through init (a
+    /// re-clone asked by the sidecar, a half-finished clone, an emptied
+    /// datadir are dealt with before the server touches the data), e.g.
+    /// `-- docker-entrypoint.sh mysqld`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub exec: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +276,15 @@ pub struct SidecarArgs {
         default_value = "25%"
     )]
     pub binlog_retention_max_bytes: ByteLimit,
+    /// A replica whose data cannot follow the master (errant transactions,
+    /// diverged, or transactions the master purged) moves its data aside with
+    /// a record of why and clones again, with no human. Needs the server
+    /// started through `mysql-sts init -- <server>` (the chart does)
+    #[arg(long, env = "MYSQL_STS_AUTO_RECLONE")]
+    pub auto_reclone: bool,
+    /// With --auto-reclone: at most one automatic re-clone per this interval
+    #[arg(long, env = "MYSQL_STS_AUTO_RECLONE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub auto_reclone_interval: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -621,6 +637,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
             interval: args.reconcile_interval,
             semi_sync: c.semi_sync(),
             tls_ca: c.tls_ca_file.clone(),
+            auto_reclone: args.auto_reclone.then_some(args.auto_reclone_interval),
         },
         listen: SocketAddr::new(args.listen_address, c.agent_port),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),

@@ -77,6 +77,26 @@ pub struct CloneInfo {
     pub failed_attempts: u32,
 }
 
+/// Why a replica's sidecar asked for its data to be cloned again
+/// (`--auto-reclone`): kept in the request file, which goes aside with the
+/// old data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecloneRecord {
+    /// Unix time of the request.
+    pub at: u64,
+    /// What was wrong: `errant transactions` or `purged transactions`.
+    pub why: String,
+    /// Transactions this data held that the master did not.
+    pub errant: Option<String>,
+    /// Transactions the master had purged that this data lacked.
+    pub missing: Option<String>,
+    /// What this data had executed.
+    pub executed: String,
+    /// The master, and its GTID state then.
+    pub master: String,
+    pub master_gtid: Option<String>,
+}
+
 /// A datadir on disk.
 #[derive(Debug, Clone)]
 pub struct Datadir {
@@ -214,13 +234,37 @@ impl Datadir {
             fs::rename(self.path.join(&name), aside.join(&name))
                 .io_context(|| format!("cannot move {name} aside to {}", aside.display()))?;
         }
-        sync_path(&self.path)?;
+        // The request goes with the old data: it records why it was moved.
         let request = self.path.join(RECLONE_REQUEST);
         if request.exists() {
-            fs::remove_file(&request)
-                .io_context(|| format!("cannot remove {}", request.display()))?;
+            fs::rename(&request, aside.join(RECLONE_REQUEST))
+                .io_context(|| format!("cannot move {} aside", request.display()))?;
         }
+        sync_path(&self.path)?;
         Ok(aside)
+    }
+
+    /// Asks for a re-clone at the next start of init, with why, durably.
+    pub fn request_reclone(&self, record: &RecloneRecord) -> Result<()> {
+        let path = self.path.join(RECLONE_REQUEST);
+        let text = serde_json::to_vec_pretty(record).expect("record serialises");
+        fs::write(&path, text).io_context(|| format!("cannot write {}", path.display()))?;
+        sync_path(&path)?;
+        sync_path(&self.path)
+    }
+
+    /// The records of the re-clones that moved data aside, oldest first (a
+    /// request made by hand, an empty file, has none).
+    pub fn reclones(&self) -> Vec<RecloneRecord> {
+        let Ok(rd) = fs::read_dir(self.path.join(OLD_DIR)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<RecloneRecord> = rd
+            .filter_map(|e| fs::read(e.ok()?.path().join(RECLONE_REQUEST)).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        out.sort_by_key(|r| r.at);
+        out
     }
 
     /// The errant transactions recorded when this data was found diverged.
@@ -597,6 +641,30 @@ mod tests {
         assert!(aside.join("mysql").is_dir());
         assert_eq!(fs::read(aside.join("ibdata1")).unwrap(), b"x");
         assert!(aside.join(CLONE_INFO).exists());
+        // A request made by hand is kept, and records nothing.
+        assert!(aside.join(RECLONE_REQUEST).exists());
+        assert_eq!(dd.reclones(), []);
+        fs::remove_dir_all(&dd.path).unwrap();
+    }
+
+    #[test]
+    fn a_reclone_record_goes_aside_with_the_data() {
+        let dd = tmp("record");
+        fs::create_dir(dd.path.join("mysql")).unwrap();
+        let record = RecloneRecord {
+            at: 1_700_000_000,
+            why: "errant transactions".into(),
+            errant: Some("0-102-1".into()),
+            missing: None,
+            executed: "0-102-1".into(),
+            master: "mysql-0.h".into(),
+            master_gtid: Some("0-100-9".into()),
+        };
+        dd.request_reclone(&record).unwrap();
+        assert!(dd.reclone_requested());
+        let aside = dd.move_aside().unwrap();
+        assert!(!dd.reclone_requested() && aside.join("mysql").is_dir());
+        assert_eq!(dd.reclones(), [record]);
         fs::remove_dir_all(&dd.path).unwrap();
     }
 

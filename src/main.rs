@@ -92,7 +92,18 @@ async fn run(cli: Cli) -> Result<i32> {
             let cfg = config::init(c, args).await?;
             let outcome = init::run(cfg, Shutdown::on_signals()?).await?;
             tracing::info!(?outcome, "init done");
-            Ok(exit::OK)
+            match args.exec.split_first() {
+                Some((program, rest)) => {
+                    tracing::info!(command = ?args.exec, "starting the server");
+                    let e = std::os::unix::process::CommandExt::exec(
+                        std::process::Command::new(program).args(rest),
+                    );
+                    Err(mysql_sts::Error::Other(format!(
+                        "cannot run {program}: {e}"
+                    )))
+                }
+                None => Ok(exit::OK),
+            }
         }
         Command::Sidecar(args) => {
             let cfg = config::sidecar(c, args)?;

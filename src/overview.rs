@@ -204,6 +204,8 @@ mod tests {
             cloned_from: None,
             round_age_s: Some(0.5),
             binlog: None,
+            reclone: None,
+            reclone_held: None,
             version: "0.1.0".into(),
         }
     }

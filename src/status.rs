@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::datadir::CloneInfo;
+use crate::datadir::{CloneInfo, RecloneRecord};
 use crate::engine::Flavor;
 use crate::engine::replication::{GtidSet, ReplicaStatus};
 use crate::pod::Identity;
@@ -38,6 +38,13 @@ pub struct Status {
     /// On the master: its binary logs and what the retention fence keeps.
     #[serde(default)]
     pub binlog: Option<BinlogStatus>,
+    /// The last re-clone that `--auto-reclone` asked for: why, and the
+    /// GTID sets then (its data is in `.mysql-sts-old/<at>/`).
+    #[serde(default)]
+    pub reclone: Option<RecloneRecord>,
+    /// Why `--auto-reclone` holds a needed re-clone back, if it does.
+    #[serde(default)]
+    pub reclone_held: Option<String>,
     pub version: String,
 }
 

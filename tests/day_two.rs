@@ -82,6 +82,57 @@ async fn server_expiry_off(c: &Cluster) -> bool {
     count(c, 0, sql).await == 0
 }
 
+/// The directories a re-clone moved pod `n`'s old data to.
+fn asides(c: &Cluster, n: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(c.pod(n).datadir().join(".mysql-sts-old"))
+        .map(|rd| rd.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until replica `n` has been cloned again by itself for `why`, is
+/// ready and holds the master's rows; checks the record kept with the old
+/// data. Returns the seconds it took.
+async fn wait_recloned(c: &Cluster, n: u32, why: &str) -> f64 {
+    let e = c.engine.name();
+    let started = Instant::now();
+    loop {
+        let st = c.get(n, "/status").await.unwrap_or_default().1;
+        let st: serde_json::Value = serde_json::from_str(&st).unwrap_or_default();
+        let rows = count(c, 0, "SELECT COUNT(*) FROM app.r").await;
+        if st["ready"]["ready"] == true
+            && st["reclone"]["why"] == why
+            && count(c, n, "SELECT COUNT(*) FROM app.r").await == rows
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "[{e}] mysql-{n} not re-cloned for {why}: {st}\ninit log:\n{}\nsidecar log:\n{}",
+            tail(&c.pod(n).log("init")),
+            tail(&c.pod(n).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let aside = asides(c, n);
+    assert_eq!(aside.len(), 1, "[{e}] {aside:?}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(aside[0].join(".mysql-sts-reclone")).unwrap())
+            .unwrap();
+    let set = if why == "errant transactions" {
+        "errant"
+    } else {
+        "missing"
+    };
+    assert!(
+        record["why"] == why && record[set].is_string() && record["master_gtid"].is_string(),
+        "[{e}] {record}"
+    );
+    // The old data is there, whole.
+    assert!(aside[0].join("mysql").is_dir(), "[{e}] {aside:?}");
+    took
+}
+
 /// `mysql-sts status` run in pod `n`: its exit code and output.
 fn status_command(c: &Cluster, n: u32, args: &[&str]) -> (i32, String) {
     let mut argv = vec!["status"];
@@ -100,6 +151,9 @@ fn status_command(c: &Cluster, n: u32, args: &[&str]) -> (i32, String) {
 async fn retention(engine: Engine) {
     let e = engine.name();
     let mut c = Cluster::new(engine);
+    // As the chart runs the servers: through init, restarted when they exit
+    // (what --auto-reclone needs).
+    c.server_via_init = true;
     // Every log expires a second after its last write: only the fence
     // keeps it.
     c.extra_env
@@ -290,6 +344,57 @@ async fn retention(engine: Engine) {
         .map(|p| p["status"]["ready"]["ready"] == true)
         .collect();
     assert_eq!(ready, [true, true, false], "[{e}] {json}");
+
+    // --auto-reclone: mysql-2, cut off by the purge, then mysql-1, with a
+    // write made by hand, come back by themselves with the master's data
+    // and a record of why.
+    c.extra_env
+        .push(("MYSQL_STS_AUTO_RECLONE".into(), "true".into()));
+    for n in [2, 1] {
+        c.kill_sidecar(n);
+        c.start_sidecar(n);
+    }
+    let took = wait_recloned(&c, 2, "purged transactions").await;
+    eprintln!(
+        "[{e}] --auto-reclone: mysql-2 (purged transactions) ready with the master's rows in {took:.1} s"
+    );
+    c.hand_write(1, "CREATE DATABASE by_hand").await;
+    let took = wait_recloned(&c, 1, "errant transactions").await;
+    let dbs = count(
+        &c,
+        1,
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'by_hand'",
+    )
+    .await;
+    assert_eq!(dbs, 0, "[{e}] mysql-1 kept its write by hand");
+    eprintln!(
+        "[{e}] --auto-reclone: mysql-1 (errant transactions) ready with the master's rows in {took:.1} s"
+    );
+    // At most one per --auto-reclone-interval (1 h): a second write by hand
+    // on mysql-1 is held back, and the status says why.
+    c.hand_write(1, "CREATE DATABASE by_hand_again").await;
+    let started = Instant::now();
+    loop {
+        let st = c.status(1).await;
+        if st["ready"]["cause"] == "errant_transactions" && st["reclone_held"].is_string() {
+            assert!(
+                st["reclone_held"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--auto-reclone-interval"),
+                "[{e}] {st}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "[{e}] {st}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        asides(&c, 1).len(),
+        1,
+        "[{e}] mysql-1 was cloned again within the interval"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

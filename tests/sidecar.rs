@@ -57,6 +57,7 @@ fn start(flavor: Option<Flavor>) -> Sidecar {
         interval: Duration::from_millis(100),
         semi_sync: None,
         tls_ca: None,
+        auto_reclone: None,
     };
     let listener = mysql_sts::sidecar::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -36,6 +36,8 @@ pub struct GtidCheck {
     /// Transactions the replica lacks that the master has purged from its
     /// binary logs: it can never catch up.
     pub missing: Option<GtidSet>,
+    /// The master's GTID state the comparison was made with.
+    pub master_gtid: Option<String>,
 }
 
 /// Semi-synchronous replication: the master acknowledges a commit only once

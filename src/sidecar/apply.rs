@@ -4,7 +4,7 @@
 use mysql_async::Conn;
 use tracing::{info, warn};
 
-use crate::datadir::Datadir;
+use crate::datadir::{Datadir, RecloneRecord};
 use crate::engine::Flavor;
 use crate::engine::replication::Source;
 use crate::error::Result;
@@ -63,6 +63,23 @@ pub async fn apply(
             Action::StartReplica => {
                 info!("replication is stopped without an error; starting it");
                 sql::exec(conn, flavor.start_replica()).await?;
+            }
+            Action::RequestReclone(r) => {
+                let record = RecloneRecord {
+                    at: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default(),
+                    why: r.why.to_owned(),
+                    errant: r.errant.clone(),
+                    missing: r.missing.clone(),
+                    executed: r.executed.clone(),
+                    master: master.host.clone(),
+                    master_gtid: r.master_gtid.clone(),
+                };
+                warn!(why = r.why, errant = ?r.errant, missing = ?r.missing, "--auto-reclone: this replica's data cannot follow the master; asking init for a re-clone and stopping the server (its container's next start moves the data aside and clones again)");
+                datadir.request_reclone(&record)?;
+                sql::exec(conn, "SHUTDOWN").await?;
             }
             Action::PointAtMaster { start_gtid } => {
                 info!(master = %master.host, "pointing replication at the master");

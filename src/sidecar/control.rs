@@ -42,6 +42,9 @@ pub struct LoopSettings {
     /// The CA the agents verify each other with: replication verifies the
     /// master's certificate against it too.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// `--auto-reclone`: a replica whose data cannot follow the master is
+    /// cloned again, at most once per this interval.
+    pub auto_reclone: Option<Duration>,
 }
 
 struct Control {
@@ -61,6 +64,8 @@ struct Control {
     compared: bool,
     /// After a failed comparison: not before this.
     master_check_after: Option<Instant>,
+    /// Why an automatic re-clone is held back, as last said.
+    reclone_held: Option<String>,
 }
 
 /// Runs until `stop` fires.
@@ -84,6 +89,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         against_master: GtidCheck::default(),
         compared: false,
         master_check_after: None,
+        reclone_held: None,
     };
     let mut tick = tokio::time::interval(c.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,7 +127,11 @@ impl Control {
         // The connection is put back only after a round without error.
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => self.shared.local.connect(Duration::from_secs(5)).await?,
+            None => {
+                let c = self.shared.local.connect(Duration::from_secs(5)).await?;
+                self.server_connected();
+                c
+            }
         };
         let obs = self.round(&mut conn).await?;
         self.conn = Some(conn);
@@ -163,11 +173,19 @@ impl Control {
             _ => None,
         };
         let datadir = Datadir::new(&self.shared.datadir);
+        let diverged = match role {
+            Role::Replica => datadir.diverged(),
+            Role::Master => None,
+        };
+        let cannot_follow = role == Role::Replica
+            && (diverged.is_some()
+                || self.against_master.errant.is_some()
+                || self.against_master.missing.is_some());
+        let may_reclone = cannot_follow && self.may_reclone(&datadir);
         let seen = Seen {
-            diverged: match role {
-                Role::Replica => datadir.diverged(),
-                Role::Master => None,
-            },
+            diverged,
+            executed: local.executed.clone(),
+            may_reclone,
             semi_sync_source,
             read_only: local.read_only,
             replica: local.replica,
@@ -207,6 +225,7 @@ impl Control {
                     .errant
                     .or_else(|| seen.diverged.as_deref().and_then(GtidSet::new)),
                 missing: seen.against_master.missing,
+                master_gtid: None,
             },
         };
         let now = Instant::now();
@@ -245,6 +264,50 @@ impl Control {
             io_down_for,
             silent_for,
         })
+    }
+
+    /// A new connection to the local server, which may have started again
+    /// on other data (a re-clone): what was known of the data is read again,
+    /// and the data is compared with the master again before it replicates.
+    fn server_connected(&mut self) {
+        self.shared.read_datadir();
+        self.against_master = GtidCheck::default();
+        self.compared = false;
+        self.master_check_after = None;
+    }
+
+    /// Whether `--auto-reclone` may ask for a re-clone now: on, none asked
+    /// for yet (init acts on a request at the server's next start), the last
+    /// automatic one an interval ago, and room on the volume for the copy
+    /// beside the data moved aside. Says once why not.
+    fn may_reclone(&mut self, datadir: &Datadir) -> bool {
+        let Some(interval) = self.s.auto_reclone else {
+            return false;
+        };
+        if datadir.reclone_requested() {
+            return false;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let held = match datadir.reclones().last() {
+            Some(last) if now.saturating_sub(last.at) < interval.as_secs() => Some(format!(
+                "the last automatic re-clone was at {} (unix time) and --auto-reclone-interval is {} s: the next may start at {}",
+                last.at,
+                interval.as_secs(),
+                last.at + interval.as_secs()
+            )),
+            _ => datadir.room_for_reclone().err().map(|e| e.to_string()),
+        };
+        if held != self.reclone_held {
+            if let Some(why) = &held {
+                warn!(why = %why, "--auto-reclone held back");
+            }
+            self.reclone_held = held.clone();
+        }
+        self.shared.update(|st| st.reclone_held = held.clone());
+        held.is_none()
     }
 
     /// Compares this replica's GTIDs with the master's. `None` when the

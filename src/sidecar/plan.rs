@@ -29,6 +29,21 @@ pub struct Seen {
     /// A replica's errant transactions as recorded in its datadir when they
     /// were first found: its data diverged, whatever the master now says.
     pub diverged: Option<String>,
+    /// What this server executed.
+    pub executed: String,
+    /// Whether a replica whose data cannot be replicated to may ask for a
+    /// re-clone now (`--auto-reclone`, its interval passed, room on the volume).
+    pub may_reclone: bool,
+}
+
+/// Why a replica asks for its data to be cloned again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecloneRequest {
+    pub why: &'static str,
+    pub errant: Option<String>,
+    pub missing: Option<String>,
+    pub executed: String,
+    pub master_gtid: Option<String>,
 }
 
 /// Where a replica must replicate from, and as whom.
@@ -70,6 +85,10 @@ pub enum Action {
     PointAtMaster {
         start_gtid: Option<String>,
     },
+    /// Ask init for a re-clone (the request records why) and stop the
+    /// server: its container's next start goes through init, which moves
+    /// the data aside and clones again.
+    RequestReclone(RecloneRequest),
 }
 
 /// What the sidecar remembers between rounds of one run.
@@ -147,11 +166,20 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
         if running {
             actions.push(Action::StopReplica);
         }
+        if seen.may_reclone {
+            actions.push(reclone(seen, "errant transactions"));
+        }
         return actions;
     }
     // Pointing it at a master that purged what it lacks would only fail in a
-    // loop; an error stays for a human to see.
-    if seen.against_master.missing.is_some() || !seen.compared_with_master {
+    // loop; an error stays for a human to see (or a re-clone is asked for).
+    if seen.against_master.missing.is_some() {
+        if seen.may_reclone {
+            actions.push(reclone(seen, "purged transactions"));
+        }
+        return actions;
+    }
+    if !seen.compared_with_master {
         return actions;
     }
     let status = seen.replica.as_ref();
@@ -186,6 +214,22 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
         actions.push(Action::PointAtMaster { start_gtid });
     }
     actions
+}
+
+fn reclone(seen: &Seen, why: &'static str) -> Action {
+    let errant = seen
+        .against_master
+        .errant
+        .as_ref()
+        .map(|e| e.to_string())
+        .or_else(|| seen.diverged.clone());
+    Action::RequestReclone(RecloneRequest {
+        why,
+        errant,
+        missing: seen.against_master.missing.as_ref().map(|m| m.to_string()),
+        executed: seen.executed.clone(),
+        master_gtid: seen.against_master.master_gtid.clone(),
+    })
 }
 
 /// The GTID set a replica compares with the master: the cloned position
@@ -281,6 +325,8 @@ mod tests {
             cloned_gtid: None,
             semi_sync_source: None,
             diverged: None,
+            executed: "0-100-5".into(),
+            may_reclone: false,
         }
     }
 
@@ -376,6 +422,7 @@ mod tests {
             against_master: GtidCheck {
                 errant: None,
                 missing: GtidSet::new("0-100-3"),
+                master_gtid: None,
             },
             ..s
         };
@@ -383,6 +430,7 @@ mod tests {
             against_master: GtidCheck {
                 errant: GtidSet::new("0-101-1"),
                 missing: None,
+                master_gtid: None,
             },
             ..s
         };
@@ -503,6 +551,58 @@ mod tests {
                     diverged: Some("0-101-1".into()),
                     ..cloned(seen(true, None))
                 },
+                vec![],
+            ),
+            (
+                "errant, --auto-reclone: a re-clone asked for, with why",
+                Seen {
+                    may_reclone: true,
+                    ..errant(seen(true, Some(healthy.clone())))
+                },
+                vec![
+                    Action::RecordDivergence("0-101-1".into()),
+                    Action::StopReplica,
+                    Action::RequestReclone(RecloneRequest {
+                        why: "errant transactions",
+                        errant: Some("0-101-1".into()),
+                        missing: None,
+                        executed: "0-100-5".into(),
+                        master_gtid: None,
+                    }),
+                ],
+            ),
+            (
+                "recorded divergence, --auto-reclone: a re-clone asked for",
+                Seen {
+                    may_reclone: true,
+                    diverged: Some("0-101-1".into()),
+                    ..seen(true, Some(pointed(IoState::No, false, 0, 0)))
+                },
+                vec![Action::RequestReclone(RecloneRequest {
+                    why: "errant transactions",
+                    errant: Some("0-101-1".into()),
+                    missing: None,
+                    executed: "0-100-5".into(),
+                    master_gtid: None,
+                })],
+            ),
+            (
+                "purged, --auto-reclone: a re-clone asked for",
+                Seen {
+                    may_reclone: true,
+                    ..purged(seen(true, Some(pointed(IoState::No, true, 1236, 0))))
+                },
+                vec![Action::RequestReclone(RecloneRequest {
+                    why: "purged transactions",
+                    errant: None,
+                    missing: Some("0-100-3".into()),
+                    executed: "0-100-5".into(),
+                    master_gtid: None,
+                })],
+            ),
+            (
+                "purged, no --auto-reclone (or held back): left for a human",
+                purged(seen(true, Some(pointed(IoState::No, true, 1236, 0)))),
                 vec![],
             ),
         ] {

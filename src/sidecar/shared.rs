@@ -54,23 +54,12 @@ impl Shared {
             cloned_from: None,
             round_age_s: None,
             binlog: None,
+            reclone: None,
+            reclone_held: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let metrics = Metrics::new(&identity);
-        let cloned_from = Datadir::new(&datadir).clone_info();
-        if let Some(c) = &cloned_from {
-            metrics.clone_bytes.set(c.bytes as i64);
-            metrics.clone_seconds.set(c.seconds);
-            metrics
-                .clone_failed_attempts
-                .set(i64::from(c.failed_attempts));
-        }
-        let status = Status {
-            cloned_from,
-            ..status
-        };
-        Arc::new(Shared {
-            metrics,
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(&identity),
             identity,
             status: RwLock::new(status),
             clone_slot: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -79,7 +68,28 @@ impl Shared {
             datadir,
             last_tick: Mutex::new(Instant::now()),
             shutdown: CancellationToken::new(),
-        })
+        });
+        shared.read_datadir();
+        shared
+    }
+
+    /// Reads what init recorded in the datadir: where the data was cloned
+    /// from, and the last re-clone's record. At start-up, and whenever the
+    /// server starts again (a re-clone may have replaced the data).
+    pub fn read_datadir(&self) {
+        let dd = Datadir::new(&self.datadir);
+        let cloned_from = dd.clone_info();
+        if let Some(c) = &cloned_from {
+            let m = &self.metrics;
+            m.clone_bytes.set(c.bytes as i64);
+            m.clone_seconds.set(c.seconds);
+            m.clone_failed_attempts.set(i64::from(c.failed_attempts));
+        }
+        let reclone = dd.reclones().pop();
+        self.update(|st| {
+            st.cloned_from = cloned_from;
+            st.reclone = reclone;
+        });
     }
 
     pub fn status(&self) -> Status {

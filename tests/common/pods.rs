@@ -55,6 +55,10 @@ pub struct Cluster {
     dns_overrides: Vec<(u32, String)>,
     /// With TLS: the CA's PEM; the agents serve and speak HTTPS.
     pub tls_ca: Option<String>,
+    /// Run each server as the chart does: through `mysql-sts init --`, and
+    /// again (init first) whenever it exits, as the kubelet restarts a
+    /// container.
+    pub server_via_init: bool,
 }
 
 impl Cluster {
@@ -104,6 +108,7 @@ impl Cluster {
             extra_env: Vec::new(),
             dns_overrides: Vec::new(),
             tls_ca: None,
+            server_via_init: false,
         };
         std::thread::sleep(Duration::from_millis(300));
         c
@@ -433,14 +438,30 @@ impl Cluster {
             return;
         }
         let pod = self.pod(n);
-        let argv = vec![
+        let mut argv = vec![
             self.engine.server().to_owned(),
             format!("--defaults-file={}", pod.dir.join("my.cnf").display()),
         ];
+        let (mut out, mut err) = (Stdio::null(), Stdio::null());
+        if self.server_via_init {
+            let mut wrapped: Vec<String> = ["sh", "-c", "while :; do \"$@\"; sleep 1; done", "sh"]
+                .map(String::from)
+                .into();
+            wrapped.extend(self.agent_argv(&["init", "--"]));
+            wrapped.append(&mut argv);
+            argv = wrapped;
+            let log = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(pod.log("init"))
+                .unwrap();
+            out = log.try_clone().unwrap().into();
+            err = log.into();
+        }
         let child = self
             .pod_command(n, &argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap();
         let socket = pod.socket();
@@ -504,7 +525,9 @@ impl Cluster {
     pub fn stop_pod(&mut self, n: u32) -> Option<ExitStatus> {
         let pod = self.pods.get_mut(&n).unwrap();
         let sidecar = pod.sidecar.take().map(terminate);
-        pod.server.take().map(terminate);
+        if let Some(server) = pod.server.take() {
+            terminate_group(server);
+        }
         sidecar
     }
 
@@ -631,7 +654,7 @@ impl Cluster {
 
     pub fn stop_server(&mut self, n: u32) {
         if let Some(c) = self.pods.get_mut(&n).unwrap().server.take() {
-            terminate(c);
+            terminate_group(c);
         }
     }
 
@@ -703,6 +726,30 @@ fn terminate(mut child: Child) -> ExitStatus {
     }
     let _ = child.kill();
     child.wait().unwrap()
+}
+
+/// SIGTERM to the child's whole process group (a server "container" run
+/// through init and a restart loop: the server stops, and nothing starts
+/// it again); waits until every process of the group is gone.
+fn terminate_group(child: Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let pid = child.id();
+    terminate(child);
+    let started = Instant::now();
+    let alive = || {
+        Command::new("kill")
+            .args(["-0", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    while alive() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Drop for Cluster {

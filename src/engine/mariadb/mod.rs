@@ -118,6 +118,7 @@ pub async fn compare_with_master(
     Ok(GtidCheck {
         errant: GtidSet::new(&errant),
         missing: GtidSet::new(&gtid::missing(ours, &oldest).join(",")),
+        master_gtid: Some(master_state),
     })
 }
 

@@ -165,5 +165,6 @@ pub async fn compare_with_master(
     Ok(GtidCheck {
         errant: GtidSet::new(&errant.replace('\n', "")),
         missing: GtidSet::new(&missing.replace('\n', "")),
+        master_gtid: Some(executed.replace('\n', "")),
     })
 }
