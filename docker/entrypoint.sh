@@ -9,7 +9,10 @@ set -eu
 datadir=/var/lib/mysql
 die() { echo "entrypoint: $*" >&2; exit 1; }
 
-if [ "${1#-}" != "$1" ]; then set -- mysqld "$@"; fi
+# Flags only: the image's server, as the official entrypoints do.
+if [ "${1#-}" != "$1" ]; then
+    if command -v mariadbd >/dev/null; then set -- mariadbd "$@"; else set -- mysqld "$@"; fi
+fi
 case "$1" in mysqld|mariadbd) ;; *) exec "$@" ;; esac
 # As the official entrypoints: the datadir the server is given.
 for arg in "$@"; do

@@ -33,6 +33,7 @@ VARIANTS = {
     "monitored": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "alerting": {"prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
                  "grafanaDashboard": {"enabled": True}},
+    "self-healing": {"agent": {"autoReclone": {"enabled": True, "interval": "30m"}}},
     "plain-http": {"tls": {"enabled": False}},
     "cert-manager-tls": {"tls": {"existingSecret": "db-agent-tls"}},
 }
@@ -123,6 +124,15 @@ def main():
                 check("MYSQL_STS_SEMI_SYNC" not in env, f"{name}: {role}: semi-sync off by default")
         check(init_env.get("MYSQL_STS_REPLICAS") == str(values.get("replicas", 3)),
               f"{name}: an empty master is told how many peers to hear from")
+        agent_env = {e["name"]: e.get("value") for e in containers["agent"]["env"]}
+        check(agent_env.get("MYSQL_STS_REPLICAS") == str(values.get("replicas", 3)),
+              f"{name}: the master keeps binary logs for every replica")
+        auto = values.get("agent", {}).get("autoReclone", {})
+        check(agent_env.get("MYSQL_STS_AUTO_RECLONE") == ("true" if auto.get("enabled") else None)
+              and agent_env.get("MYSQL_STS_AUTO_RECLONE_INTERVAL") == auto.get("interval"),
+              f"{name}: --auto-reclone only when asked: {agent_env.get('MYSQL_STS_AUTO_RECLONE')}")
+        check(any(m["name"] == "agent-bin" for m in containers["server"]["volumeMounts"]),
+              f"{name}: the server's container has the agent, to run init first")
         flavor = values.get("flavor", "mysql")
         check(image.startswith(flavor + ":"), f"{name}: server image {image} is not {flavor}")
         check(containers["agent"]["image"] == image and inits["init"]["image"] == image,
@@ -352,6 +362,16 @@ def check_same_as_compose():
               for m in c.get("volumeMounts", []) if m["name"] == "data"}
     check(mounts == {(root, None)}, f"every container mounts the whole volume at {root}: {mounts}")
     check(compose["mysql-1-server"].get("command") == server.get("args"), "compose's server runs on the same datadir")
+    # Every start of the server goes through init (a re-clone the sidecar
+    # asked for is made there), with init's settings, then the entrypoint.
+    check(server.get("command") == ["/opt/mysql-sts/mysql-sts", "init", "--", "docker-entrypoint.sh"]
+          and compose["mysql-1-server"].get("entrypoint") == server["command"],
+          f"the server starts through init: chart {server.get('command')}, "
+          f"compose {compose['mysql-1-server'].get('entrypoint')}")
+    check(env_names(chart["init"]) <= env_names(server),
+          f"the server's init has init's settings: {sorted(env_names(chart['init']) - env_names(server))}")
+    check(set(compose["mysql-1-init"]["environment"]) <= set(compose["mysql-1-server"]["environment"]),
+          "compose's server runs init with init's settings")
     for role, service in (("init", "mysql-1-init"), ("sidecar", "mysql-1-agent")):
         env = compose[service]["environment"]
         check(env.get("MYSQL_STS_DATADIR") == datadir, f"compose's {role} uses the chart's datadir")

@@ -43,6 +43,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/* The agent's settings, shared by init and the sidecar. */}}
+{{- define "mysql-sts.initEnv" -}}
+{{ include "mysql-sts.agentEnv" . }}
+- name: MYSQL_STS_DONOR_TIMEOUT
+  value: {{ .Values.agent.donorTimeout | quote }}
+# Init makes the datadir in the volume (and moves in the data an earlier
+# chart kept at the volume's root).
+- name: MYSQL_STS_VOLUME_ROOT
+  value: /var/lib/mysql
+{{- end -}}
+
 {{- define "mysql-sts.agentEnv" -}}
 # The datadir is a directory in the volume: a filesystem's lost+found at the
 # volume's root stays out of it.
@@ -74,6 +84,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: /etc/mysql-sts/secrets/clone-token
 - name: MYSQL_STS_LOG_FORMAT
   value: {{ .Values.agent.logFormat | quote }}
+# Every pod exists from the start: an empty mysql-0 hears from each, and the
+# master keeps binary logs for each replica.
+- name: MYSQL_STS_REPLICAS
+  value: {{ .Values.replicas | quote }}
 {{- if .Values.semiSync.enabled }}
 - name: MYSQL_STS_SEMI_SYNC
   value: "true"
