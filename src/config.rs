@@ -330,6 +330,18 @@ impl CommonArgs {
     }
 
     /// The domain peers resolve under, from --peer-domain or --service.
+    /// The resolver and the agent client for talking to the peers' agents.
+    pub fn peer_client(&self) -> Result<(hickory_resolver::TokioResolver, AgentClient)> {
+        let resolver = crate::net::dns::resolver()?;
+        let http = AgentClient::new(
+            self.tls_ca_file.as_deref(),
+            self.agent_port,
+            Some(resolver.clone()),
+            None,
+        )?;
+        Ok((resolver, http))
+    }
+
     pub fn peer_domain(&self) -> Result<String> {
         if let Some(d) = &self.peer_domain {
             return Ok(d.trim_matches('.').to_owned());
@@ -514,7 +526,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
     };
     let credentials = c.secrets().clone_credentials(flavor);
     let credentials = init_credentials(identity.role, credentials)?;
-    let resolver = crate::net::dns::resolver()?;
+    let (resolver, http) = c.peer_client()?;
     Ok(InitConfig {
         peer_domain: c.peer_domain()?,
         donor_fallback_after: args.donor_fallback_after,
@@ -533,12 +545,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         volume_root: args.volume_root.clone(),
         conf_dir: c.conf_dir.clone(),
         mysql_port: c.mysql_port,
-        http: AgentClient::new(
-            c.tls_ca_file.as_deref(),
-            c.agent_port,
-            Some(resolver.clone()),
-            None,
-        )?,
+        http,
         resolver,
         donor_timeout: args.donor_timeout,
         stall_timeout: args.clone_stall_timeout,
@@ -594,19 +601,14 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
     let clone_token = sidecar_token(flavor, token)?;
     let retention = match identity.role {
         Role::Master => {
-            let resolver = crate::net::dns::resolver()?;
+            let (resolver, http) = c.peer_client()?;
             Some(RetentionSettings {
                 expire: Some(args.binlog_expire).filter(|d| !d.is_zero()),
                 max_bytes: args.binlog_retention_max_bytes,
                 replicas: c.replicas,
                 peer_domain: c.peer_domain()?,
                 interval: args.reconcile_interval.max(Duration::from_secs(1)),
-                http: AgentClient::new(
-                    c.tls_ca_file.as_deref(),
-                    c.agent_port,
-                    Some(resolver.clone()),
-                    None,
-                )?,
+                http,
                 resolver,
             })
         }
@@ -675,17 +677,12 @@ impl StatusConfig {
 }
 
 pub fn status(c: &CommonArgs, args: &StatusArgs) -> Result<StatusConfig> {
-    let resolver = crate::net::dns::resolver()?;
+    let (resolver, http) = c.peer_client()?;
     Ok(StatusConfig {
         statefulset: c.identity()?.statefulset,
         peer_domain: c.peer_domain()?,
         replicas: c.replicas,
-        http: AgentClient::new(
-            c.tls_ca_file.as_deref(),
-            c.agent_port,
-            Some(resolver.clone()),
-            None,
-        )?,
+        http,
         resolver,
         output: args.output,
     })

@@ -188,25 +188,15 @@ mod tests {
 
     fn status(pod: &str, ready: Readiness) -> Status {
         Status {
-            identity: Identity::new(pod, "db-h.ns.svc.cluster.local", 100).unwrap(),
-            flavor: None,
             phase: Phase::Replicating,
             ready,
             read_only: Some(true),
             gtid_executed: Some("0-100-42".into()),
-            gtid_errant: None,
-            gtid_missing_on_master: None,
-            replication: None,
-            last_error: None,
-            clone_streams_active: 0,
-            clone_streams_served: 0,
-            clone_stream: None,
-            cloned_from: None,
             round_age_s: Some(0.5),
-            binlog: None,
-            reclone: None,
-            reclone_held: None,
-            version: "0.1.0".into(),
+            ..Status::starting(
+                Identity::new(pod, "db-h.ns.svc.cluster.local", 100).unwrap(),
+                None,
+            )
         }
     }
 

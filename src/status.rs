@@ -48,6 +48,33 @@ pub struct Status {
     pub version: String,
 }
 
+impl Status {
+    /// A sidecar's status before its first round.
+    pub fn starting(identity: Identity, flavor: Option<Flavor>) -> Status {
+        Status {
+            identity,
+            flavor,
+            phase: Phase::Starting,
+            ready: Readiness::starting(),
+            read_only: None,
+            gtid_executed: None,
+            gtid_errant: None,
+            gtid_missing_on_master: None,
+            replication: None,
+            last_error: None,
+            clone_streams_active: 0,
+            clone_streams_served: 0,
+            clone_stream: None,
+            cloned_from: None,
+            round_age_s: None,
+            binlog: None,
+            reclone: None,
+            reclone_held: None,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
 /// The master's binary logs, as its retention fence sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BinlogStatus {

@@ -68,6 +68,25 @@ pub async fn expiry_settings(conn: &mut Conn) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// The info of the first event of `kind` among the first `limit` events of
+/// binary log `name` (how each engine records what a log starts from).
+pub async fn event_info(
+    conn: &mut Conn,
+    name: &str,
+    limit: u32,
+    kind: &str,
+) -> Result<Option<String>> {
+    let events = sql::rows(
+        conn,
+        &format!("SHOW BINLOG EVENTS IN {} LIMIT {limit}", quote(name)),
+    )
+    .await?;
+    Ok(events.iter().find_map(|e| {
+        (e.get("Event_type").cloned().flatten().as_deref() == Some(kind))
+            .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
+    }))
+}
+
 /// Purges the logs before `name`.
 pub async fn purge_to(conn: &mut Conn, name: &str) -> Result<()> {
     sql::exec(conn, &format!("PURGE BINARY LOGS TO {}", quote(name))).await

@@ -13,8 +13,7 @@ use crate::net::sql::Target;
 use crate::pod::Identity;
 use crate::secret::Secret;
 use crate::sidecar::metrics::Metrics;
-use crate::sidecar::readiness::Readiness;
-use crate::status::{Phase, Status, StreamStatus};
+use crate::status::{Status, StreamStatus};
 
 /// State shared by the control loop and the HTTP endpoints.
 pub struct Shared {
@@ -37,27 +36,7 @@ impl Shared {
         datadir: std::path::PathBuf,
         clone_token: Option<Secret>,
     ) -> Arc<Shared> {
-        let status = Status {
-            identity: identity.clone(),
-            flavor,
-            phase: Phase::Starting,
-            ready: Readiness::starting(),
-            read_only: None,
-            gtid_executed: None,
-            gtid_errant: None,
-            gtid_missing_on_master: None,
-            replication: None,
-            last_error: None,
-            clone_streams_active: 0,
-            clone_streams_served: 0,
-            clone_stream: None,
-            cloned_from: None,
-            round_age_s: None,
-            binlog: None,
-            reclone: None,
-            reclone_held: None,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        };
+        let status = Status::starting(identity.clone(), flavor);
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&identity),
             identity,

@@ -125,19 +125,8 @@ pub async fn compare_with_master(
 /// The position binary log `name` starts from: its `Gtid_list` event, the
 /// last GTID of every (domain, server) logged before it.
 pub async fn binlog_start(conn: &mut Conn, name: &str) -> Result<String> {
-    let events = sql::rows(
-        conn,
-        &format!("SHOW BINLOG EVENTS IN {} LIMIT 4", quote(name)),
-    )
-    .await?;
-    Ok(events
-        .iter()
-        .find_map(|e| {
-            (e.get("Event_type").cloned().flatten().as_deref() == Some("Gtid_list"))
-                .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
-        })
-        .map(|info| gtid::gtid_list(&info))
-        .unwrap_or_default())
+    let info = crate::engine::binlog::event_info(conn, name, 4, "Gtid_list").await?;
+    Ok(info.map(|i| gtid::gtid_list(&i)).unwrap_or_default())
 }
 
 /// The statements that stop the server's own binary log expiry, from its

@@ -104,18 +104,9 @@ pub const HEARTBEATS: &str = "SELECT s.COUNT_RECEIVED_HEARTBEATS, c.HEARTBEAT_IN
 /// The GTIDs logged before binary log `name` began: its `Previous_gtids`
 /// event.
 pub async fn binlog_start(conn: &mut Conn, name: &str) -> Result<String> {
-    let events = sql::rows(
-        conn,
-        &format!("SHOW BINLOG EVENTS IN {} LIMIT 3", quote(name)),
-    )
-    .await?;
-    Ok(events
-        .iter()
-        .find_map(|e| {
-            (e.get("Event_type").cloned().flatten().as_deref() == Some("Previous_gtids"))
-                .then(|| e.get("Info").cloned().flatten().unwrap_or_default())
-        })
-        .map(|info| info.split_whitespace().collect())
+    let info = crate::engine::binlog::event_info(conn, name, 3, "Previous_gtids").await?;
+    Ok(info
+        .map(|i| i.split_whitespace().collect())
         .unwrap_or_default())
 }
 
