@@ -640,6 +640,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
             semi_sync: c.semi_sync(),
             tls_ca: c.tls_ca_file.clone(),
             auto_reclone: args.auto_reclone.then_some(args.auto_reclone_interval),
+            http: Some(c.peer_client()?.1),
         },
         listen: SocketAddr::new(args.listen_address, c.agent_port),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),

@@ -33,6 +33,12 @@ pub const SERVER_ID: &str = ".mysql-sts-server-id";
 /// that the binary log retention fence holds for a replica that is down,
 /// across restarts of the sidecar.
 pub const REPLICA_POSITIONS: &str = ".mysql-sts-replica-positions.json";
+/// On the master: the GTID position its oldest binary log starts from, as
+/// its sidecar last read it (at start-up, while still read-only, and after
+/// each purge). Replicas compare with it: on MariaDB, listing the binary logs
+/// waits while a commit waits for a semi-synchronous acknowledgement, which
+/// only a replica that compared can give.
+pub const BINLOG_START: &str = ".mysql-sts-binlog-start";
 /// Where old datadirs are moved aside to, one directory per move (unix time).
 pub const OLD_DIR: &str = ".mysql-sts-old";
 
@@ -277,6 +283,22 @@ impl Datadir {
         let path = self.path.join(DIVERGED);
         fs::write(&path, errant).io_context(|| format!("cannot write {}", path.display()))?;
         sync_path(&path)?;
+        sync_path(&self.path)
+    }
+
+    /// The position recorded by [`Datadir::record_binlog_start`].
+    pub fn binlog_start(&self) -> Option<String> {
+        fs::read_to_string(self.path.join(BINLOG_START)).ok()
+    }
+
+    /// Records the position the oldest binary log starts from (replacing
+    /// the file whole).
+    pub fn record_binlog_start(&self, start: &str) -> Result<()> {
+        let path = self.path.join(BINLOG_START);
+        let tmp = self.path.join(format!("{BINLOG_START}.tmp"));
+        fs::write(&tmp, start).io_context(|| format!("cannot write {}", tmp.display()))?;
+        sync_path(&tmp)?;
+        fs::rename(&tmp, &path).io_context(|| format!("cannot write {}", path.display()))?;
         sync_path(&self.path)
     }
 

@@ -35,6 +35,10 @@ pub struct Status {
     /// this status says is at most that old.
     #[serde(default)]
     pub round_age_s: Option<f64>,
+    /// On the master: the GTID position its oldest binary log starts from
+    /// (what a replica lacking anything before it can no longer get).
+    #[serde(default)]
+    pub binlog_start: Option<String>,
     /// On the master: its binary logs and what the retention fence keeps.
     #[serde(default)]
     pub binlog: Option<BinlogStatus>,
@@ -67,6 +71,7 @@ impl Status {
             clone_stream: None,
             cloned_from: None,
             round_age_s: None,
+            binlog_start: None,
             binlog: None,
             reclone: None,
             reclone_held: None,

@@ -338,16 +338,29 @@ impl Flavor {
 
     /// The transactions `ours` has that the master has not, and those the
     /// master has purged that `ours` lacks.
+    /// `binlog_start`: where the master's oldest binary log starts, as its
+    /// sidecar published it, if the engine needs it ([`Flavor::compares_with_binlog_start`]).
     pub async fn compare_with_master(
         self,
         local: &mut Conn,
         master: &mut Conn,
         ours: &str,
+        binlog_start: Option<&str>,
     ) -> Result<GtidCheck> {
         match self {
             Flavor::Mysql => mysql::compare_with_master(local, master, ours).await,
-            Flavor::Mariadb => mariadb::compare_with_master(local, master, ours).await,
+            Flavor::Mariadb => {
+                mariadb::compare_with_master(local, master, ours, binlog_start).await
+            }
         }
+    }
+
+    /// Whether a replica's comparison with the master needs where the
+    /// master's oldest binary log starts (MariaDB, which has no
+    /// `gtid_purged`; reading it from the server waits on a commit that
+    /// waits for a semi-synchronous acknowledgement).
+    pub fn compares_with_binlog_start(self) -> bool {
+        self == Flavor::Mariadb
     }
 
     /// The GTIDs logged before binary log `name` began, as a set this

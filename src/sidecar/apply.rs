@@ -5,8 +5,8 @@ use mysql_async::Conn;
 use tracing::{info, warn};
 
 use crate::datadir::{Datadir, RecloneRecord};
-use crate::engine::Flavor;
 use crate::engine::replication::Source;
+use crate::engine::{Flavor, binlog};
 use crate::error::Result;
 use crate::net::sql;
 use crate::secret::Secret;
@@ -46,6 +46,12 @@ pub async fn apply(
                 }
                 for stmt in flavor.set_read_only(*on) {
                     sql::exec(conn, &stmt).await?;
+                }
+            }
+            Action::RecordBinlogStart => {
+                if let Some(first) = binlog::list(conn).await?.first() {
+                    let start = flavor.binlog_start(conn, &first.name).await?;
+                    datadir.record_binlog_start(&start)?;
                 }
             }
             Action::EnableSemiSync => {

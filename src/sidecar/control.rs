@@ -15,11 +15,12 @@ use crate::datadir::Datadir;
 use crate::engine::Flavor;
 use crate::engine::replication::{GtidCheck, GtidSet, IoState};
 use crate::error::Result;
+use crate::net::agent_client::AgentClient;
 use crate::net::sql::{self, Target};
 use crate::pod::Role;
 use crate::secret::Secret;
 use crate::sidecar::observe;
-use crate::sidecar::plan::{self, MasterRef, Memory, OutageClock, Seen, SilenceClock};
+use crate::sidecar::plan::{self, Action, MasterRef, Memory, OutageClock, Seen, SilenceClock};
 use crate::sidecar::readiness::{self, Observation, Policy};
 use crate::sidecar::shared::Shared;
 use crate::status::Phase;
@@ -42,6 +43,8 @@ pub struct LoopSettings {
     /// The CA the agents verify each other with: replication verifies the
     /// master's certificate against it too.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// For asking the master's sidecar (where its oldest binary log starts).
+    pub http: Option<AgentClient>,
     /// `--auto-reclone`: a replica whose data cannot follow the master is
     /// cloned again, at most once per this interval.
     pub auto_reclone: Option<Duration>,
@@ -207,6 +210,10 @@ impl Control {
         )
         .await?;
         self.memory = self.memory.after(&actions);
+        if actions.contains(&Action::RecordBinlogStart) {
+            let start = datadir.binlog_start();
+            self.shared.update(|st| st.binlog_start = start);
+        }
         let (read_only, replica) = if actions.is_empty() {
             (seen.read_only, seen.replica)
         } else {
@@ -346,11 +353,15 @@ impl Control {
                 }
             },
         };
+        let published = match flavor.compares_with_binlog_start() {
+            true => self.published_binlog_start().await,
+            false => None,
+        };
         // A master cut off silently would hold the round (and with it this
         // pod's status and readiness) until TCP gives up: bounded.
         match tokio::time::timeout(
             MASTER_CHECK_TIMEOUT,
-            flavor.compare_with_master(conn, &mut master, ours),
+            flavor.compare_with_master(conn, &mut master, ours, published.as_deref()),
         )
         .await
         {
@@ -367,6 +378,17 @@ impl Control {
                 None
             }
         }
+    }
+
+    /// Where the master's oldest binary log starts, as its sidecar says.
+    async fn published_binlog_start(&self) -> Option<String> {
+        let http = self.s.http.as_ref()?;
+        let resp = http
+            .get(&self.master.host, "/status", MASTER_CHECK_TIMEOUT)
+            .await
+            .ok()?;
+        let st: crate::status::Status = resp.error_for_status().ok()?.json().await.ok()?;
+        st.binlog_start
     }
 
     fn master_target(&self) -> Target {

@@ -73,6 +73,10 @@ pub enum Action {
     /// Switch the master's side of semi-synchronous replication on: from
     /// then on a commit is acknowledged only once replicas have it.
     EnableSemiSync,
+    /// Read and record where the master's oldest binary log starts, while
+    /// no client commit can wait for an acknowledgement (on MariaDB such a
+    /// wait blocks every listing of the binary logs).
+    RecordBinlogStart,
     /// Replication points at the master and stopped without an error.
     StartReplica,
     /// Record in the datadir that this replica's data diverged (these
@@ -134,6 +138,9 @@ fn master_plan(seen: &Seen, memory: Memory) -> Vec<Action> {
     }
     if !memory.user_ensured {
         actions.push(Action::EnsureReplicationUser);
+    }
+    if seen.read_only {
+        actions.push(Action::RecordBinlogStart);
     }
     // After the replication account exists (its creation would wait for a
     // replica that cannot log in without it), before any client may write.
@@ -351,6 +358,7 @@ mod tests {
                         cloned: String::new(),
                     },
                     Action::EnsureReplicationUser,
+                    Action::RecordBinlogStart,
                     Action::SetReadOnly(false),
                 ],
             ),
@@ -364,6 +372,7 @@ mod tests {
                         cloned: "0-100-9".into(),
                     },
                     Action::EnsureReplicationUser,
+                    Action::RecordBinlogStart,
                     Action::SetReadOnly(false),
                 ],
             ),
@@ -380,6 +389,7 @@ mod tests {
                         cloned: String::new(),
                     },
                     Action::EnsureReplicationUser,
+                    Action::RecordBinlogStart,
                     Action::EnableSemiSync,
                     Action::SetReadOnly(false),
                 ],
@@ -397,7 +407,7 @@ mod tests {
                 "made read-only by hand",
                 seen(true, None),
                 settled,
-                vec![Action::SetReadOnly(false)],
+                vec![Action::RecordBinlogStart, Action::SetReadOnly(false)],
             ),
         ] {
             assert_eq!(plan(Role::Master, &s, memory, &master()), want, "{what}");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hickory_resolver::TokioResolver;
 use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::datadir::{self, Datadir};
 use crate::engine::{Flavor, binlog};
@@ -28,6 +28,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// replica that is connected and a moment behind (its status a round old)
 /// catches up meanwhile, and only the ones that are away are cut off.
 const CAP_GRACE: Duration = Duration::from_secs(10);
+/// How long one round may take.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The cap on the binary logs' size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,9 +134,20 @@ pub async fn run(shared: Arc<Shared>, s: RetentionSettings, stop: CancellationTo
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(r.s.interval) => {}
         }
-        if let Err(e) = r.round().await {
-            warn!(error = %e, "binary log retention round failed");
-            r.conn = None;
+        match tokio::time::timeout(ROUND_TIMEOUT, r.round()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "binary log retention round failed");
+                r.conn = None;
+            }
+            // On MariaDB a commit waiting for a semi-synchronous
+            // acknowledgement holds every listing of the binary logs.
+            Err(_) => {
+                debug!(
+                    "the server did not list its binary logs in time; nothing purged this round"
+                );
+                r.conn = None;
+            }
         }
     }
 }
@@ -195,6 +208,20 @@ impl Retention {
                 );
             }
             binlog::purge_to(&mut conn, to).await?;
+        }
+        // Where the oldest log kept starts, for the replicas' comparisons;
+        // recorded after a purge, never before it.
+        let first = match &d.purge_to {
+            Some(to) => logs.iter().find(|l| &l.name == to),
+            None => logs.first(),
+        };
+        let dd = Datadir::new(&self.shared.datadir);
+        if let Some(first) = first
+            && dd.binlog_start().as_deref() != Some(first.start.as_str())
+        {
+            dd.record_binlog_start(&first.start)?;
+            let start = first.start.clone();
+            self.shared.update(|st| st.binlog_start = Some(start));
         }
         if d.holder != self.held_for {
             match &d.holder {

@@ -10,7 +10,7 @@ use crate::datadir::Datadir;
 use crate::engine::Flavor;
 use crate::engine::clone::StreamWatcher;
 use crate::net::sql::Target;
-use crate::pod::Identity;
+use crate::pod::{Identity, Role};
 use crate::secret::Secret;
 use crate::sidecar::metrics::Metrics;
 use crate::status::{Status, StreamStatus};
@@ -65,9 +65,14 @@ impl Shared {
             m.clone_failed_attempts.set(i64::from(c.failed_attempts));
         }
         let reclone = dd.reclones().pop();
+        let binlog_start = match self.identity.role {
+            Role::Master => dd.binlog_start(),
+            Role::Replica => None,
+        };
         self.update(|st| {
             st.cloned_from = cloned_from;
             st.reclone = reclone;
+            st.binlog_start = binlog_start;
         });
     }
 

@@ -94,11 +94,15 @@ pub fn set_start_position(gtid: &str) -> String {
 
 /// The GTIDs in our binary log state the master's does not have, and the domains where `ours` is behind the start of the
 /// master's oldest binary log. Ours is read first: whatever we got from the
-/// master is in the master's state by the time that is read.
+/// master is in the master's state by the time that is read. Where the
+/// oldest log starts is what the master's sidecar published (`published`),
+/// else read from the master, which waits while a commit there waits for a
+/// semi-synchronous acknowledgement.
 pub async fn compare_with_master(
     local: &mut Conn,
     master: &mut Conn,
     ours: &str,
+    published: Option<&str>,
 ) -> Result<GtidCheck> {
     let state = sql::scalar(local, GTID_BINLOG_STATE).await?;
     let own: u32 = sql::scalar(local, "SELECT @@global.server_id")
@@ -106,13 +110,12 @@ pub async fn compare_with_master(
         .parse()
         .unwrap_or(0);
     let master_state = sql::scalar(master, GTID_BINLOG_STATE).await?;
-    let logs = sql::rows(master, "SHOW BINARY LOGS").await?;
-    let oldest = match logs
-        .first()
-        .and_then(|r| r.get("Log_name").cloned().flatten())
-    {
-        Some(first) => binlog_start(master, &first).await?,
-        None => String::new(),
+    let oldest = match published {
+        Some(start) => start.to_owned(),
+        None => match crate::engine::binlog::list(master).await?.first() {
+            Some(first) => binlog_start(master, &first.name).await?,
+            None => String::new(),
+        },
     };
     let errant = gtid::errant(&state, own, &master_state, &oldest).join(",");
     Ok(GtidCheck {
