@@ -212,11 +212,16 @@ impl Drop for Project {
     }
 }
 
+/// Rows in demo.t on `pod`; 0 while the table has not reached it yet.
 async fn count(p: &Project, pod: u32) -> u64 {
     let mut c = p.root(pod).await;
-    let n = scalar(&mut c, "SELECT COUNT(*) FROM demo.t").await;
+    let n: Option<u64> = c
+        .query_first("SELECT COUNT(*) FROM demo.t")
+        .await
+        .ok()
+        .flatten();
     let _ = c.disconnect().await;
-    n.and_then(|n| n.parse().ok()).unwrap_or(0)
+    n.unwrap_or(0)
 }
 
 async fn wait_count(p: &Project, pod: u32, want: u64, within: Duration) {
