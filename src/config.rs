@@ -15,11 +15,13 @@ use crate::engine::{CloneCredentials, Flavor, MissingCredential};
 use crate::error::{Error, Result};
 use crate::net::agent_client::AgentClient;
 use crate::net::sql::Target;
+use crate::net::wire::Compression;
 use crate::pod::{Identity, Role};
 use crate::secret::Secret;
 use crate::sidecar::control::LoopSettings;
 use crate::sidecar::readiness::Policy;
-use crate::sidecar::retention::{ByteLimit, RetentionSettings};
+use crate::sidecar::retention::RetentionSettings;
+use crate::units::ByteLimit;
 
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
@@ -238,6 +240,10 @@ pub struct InitArgs {
     /// datadir, and moves data an earlier layout kept at the root into it
     #[arg(long, env = "MYSQL_STS_VOLUME_ROOT")]
     pub volume_root: Option<PathBuf>,
+    /// Compression of a MariaDB clone stream: `zstd` (fast level), `none`,
+    /// or `auto`: zstd while the link, not the donor's disk, holds it back
+    #[arg(long, env = "MYSQL_STS_CLONE_COMPRESSION", default_value = "auto")]
+    pub clone_compression: Compression,
     /// Once init is done, run this command in its place: the server, so
     /// that every start of the server's container goes through init (a
     /// re-clone asked by the sidecar, a half-finished clone, an emptied
@@ -282,6 +288,11 @@ pub struct SidecarArgs {
     /// started through `mysql-sts init -- <server>` (the chart does)
     #[arg(long, env = "MYSQL_STS_AUTO_RECLONE")]
     pub auto_reclone: bool,
+    /// The most a clone stream this donor serves may send, in bytes per
+    /// second (`KiB` … `GiB`), e.g. a quarter of the disk's speed so that a
+    /// donor master's writes keep their latency; `0`: no cap (MariaDB)
+    #[arg(long, env = "MYSQL_STS_CLONE_MAX_RATE", default_value = "0")]
+    pub clone_max_rate: crate::units::Rate,
     /// With --auto-reclone: at most one automatic re-clone per this interval
     #[arg(long, env = "MYSQL_STS_AUTO_RECLONE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub auto_reclone_interval: Duration,
@@ -479,6 +490,7 @@ pub struct InitConfig {
     pub flavor: Flavor,
     pub datadir: PathBuf,
     /// The volume's root, when the datadir is a directory in it.
+    pub clone_compression: Compression,
     pub volume_root: Option<PathBuf>,
     pub conf_dir: PathBuf,
     pub mysql_port: u16,
@@ -543,6 +555,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         flavor,
         datadir: c.datadir.clone(),
         volume_root: args.volume_root.clone(),
+        clone_compression: args.clone_compression,
         conf_dir: c.conf_dir.clone(),
         mysql_port: c.mysql_port,
         http,
@@ -587,6 +600,8 @@ pub struct SidecarConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// On the master: the binary log retention fence.
     pub retention: Option<RetentionSettings>,
+    /// The most bytes per second a clone stream this donor serves sends.
+    pub clone_max_rate: Option<u64>,
 }
 
 pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
@@ -616,6 +631,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
     };
     Ok(SidecarConfig {
         retention,
+        clone_max_rate: args.clone_max_rate.0,
         identity,
         flavor,
         local: Target {

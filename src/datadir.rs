@@ -81,6 +81,10 @@ pub struct CloneInfo {
     /// Attempts that failed before this one (each left the datadir empty).
     #[serde(default)]
     pub failed_attempts: u32,
+    /// What came over the network for it (compressed, framed); 0 where not
+    /// counted (the MySQL clone).
+    #[serde(default)]
+    pub wire_bytes: u64,
 }
 
 /// Why a replica's sidecar asked for its data to be cloned again
@@ -617,6 +621,7 @@ mod tests {
             bytes: 1,
             seconds: 0.5,
             failed_attempts: 0,
+            wire_bytes: 1,
         };
         dd.commit_clone(&staging, &info).unwrap();
         assert_eq!(dd.state().unwrap(), State::Initialised);

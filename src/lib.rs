@@ -16,7 +16,7 @@
 //! | [`datadir`] | what a datadir holds, and the rule that keeps half a clone from passing as data |
 //! | [`probe`] | the exec-probe client |
 //! | [`overview`] | `mysql-sts status`: every pod's status in one table |
-//! | [`shutdown`], [`error`], [`secret`], [`progress`], [`install`] | the rest of the plumbing |
+//! | [`shutdown`], [`error`], [`secret`], [`progress`], [`install`], [`units`] | the rest of the plumbing |
 
 pub mod config;
 pub mod datadir;
@@ -33,5 +33,6 @@ pub mod secret;
 pub mod shutdown;
 pub mod sidecar;
 pub mod status;
+pub mod units;
 
 pub use error::{Error, Result};

@@ -44,6 +44,7 @@ fn start(flavor: Option<Flavor>) -> Sidecar {
         local,
         datadir.path().to_owned(),
         Some(Secret::new(TOKEN)),
+        None,
     );
     let settings = LoopSettings {
         flavor,

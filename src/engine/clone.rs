@@ -16,6 +16,7 @@ use crate::engine::mysqld::Binary;
 use crate::error::{IoContext, Result};
 use crate::net::agent_client::AgentClient;
 use crate::net::sql::Target;
+use crate::net::wire::Compression;
 
 /// A donor that resolved and answered ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct Request<'a> {
     /// With a CA: the MySQL clone requires TLS and verifies the donor's
     /// certificate against it.
     pub tls_ca: Option<&'a Path>,
+    /// The compression a MariaDB recipient asks of the donor's stream.
+    pub compression: Compression,
 }
 
 /// The donor's side: one clone stream to serve to a recipient.
@@ -54,6 +57,10 @@ pub struct StreamJob {
     /// Who pulls the stream, for logs and status.
     pub peer: String,
     pub watcher: Arc<dyn StreamWatcher>,
+    /// What the recipient asked for.
+    pub compression: Compression,
+    /// The most bytes per second the donor sends (`--clone-max-rate`).
+    pub max_rate: Option<u64>,
 }
 
 /// Told what a clone stream does, for the donor's status and metrics.

@@ -55,6 +55,7 @@ pub async fn serve(cfg: &InitConfig, phase: Phase) -> Option<Answer> {
         no_server,
         cfg.datadir.clone(),
         None,
+        None,
     );
     shared.update(|st| {
         st.phase = phase;

@@ -83,6 +83,7 @@ async fn clone_once(
         owner,
         for_master: cfg.identity.role == crate::pod::Role::Master,
         tls_ca: cfg.tls_ca.as_deref(),
+        compression: cfg.clone_compression,
     };
     let result = async {
         let (data, mut info) = credentials.clone(&req).await?;
@@ -91,7 +92,7 @@ async fn clone_once(
             crate::datadir::chown_tree(&data, o)?;
         }
         dd.commit_clone(&data, &info)?;
-        info!(donor = %info.donor, bytes = info.bytes, secs = info.seconds, gtid = %info.gtid, "clone complete");
+        info!(donor = %info.donor, bytes = info.bytes, wire_bytes = info.wire_bytes, secs = info.seconds, gtid = %info.gtid, "clone complete");
         Ok(())
     }
     .await;

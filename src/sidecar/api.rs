@@ -14,7 +14,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::engine::clone::StreamJob;
-use crate::net::wire;
+use crate::net::wire::{self, Compression};
 use crate::sidecar::shared::{Shared, StreamReport};
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -125,7 +125,15 @@ async fn clone(
         permit,
         peer: peer.to_string(),
         watcher: Arc::new(StreamReport(s.clone())),
+        // What the recipient asks for; an old recipient asks nothing.
+        compression: headers
+            .get(wire::COMPRESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Compression::None),
+        max_rate: s.clone_max_rate,
     };
+    let compression = job.compression;
     let Some(started) = flavor.start_clone_stream(job) else {
         return json_response(
             StatusCode::CONFLICT,
@@ -150,6 +158,10 @@ async fn clone(
                     (
                         header::HeaderName::from_static(wire::ESTIMATE_HEADER),
                         estimate.to_string(),
+                    ),
+                    (
+                        header::HeaderName::from_static(wire::COMPRESSION_HEADER),
+                        compression.as_str().to_owned(),
                     ),
                 ],
                 Body::from_stream(stream),

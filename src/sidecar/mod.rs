@@ -55,6 +55,7 @@ pub async fn serve(
         cfg.local,
         cfg.datadir,
         cfg.clone_token,
+        cfg.clone_max_rate,
     );
     run(
         shared,

@@ -21,6 +21,7 @@ use crate::pod::{Role, peer_name};
 use crate::sidecar::fence::{self, Limits, Log, Replica};
 use crate::sidecar::shared::Shared;
 use crate::status::{BinlogStatus, Phase, Status};
+use crate::units::ByteLimit;
 
 /// How long a replica's agent may take to say where it is.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,63 +31,6 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 const CAP_GRACE: Duration = Duration::from_secs(10);
 /// How long one round may take.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The cap on the binary logs' size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ByteLimit {
-    None,
-    Bytes(u64),
-    /// A share of the size of the filesystem the logs are on.
-    Percent(u8),
-}
-
-impl std::str::FromStr for ByteLimit {
-    type Err = String;
-
-    /// `0` (no cap), a number of bytes with an optional `KiB`, `MiB`, `GiB`
-    /// or `TiB`, or a share of the volume such as `25%`.
-    fn from_str(s: &str) -> std::result::Result<ByteLimit, String> {
-        let s = s.trim();
-        if let Some(p) = s.strip_suffix('%') {
-            return match p.trim().parse::<u8>() {
-                Ok(n @ 1..=100) => Ok(ByteLimit::Percent(n)),
-                _ => Err(format!("{s:?}: a share of the volume is 1% to 100%")),
-            };
-        }
-        let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let shift = match unit.trim() {
-            "" | "B" => 0,
-            "KiB" => 10,
-            "MiB" => 20,
-            "GiB" => 30,
-            "TiB" => 40,
-            other => {
-                return Err(format!(
-                    "{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB or %)"
-                ));
-            }
-        };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{s:?}: not a number of bytes"))?;
-        match n.checked_mul(1 << shift) {
-            Some(0) => Ok(ByteLimit::None),
-            Some(b) => Ok(ByteLimit::Bytes(b)),
-            None => Err(format!("{s:?}: too large")),
-        }
-    }
-}
-
-impl ByteLimit {
-    /// The cap in bytes for logs on a filesystem of `fs_size` bytes.
-    pub fn bytes(self, fs_size: impl FnOnce() -> Option<u64>) -> Option<u64> {
-        match self {
-            ByteLimit::None => None,
-            ByteLimit::Bytes(b) => Some(b),
-            ByteLimit::Percent(p) => fs_size().map(|s| s / 100 * u64::from(p)),
-        }
-    }
-}
 
 /// Settings of the fence.
 pub struct RetentionSettings {
@@ -358,29 +302,5 @@ impl Retention {
             });
         }
         Ok(logs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_limits() {
-        for (text, want) in [
-            ("0", ByteLimit::None),
-            ("1048576", ByteLimit::Bytes(1 << 20)),
-            ("64MiB", ByteLimit::Bytes(64 << 20)),
-            ("10 GiB", ByteLimit::Bytes(10 << 30)),
-            ("25%", ByteLimit::Percent(25)),
-        ] {
-            assert_eq!(text.parse::<ByteLimit>(), Ok(want), "{text}");
-        }
-        for bad in ["", "-1", "10GB", "0%", "101%", "x", "99999999999TiB"] {
-            assert!(bad.parse::<ByteLimit>().is_err(), "{bad}");
-        }
-        assert_eq!(ByteLimit::Percent(25).bytes(|| Some(1000)), Some(250));
-        assert_eq!(ByteLimit::Percent(25).bytes(|| None), None);
-        assert_eq!(ByteLimit::None.bytes(|| Some(1000)), None);
     }
 }

@@ -22,6 +22,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub clone_slot: Arc<tokio::sync::Semaphore>,
     pub clone_token: Option<Secret>,
+    /// `--clone-max-rate`: the most bytes per second a clone stream sends.
+    pub clone_max_rate: Option<u64>,
     pub local: Target,
     pub datadir: std::path::PathBuf,
     pub last_tick: Mutex<Instant>,
@@ -35,6 +37,7 @@ impl Shared {
         local: Target,
         datadir: std::path::PathBuf,
         clone_token: Option<Secret>,
+        clone_max_rate: Option<u64>,
     ) -> Arc<Shared> {
         let status = Status::starting(identity.clone(), flavor);
         let shared = Arc::new(Shared {
@@ -43,6 +46,7 @@ impl Shared {
             status: RwLock::new(status),
             clone_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             clone_token,
+            clone_max_rate,
             local,
             datadir,
             last_tick: Mutex::new(Instant::now()),

@@ -47,6 +47,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "mysql-sts.agentEnv" . }}
 - name: MYSQL_STS_DONOR_TIMEOUT
   value: {{ .Values.agent.donorTimeout | quote }}
+- name: MYSQL_STS_CLONE_COMPRESSION
+  value: {{ .Values.agent.cloneCompression | quote }}
 # Init makes the datadir in the volume (and moves in the data an earlier
 # chart kept at the volume's root).
 - name: MYSQL_STS_VOLUME_ROOT

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::engine::clone::{StreamJob, run_dir};
 use crate::error::{Error, IoContext, Result};
-use crate::net::wire::Encoder;
+use crate::net::wire::{self, Compression, Encoder};
 
 const CHUNK: usize = 1 << 20;
 
@@ -37,6 +37,8 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         permit,
         peer,
         watcher,
+        compression,
+        max_rate,
     } = job;
     let run = run_dir("backup")?;
     let password = local
@@ -105,6 +107,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         let started = Instant::now();
         let mut enc = Encoder::default();
         let mut sent = 0u64;
+        let mut wire = 0u64;
         let mut buf = BytesMut::with_capacity(CHUNK);
         let outcome: std::result::Result<(), String> = loop {
             buf.clear();
@@ -133,7 +136,27 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                 Ok(n) => {
                     sent += n as u64;
                     watcher.sent(n as u64, sent, started.elapsed());
-                    match tokio::time::timeout(SEND_STALL, tx.send(enc.data(&buf[..n]))).await {
+                    // Auto: compressed while frames wait for the link (the
+                    // channel to the connection is half full or more).
+                    let compress = match compression {
+                        Compression::None => false,
+                        Compression::Zstd => true,
+                        Compression::Auto => tx.capacity() <= tx.max_capacity() / 2,
+                    };
+                    let frame = if compress {
+                        enc.data_compressed(&buf[..n])
+                    } else {
+                        enc.data(&buf[..n])
+                    };
+                    wire += frame.len() as u64;
+                    // Capped: the backup is read no faster than the link may
+                    // carry, so it also reads the donor's disk no faster.
+                    if let Some(wait) =
+                        max_rate.and_then(|r| wire::pace(wire, r, started.elapsed()))
+                    {
+                        tokio::time::sleep(wait).await;
+                    }
+                    match tokio::time::timeout(SEND_STALL, tx.send(frame)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break Err("the recipient went away".into()),
                         Err(_) => {
@@ -150,7 +173,9 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         let _ = child.kill().await;
         let secs = started.elapsed().as_secs_f64();
         match &outcome {
-            Ok(()) => info!(recipient = %peer, bytes = sent, secs, "clone stream complete"),
+            Ok(()) => {
+                info!(recipient = %peer, bytes = sent, wire_bytes = wire, secs, "clone stream complete")
+            }
             Err(why) => {
                 warn!(recipient = %peer, bytes = sent, secs, why = %why, "clone stream failed")
             }

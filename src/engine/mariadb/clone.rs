@@ -38,7 +38,12 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
     // is given up like one whose stream stalls.
     let resp = tokio::time::timeout(
         req.stall_timeout,
-        req.http.client.get(&url).bearer_auth(token.expose()).send(),
+        req.http
+            .client
+            .get(&url)
+            .bearer_auth(token.expose())
+            .header(wire::COMPRESSION_HEADER, req.compression.as_str())
+            .send(),
     )
     .await
     .map_err(|_| {
@@ -169,6 +174,7 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         bytes: trailer.bytes,
         seconds: started.elapsed().as_secs_f64(),
         failed_attempts: 0,
+        wire_bytes: dec.wire_bytes(),
     };
     info!(donor = %donor, gtid = %info.gtid, prepare_secs = (started.elapsed() - streamed).as_secs_f64(), "copy prepared");
     Ok((data, info))

@@ -127,6 +127,7 @@ pub async fn clone(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         failed_attempts: 0,
+        wire_bytes: 0,
     };
     info!(donor = %donor, gtid = %info.gtid, secs = info.seconds, "copy recovered and shut down");
     Ok((data, info))
