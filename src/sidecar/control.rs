@@ -353,18 +353,21 @@ impl Control {
                 }
             },
         };
-        let published = match flavor.compares_with_binlog_start() {
-            true => self.published_binlog_start().await,
-            false => None,
-        };
         // A master cut off silently would hold the round (and with it this
-        // pod's status and readiness) until TCP gives up: bounded.
-        match tokio::time::timeout(
-            MASTER_CHECK_TIMEOUT,
-            flavor.compare_with_master(conn, &mut master, ours, published.as_deref()),
-        )
-        .await
-        {
+        // pod's status and readiness) until TCP gives up: bounded, asking
+        // its sidecar included.
+        let http = self.s.http.clone();
+        let host = self.master.host.clone();
+        let compare = async {
+            let published = match (flavor.compares_with_binlog_start(), &http) {
+                (true, Some(http)) => published_binlog_start(http, &host).await,
+                _ => None,
+            };
+            flavor
+                .compare_with_master(conn, &mut master, ours, published.as_deref())
+                .await
+        };
+        match tokio::time::timeout(MASTER_CHECK_TIMEOUT, compare).await {
             Ok(Ok(r)) => {
                 self.master_conn = Some(master);
                 Some(r)
@@ -378,17 +381,6 @@ impl Control {
                 None
             }
         }
-    }
-
-    /// Where the master's oldest binary log starts, as its sidecar says.
-    async fn published_binlog_start(&self) -> Option<String> {
-        let http = self.s.http.as_ref()?;
-        let resp = http
-            .get(&self.master.host, "/status", MASTER_CHECK_TIMEOUT)
-            .await
-            .ok()?;
-        let st: crate::status::Status = resp.error_for_status().ok()?.json().await.ok()?;
-        st.binlog_start
     }
 
     fn master_target(&self) -> Target {
@@ -421,4 +413,14 @@ impl Control {
             st.replication = obs.replica.clone();
         });
     }
+}
+
+/// Where the master's oldest binary log starts, as its sidecar says.
+async fn published_binlog_start(http: &AgentClient, master: &str) -> Option<String> {
+    let resp = http
+        .get(master, "/status", MASTER_CHECK_TIMEOUT)
+        .await
+        .ok()?;
+    let st: crate::status::Status = resp.error_for_status().ok()?.json().await.ok()?;
+    st.binlog_start
 }
