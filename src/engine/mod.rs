@@ -23,7 +23,7 @@ use crate::error::Result;
 use crate::pod::{Identity, Role};
 use crate::secret::Secret;
 use clone::{Request, StreamJob};
-use replication::{GtidCheck, SemiSync, Source};
+use replication::{GtidCheck, ReplicaFacts, SemiSync, Source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -338,19 +338,30 @@ impl Flavor {
 
     /// The transactions `ours` has that the master has not, and those the
     /// master has purged that `ours` lacks.
-    /// `binlog_start`: where the master's oldest binary log starts, as its
-    /// sidecar published it, if the engine needs it ([`Flavor::compares_with_binlog_start`]).
+    /// What a replica's comparison needs of the local server.
+    pub async fn replica_facts(self, local: &mut Conn) -> Result<ReplicaFacts> {
+        match self {
+            Flavor::Mysql => Ok(ReplicaFacts::default()),
+            Flavor::Mariadb => mariadb::replica_facts(local).await,
+        }
+    }
+
+    /// Compares a replica (`ours`, and the `facts` read from it) with the
+    /// master, asking only the master: a timeout may cut this off, and the
+    /// local connection must not be left half-read. `binlog_start`: where the
+    /// master's oldest binary log starts, as its sidecar published it, if the
+    /// engine needs it ([`Flavor::compares_with_binlog_start`]).
     pub async fn compare_with_master(
         self,
-        local: &mut Conn,
+        facts: &ReplicaFacts,
         master: &mut Conn,
         ours: &str,
         binlog_start: Option<&str>,
     ) -> Result<GtidCheck> {
         match self {
-            Flavor::Mysql => mysql::compare_with_master(local, master, ours).await,
+            Flavor::Mysql => mysql::compare_with_master(master, ours).await,
             Flavor::Mariadb => {
-                mariadb::compare_with_master(local, master, ours, binlog_start).await
+                mariadb::compare_with_master(facts, master, ours, binlog_start).await
             }
         }
     }

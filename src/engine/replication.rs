@@ -40,6 +40,15 @@ pub struct GtidCheck {
     pub master_gtid: Option<String>,
 }
 
+/// What a replica's comparison with the master needs of the local server,
+/// read before the master is asked (MariaDB: its binary log state and
+/// `server_id`; MySQL: nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaFacts {
+    pub binlog_state: String,
+    pub server_id: u32,
+}
+
 /// Semi-synchronous replication: the master acknowledges a commit only once
 /// `wait_for` replicas have it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -356,6 +356,13 @@ impl Control {
         // A master cut off silently would hold the round (and with it this
         // pod's status and readiness) until TCP gives up: bounded, asking
         // its sidecar included.
+        let facts = match flavor.replica_facts(conn).await {
+            Ok(f) => f,
+            Err(e) => {
+                debug!(error = %e, "cannot read what the comparison needs of the local server");
+                return None;
+            }
+        };
         let http = self.s.http.clone();
         let host = self.master.host.clone();
         let compare = async {
@@ -364,7 +371,7 @@ impl Control {
                 _ => None,
             };
             flavor
-                .compare_with_master(conn, &mut master, ours, published.as_deref())
+                .compare_with_master(&facts, &mut master, ours, published.as_deref())
                 .await
         };
         match tokio::time::timeout(MASTER_CHECK_TIMEOUT, compare).await {

@@ -9,7 +9,7 @@ pub mod xbstream;
 use mysql_async::Conn;
 use tracing::info;
 
-use crate::engine::replication::{GtidCheck, GtidSet, SemiSync, Source};
+use crate::engine::replication::{GtidCheck, GtidSet, ReplicaFacts, SemiSync, Source};
 use crate::error::Result;
 use crate::net::sql::{self, quote};
 use crate::pod::Role;
@@ -92,6 +92,18 @@ pub fn set_start_position(gtid: &str) -> String {
     format!("SET GLOBAL gtid_slave_pos={}", quote(gtid))
 }
 
+/// What a replica's comparison needs of the local server, read before the
+/// master is asked: its binary log state and `server_id`.
+pub async fn replica_facts(local: &mut Conn) -> Result<ReplicaFacts> {
+    Ok(ReplicaFacts {
+        binlog_state: sql::scalar(local, GTID_BINLOG_STATE).await?,
+        server_id: sql::scalar(local, "SELECT @@global.server_id")
+            .await?
+            .parse()
+            .unwrap_or(0),
+    })
+}
+
 /// The GTIDs in our binary log state the master's does not have, and the domains where `ours` is behind the start of the
 /// master's oldest binary log. Ours is read first: whatever we got from the
 /// master is in the master's state by the time that is read. Where the
@@ -99,16 +111,12 @@ pub fn set_start_position(gtid: &str) -> String {
 /// else read from the master, which waits while a commit there waits for a
 /// semi-synchronous acknowledgement.
 pub async fn compare_with_master(
-    local: &mut Conn,
+    facts: &ReplicaFacts,
     master: &mut Conn,
     ours: &str,
     published: Option<&str>,
 ) -> Result<GtidCheck> {
-    let state = sql::scalar(local, GTID_BINLOG_STATE).await?;
-    let own: u32 = sql::scalar(local, "SELECT @@global.server_id")
-        .await?
-        .parse()
-        .unwrap_or(0);
+    let (state, own) = (&facts.binlog_state, facts.server_id);
     let master_state = sql::scalar(master, GTID_BINLOG_STATE).await?;
     let oldest = match published {
         Some(start) => start.to_owned(),
@@ -117,7 +125,7 @@ pub async fn compare_with_master(
             None => String::new(),
         },
     };
-    let errant = gtid::errant(&state, own, &master_state, &oldest).join(",");
+    let errant = gtid::errant(state, own, &master_state, &oldest).join(",");
     Ok(GtidCheck {
         errant: GtidSet::new(&errant),
         missing: GtidSet::new(&gtid::missing(ours, &oldest).join(",")),

@@ -125,37 +125,23 @@ pub fn stop_server_expiry(vars: &[(String, String)]) -> Vec<String> {
 pub const NO_SERVER_EXPIRY: &str = "binlog_expire_logs_auto_purge=OFF\n";
 
 /// The transactions `ours` has that the master has not, and those the master
-/// has purged that `ours` lacks. The set arithmetic is the server's own
-/// `GTID_SUBTRACT`.
-pub async fn compare_with_master(
-    local: &mut Conn,
-    master: &mut Conn,
-    ours: &str,
-) -> Result<GtidCheck> {
+/// has purged that `ours` lacks: the master's own `GTID_SUBTRACT`, in one
+/// statement on the master (the local connection is not used: this may be
+/// cut off by a timeout).
+pub async fn compare_with_master(master: &mut Conn, ours: &str) -> Result<GtidCheck> {
     let row = sql::first_row(
         master,
-        "SELECT @@global.gtid_executed, @@global.gtid_purged",
-    )
-    .await?;
-    let executed = sql::column(&row, 0);
-    let purged = sql::column(&row, 1);
-    let errant = sql::scalar(
-        local,
         &format!(
-            "SELECT GTID_SUBTRACT({}, {})",
-            quote(ours),
-            quote(&executed)
+            "SELECT GTID_SUBTRACT({ours}, @@global.gtid_executed), \
+             GTID_SUBTRACT(@@global.gtid_purged, {ours}), @@global.gtid_executed",
+            ours = quote(ours)
         ),
     )
     .await?;
-    let missing = sql::scalar(
-        local,
-        &format!("SELECT GTID_SUBTRACT({}, {})", quote(&purged), quote(ours)),
-    )
-    .await?;
+    let one_line = |i: usize| sql::column(&row, i).replace('\n', "");
     Ok(GtidCheck {
-        errant: GtidSet::new(&errant.replace('\n', "")),
-        missing: GtidSet::new(&missing.replace('\n', "")),
-        master_gtid: Some(executed.replace('\n', "")),
+        errant: GtidSet::new(&one_line(0)),
+        missing: GtidSet::new(&one_line(1)),
+        master_gtid: Some(one_line(2)),
     })
 }
