@@ -15,6 +15,7 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod links;
 mod report;
 
 use std::time::{Duration, Instant};
@@ -40,9 +41,9 @@ fn timed_sh(c: &Cluster, n: u32, script: &str) -> (f64, String) {
 
 /// Creates pod 2, pipes `send` (run in pod 1) into `receive` (run in pod 2)
 /// through socat over the pods' network; returns the wall time of the copy.
-fn socket_copy(c: &mut Cluster, receive: &str, send: &str) -> f64 {
+fn socket_copy(c: &mut Cluster, via: Option<&str>, receive: &str, send: &str) -> f64 {
     c.create_pod(2);
-    let ip = c.pod(2).ip.clone();
+    let ip = via.map_or_else(|| c.pod(2).ip.clone(), str::to_owned);
     let listen = format!("socat -u TCP-LISTEN:9999,reuseaddr - | {receive}");
     let mut rx = c
         .pod_command(2, &["sh".into(), "-ec".into(), listen])
@@ -163,9 +164,14 @@ async fn purge_binlogs(c: &Cluster, n: u32) {
 /// One clone into a new pod `n` by `mysql-sts init`: its wall time and the
 /// init process's peak RSS (kB), sampled every 20 ms. The pod stays.
 fn clone_ours(c: &mut Cluster, n: u32) -> (f64, u64) {
+    clone_ours_with(c, n, &[])
+}
+
+/// [`clone_ours`] with more flags for init.
+fn clone_ours_with(c: &mut Cluster, n: u32, args: &[&str]) -> (f64, u64) {
     c.create_pod(n);
     let started = Instant::now();
-    let mut child = c.spawn_init(n, &[]);
+    let mut child = c.spawn_init(n, args);
     let mut peak = 0;
     let status = loop {
         peak = peak.max(proc_kb(child.id(), "VmHWM:"));
@@ -186,9 +192,15 @@ fn clone_ours(c: &mut Cluster, n: u32) -> (f64, u64) {
 /// The tutorial's pipeline into a new pod 2: mariabackup | socat | mbstream,
 /// then prepare. Returns its wall time.
 fn clone_bare(c: &mut Cluster) -> f64 {
+    clone_bare_via(c, None)
+}
+
+/// [`clone_bare`], its stream sent to `via` (a proxy) rather than to mysql-2.
+fn clone_bare_via(c: &mut Cluster, via: Option<&str>) -> f64 {
     let dir = c.pod(1).dir.parent().unwrap().join("mysql-2/data");
     let copy = socket_copy(
         c,
+        via,
         &format!("mbstream -x -C {}", dir.display()),
         &format!(
             "rm -rf /tmp/bench-bk; mariabackup --backup --stream=xbstream --target-dir=/tmp/bench-bk \
@@ -454,6 +466,7 @@ async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mu
         let src = c.pod(1).dir.join("data");
         m.ceiling.push(socket_copy(
             c,
+            None,
             &format!("tar -C {} -xf -", dir.display()),
             &format!("tar -C {} -cf - .", src.display()),
         ));
@@ -582,13 +595,29 @@ fn main() {
     sizes.sort_unstable();
     let runs = env_num("BENCH_RUNS", 3).max(1) as usize;
     let mysql_mb = env_num("BENCH_MYSQL_MB", main_mb);
+    let link_mb = env_num("BENCH_LINK_MB", main_mb);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // BENCH_ONLY=links: the slow-link figures alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("links") {
+        let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
+        let md = links::report(link_mb, data_mb, runs, &rows, &cap);
+        println!("{md}");
+        if let Ok(path) = std::env::var("BENCH_OUT") {
+            std::fs::write(path, &md).unwrap();
+        }
+        return;
+    }
     let (results, mut m) = rt.block_on(mariadb(&sizes, main_mb, runs));
     m.latency_idle_semi_sync = rt.block_on(semi_sync_latency());
     let mut md = report::report(&results, main_mb, runs, &m);
     if mysql_mb > 0 {
         md += "\n";
         md += &report::mysql_report(mysql_mb, rt.block_on(mysql(mysql_mb, runs)));
+    }
+    if link_mb > 0 {
+        let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
+        md += "\n";
+        md += &links::report(link_mb, data_mb, runs, &rows, &cap);
     }
     println!("{md}");
     if let Ok(path) = std::env::var("BENCH_OUT") {

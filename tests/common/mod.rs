@@ -14,6 +14,7 @@
 mod dns;
 mod engine;
 mod http;
+pub mod link;
 mod load;
 mod pods;
 mod sql;

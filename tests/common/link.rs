@@ -1,0 +1,118 @@
+//! A slow link between pods: a TCP proxy on the bridge that forwards to one
+//! pod and carries at most a given number of bytes per second towards the
+//! client (this kernel has no netem or tbf qdiscs to shape traffic with).
+//! Every connection through it shares the one rate, as they would share a
+//! link between zones.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+/// The proxy; it stops when dropped.
+pub struct SlowLink {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Bytes sent towards clients so far, and since when, for the one rate.
+struct Budget {
+    started: Instant,
+    sent: u64,
+    rate: u64,
+}
+
+/// An idle link saves up no more than this much sending time.
+const BURST: Duration = Duration::from_millis(20);
+
+impl Budget {
+    /// Takes `n` bytes of the budget; returns how long to wait before
+    /// sending them.
+    fn take(&mut self, n: u64) -> Option<Duration> {
+        let due = at_rate(self.sent, self.rate);
+        let now = self.started.elapsed();
+        if now > due + BURST {
+            // Idle: what was not used is not saved up.
+            self.started = Instant::now() - (due + BURST);
+        }
+        self.sent += n;
+        mysql_sts::net::wire::pace(self.sent, self.rate, self.started.elapsed())
+    }
+}
+
+impl SlowLink {
+    /// Listens on `listen_ip` at each of `ports`, forwarding to the same port
+    /// of `target_ip`; what flows back is held to `rate` bytes per second.
+    pub async fn start(listen_ip: &str, target_ip: &str, ports: &[u16], rate: u64) -> SlowLink {
+        let budget = Arc::new(Mutex::new(Budget {
+            started: Instant::now(),
+            sent: 0,
+            rate,
+        }));
+        let mut tasks = Vec::new();
+        for &port in ports {
+            let listener = tokio::net::TcpListener::bind((listen_ip, port))
+                .await
+                .unwrap_or_else(|e| panic!("slow link on {listen_ip}:{port}: {e}"));
+            let target = format!("{target_ip}:{port}");
+            let budget = budget.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let target = target.clone();
+                    let budget = budget.clone();
+                    tokio::spawn(async move {
+                        if let Ok(server) = tokio::net::TcpStream::connect(&target).await {
+                            carry(client, server, budget).await;
+                        }
+                    });
+                }
+            }));
+        }
+        SlowLink { tasks }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn carry(client: tokio::net::TcpStream, server: tokio::net::TcpStream, budget: Arc<Mutex<Budget>>) {
+    let _ = client.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let _ = sw.shutdown().await;
+    });
+    // Small pieces: the rate holds within a few milliseconds.
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match sr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let wait = budget.lock().await.take(n as u64);
+        if let Some(w) = wait {
+            tokio::time::sleep(w).await;
+        }
+        if cw.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = cw.shutdown().await;
+    up.abort();
+}
+
+/// Bytes per second of a link of `mbit` megabits per second.
+pub fn mbit(mbit: u64) -> u64 {
+    mbit * 1_000_000 / 8
+}
+
+/// How long `bytes` take at `rate` bytes per second.
+pub fn at_rate(bytes: u64, rate: u64) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / rate as f64)
+}
