@@ -50,9 +50,10 @@ fn disk_mb_s(dir: &std::path::Path) -> f64 {
 
 /// What a clone record says crossed the network (MB).
 fn wire_mb(c: &Cluster, n: u32) -> Option<f64> {
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(c.pod(n).datadir().join(".mysql-sts-clone.json")).ok()?)
-            .ok()?;
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(c.pod(n).datadir().join(".mysql-sts-clone.json")).ok()?,
+    )
+    .ok()?;
     record["wire_bytes"].as_u64().map(|b| b as f64 / 1e6)
 }
 
@@ -90,7 +91,10 @@ pub async fn slow_links(mb: u64, runs: usize) -> (f64, Vec<LinkRow>, CapResult) 
                 row.wire_mb = wire_mb(&c, 2);
                 c.remove_pod(2);
             }
-            eprintln!("bench: {rate} Mbit/s, {method}: {:.2} s", stats(&row.secs).0);
+            eprintln!(
+                "bench: {rate} Mbit/s, {method}: {:.2} s",
+                stats(&row.secs).0
+            );
             rows.push(row);
         }
         c.override_dns(1, None);
@@ -213,7 +217,9 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
                 .find(|r| r.mbit == rate && r.method.starts_with(m))
                 .map(|r| stats(&r.secs).0)
         };
-        if let (Some(bare), Some(zstd), Some(auto)) = (med("bare"), med("mysql-sts, zstd"), med("mysql-sts, auto")) {
+        if let (Some(bare), Some(zstd), Some(auto)) =
+            (med("bare"), med("mysql-sts, zstd"), med("mysql-sts, auto"))
+        {
             s += &format!(
                 "- {rate} Mbit/s: a zstd clone is **{:.2}×** as fast as the bare pipeline, `auto` {:.2}×{}.\n",
                 bare / zstd,
@@ -235,7 +241,10 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
     for (name, v) in [
         ("idle (20 s)", &cap.idle),
         ("serving clones, no cap", &cap.uncapped),
-        ("serving clones, capped at a quarter of the disk", &cap.capped),
+        (
+            "serving clones, capped at a quarter of the disk",
+            &cap.capped,
+        ),
     ] {
         s += &format!(
             "| {name} | {} | {:.2} ms | {:.2} ms | {:.2}× |\n",

@@ -1,8 +1,8 @@
 //! A slow link between pods: a TCP proxy on the bridge that forwards to one
-//! pod and carries at most a given number of bytes per second towards the
-//! client (this kernel has no netem or tbf qdiscs to shape traffic with).
-//! Every connection through it shares the one rate, as they would share a
-//! link between zones.
+//! pod and carries at most a given number of bytes per second each way (this
+//! kernel has no netem or tbf qdiscs to shape traffic with). Every
+//! connection through it shares the one rate per direction, as they would
+//! share a link between zones.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,11 +44,14 @@ impl SlowLink {
     /// Listens on `listen_ip` at each of `ports`, forwarding to the same port
     /// of `target_ip`; what flows back is held to `rate` bytes per second.
     pub async fn start(listen_ip: &str, target_ip: &str, ports: &[u16], rate: u64) -> SlowLink {
-        let budget = Arc::new(Mutex::new(Budget {
-            started: Instant::now(),
-            sent: 0,
-            rate,
-        }));
+        let direction = || {
+            Arc::new(Mutex::new(Budget {
+                started: Instant::now(),
+                sent: 0,
+                rate,
+            }))
+        };
+        let budget = (direction(), direction());
         let mut tasks = Vec::new();
         for &port in ports {
             let listener = tokio::net::TcpListener::bind((listen_ip, port))
@@ -80,18 +83,28 @@ impl Drop for SlowLink {
     }
 }
 
-async fn carry(client: tokio::net::TcpStream, server: tokio::net::TcpStream, budget: Arc<Mutex<Budget>>) {
+type Budgets = (Arc<Mutex<Budget>>, Arc<Mutex<Budget>>);
+
+async fn carry(client: tokio::net::TcpStream, server: tokio::net::TcpStream, budget: Budgets) {
     let _ = client.set_nodelay(true);
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let up = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        let _ = sw.shutdown().await;
-    });
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let (up_budget, down_budget) = budget;
+    let up = tokio::spawn(pump(cr, sw, up_budget));
+    pump(sr, cw, down_budget).await;
+    let _ = up.await;
+}
+
+/// Copies `from` into `to` at the budget's rate, then closes `to`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    budget: Arc<Mutex<Budget>>,
+) {
     // Small pieces: the rate holds within a few milliseconds.
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match sr.read(&mut buf).await {
+        let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -99,12 +112,11 @@ async fn carry(client: tokio::net::TcpStream, server: tokio::net::TcpStream, bud
         if let Some(w) = wait {
             tokio::time::sleep(w).await;
         }
-        if cw.write_all(&buf[..n]).await.is_err() {
+        if to.write_all(&buf[..n]).await.is_err() {
             break;
         }
     }
-    let _ = cw.shutdown().await;
-    up.abort();
+    let _ = to.shutdown().await;
 }
 
 /// Bytes per second of a link of `mbit` megabits per second.

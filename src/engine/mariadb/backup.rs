@@ -108,6 +108,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         let mut enc = Encoder::default();
         let mut sent = 0u64;
         let mut wire = 0u64;
+        let mut auto = AutoCompression::default();
         let mut buf = BytesMut::with_capacity(CHUNK);
         let outcome: std::result::Result<(), String> = loop {
             buf.clear();
@@ -136,15 +137,15 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                 Ok(n) => {
                     sent += n as u64;
                     watcher.sent(n as u64, sent, started.elapsed());
-                    // Auto: compressed while frames wait for the link (the
-                    // channel to the connection is half full or more).
                     let compress = match compression {
                         Compression::None => false,
                         Compression::Zstd => true,
-                        Compression::Auto => tx.capacity() <= tx.max_capacity() / 2,
+                        Compression::Auto => auto.decide(tx.capacity(), tx.max_capacity()),
                     };
                     let frame = if compress {
-                        enc.data_compressed(&buf[..n])
+                        let f = enc.data_compressed(&buf[..n]);
+                        auto.compressed(n as u64, f.len() as u64);
+                        f
                     } else {
                         enc.data(&buf[..n])
                     };
@@ -187,6 +188,54 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
     Ok(rx)
 }
 
+/// `--clone-compression auto`: compress once the link holds the stream back
+/// (the frames waiting for the connection fill half the queue), and from then
+/// on — compressed frames drain faster, so a queue that empties does not
+/// mean the link became fast — unless compression does not pay: when 16
+/// compressed frames in a row saved less than a tenth, frames go as they are
+/// for the next 256 before it is tried again.
+#[derive(Debug, Default)]
+struct AutoCompression {
+    on: bool,
+    /// Raw and compressed bytes of the frames compressed in this trial.
+    raw: u64,
+    packed: u64,
+    tried: u32,
+    /// Frames still to send as they are after compression did not pay.
+    resting: u32,
+}
+
+impl AutoCompression {
+    const TRIAL: u32 = 16;
+    const REST: u32 = 256;
+
+    /// Whether to compress the next frame, given the queue's free and total slots.
+    fn decide(&mut self, free: usize, capacity: usize) -> bool {
+        if self.resting > 0 {
+            self.resting -= 1;
+            return false;
+        }
+        if !self.on && free <= capacity / 2 {
+            self.on = true;
+        }
+        self.on
+    }
+
+    /// What compressing a frame of `raw` bytes made of it (`sent` bytes).
+    fn compressed(&mut self, raw: u64, sent: u64) {
+        self.raw += raw;
+        self.packed += sent;
+        self.tried += 1;
+        if self.tried == Self::TRIAL {
+            if self.packed * 10 > self.raw * 9 {
+                self.on = false;
+                self.resting = Self::REST;
+            }
+            (self.raw, self.packed, self.tried) = (0, 0, 0);
+        }
+    }
+}
+
 /// A `[client]` option file in memory (a memfd, mode 0600: MariaDB ignores a
 /// world-writable option file), for a child to read as `/dev/fd/<n>`;
 /// close-on-exec until a child's `pre_exec` clears that.
@@ -203,4 +252,30 @@ fn client_options(user: &str, password: &str) -> Result<std::os::fd::OwnedFd> {
     writeln!(file, "[client]\nuser={user}\npassword=\"{quoted}\"")
         .io_context(|| "cannot write the in-memory option file for mariadb-backup".into())?;
     Ok(file.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_compression_starts_on_a_backed_up_queue_and_keeps_on_while_it_pays() {
+        let mut a = AutoCompression::default();
+        // A fast link: the queue stays empty; nothing is compressed.
+        assert!((0..20).all(|_| !a.decide(8, 8)));
+        // Backed up: compressed, also once compressed frames drain the queue.
+        assert!(!a.decide(5, 8));
+        assert!(a.decide(4, 8));
+        for _ in 0..6 * AutoCompression::TRIAL {
+            assert!(a.decide(8, 8));
+            a.compressed(1 << 20, 100 << 10);
+        }
+        // Frames that do not shrink: plain for a while, then tried again.
+        for _ in 0..AutoCompression::TRIAL {
+            assert!(a.decide(4, 8));
+            a.compressed(1 << 20, (1 << 20) - 100);
+        }
+        assert!((0..AutoCompression::REST).all(|_| !a.decide(0, 8)));
+        assert!(a.decide(0, 8));
+    }
 }
