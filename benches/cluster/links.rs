@@ -101,7 +101,7 @@ pub async fn slow_links(mb: u64, runs: usize) -> (f64, Vec<LinkRow>, CapResult) 
         drop(link);
         let mut bare = LinkRow {
             mbit: rate,
-            method: "bare pipeline: mariabackup | socat | mbstream, prepare",
+            method: "bare pipeline: mariabackup \\| socat \\| mbstream, prepare",
             secs: Vec::new(),
             wire_mb: None,
         };
@@ -197,7 +197,7 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
         "## Clones over slow links (MariaDB 10.11)\n\n\
          A new replica clones {data_mb:.0} MB ({mb} MB of generated rows) from mysql-1 through a \
          link held to a rate by a proxy on the bridge (this kernel has no traffic shaping); the \
-         bare pipeline sends through the same proxy. {runs} runs each. The generated rows repeat \
+         bare pipeline sends through the same proxy. Runs of each: {runs}. The generated rows repeat \
          one padding value, so they compress far better than most tables do: the on-the-wire \
          column shows how much.\n\n\
          | link | method | time: median | min | max | on the wire |\n| --- | --- | --- | --- | --- | --- |\n"
@@ -233,7 +233,7 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
         "\n### A master donor capped by `--clone-max-rate`\n\n\
          The master's disk writes {:.0} MB/s (256 MiB, O_DIRECT); the cap is a quarter of that, \
          {:.0} MB/s. A client writes one row at a time to mysql-0 (10 ms apart) while mysql-2 \
-         clones from mysql-0 {runs} times, its copy on a disk of its own; the master's pod and the \
+         clones from mysql-0 (runs: {runs}), its copy on a disk of its own; the master's pod and the \
          client on CPU 0, the rest on CPU 1.\n\n\
          | while | writes | p50 | p99 | p99 / idle p99 |\n| --- | --- | --- | --- | --- |\n",
         cap.disk_mb_s, cap.cap_mb_s
