@@ -231,11 +231,7 @@ impl Datadir {
     /// `.mysql-sts-old/<unix time>` inside the datadir, leaving it empty for a
     /// new clone; returns that directory. The operator removes it when done.
     pub fn move_aside(&self) -> Result<PathBuf> {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let aside = self.path.join(OLD_DIR).join(secs.to_string());
+        let aside = self.path.join(OLD_DIR).join(unix_now().to_string());
         fs::create_dir_all(&aside).io_context(|| format!("cannot create {}", aside.display()))?;
         for name in self.entries()? {
             if ignorable(&name) && name != CLONE_INFO && name != DIVERGED {
@@ -461,6 +457,13 @@ pub fn adopt_volume_root(root: &Path, datadir: &Path) -> Result<Vec<String>> {
 /// The hold of [`Datadir::lock`]; released when dropped (or the process ends).
 pub struct Lock {
     _dir: fs::File,
+}
+
+/// Seconds since the Unix epoch: the time the datadir's records carry.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Bytes an unprivileged writer may still put on the filesystem of `path`.

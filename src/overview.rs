@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::net::agent_client::AgentClient;
 use crate::net::dns::{peers, resolve};
+use crate::pod::short_name;
 use crate::status::Status;
 
 /// How long one pod may take to answer.
@@ -50,7 +51,7 @@ pub async fn ask_all(
     );
     let mut out = Vec::with_capacity(hosts.len());
     for host in hosts {
-        let pod = host.split('.').next().unwrap_or(&host).to_owned();
+        let pod = short_name(&host).to_owned();
         let answer = async {
             resolve(resolver, &host)
                 .await
@@ -153,19 +154,14 @@ fn row(r: &PodReport) -> [String; 9] {
         s.gtid_executed.as_deref().map_or_else(dash, cut),
         repl.and_then(|r| r.lag_seconds)
             .map_or_else(dash, |l| format!("{l}s")),
-        repl.map(|r| short(&r.source_host))
+        repl.map(|r| short_name(&r.source_host).to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(dash),
         s.cloned_from
             .as_ref()
-            .map_or_else(dash, |c| short(&c.donor)),
+            .map_or_else(dash, |c| short_name(&c.donor).to_owned()),
         s.version.clone(),
     ]
-}
-
-/// A pod's name without its domain.
-fn short(host: &str) -> String {
-    host.split('.').next().unwrap_or(host).to_owned()
 }
 
 fn cut(gtid: &str) -> String {

@@ -43,7 +43,7 @@ pub fn parse_hostname(hostname: &str) -> Result<(String, u32)> {
         why: why.to_owned(),
     };
     // A pod hostname may come as an FQDN on some platforms; only the first label counts.
-    let name = hostname.split('.').next().unwrap_or_default();
+    let name = short_name(hostname);
     let (set, ordinal) = name
         .rsplit_once('-')
         .ok_or_else(|| bad("no '-<ordinal>' suffix"))?;
@@ -72,6 +72,11 @@ pub fn parse_hostname(hostname: &str) -> Result<(String, u32)> {
         .parse::<u32>()
         .map_err(|_| bad("the ordinal is too large"))?;
     Ok((set.to_owned(), ordinal))
+}
+
+/// A pod's name from its DNS name (or hostname): the first label.
+pub fn short_name(host: &str) -> &str {
+    host.split('.').next().unwrap_or(host)
 }
 
 /// Joins a pod name and the peer domain; an empty domain means bare names.

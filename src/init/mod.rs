@@ -189,10 +189,10 @@ fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>) -> Result<PathBuf>
 /// so that its transactions never take the names of ones a peer holds for
 /// other data; recorded in the datadir for its later starts.
 fn begin_history(cfg: &InitConfig, dd: &Datadir, held: &str) -> Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Some(server_id) = cfg.flavor.new_history_server_id(now, held) {
+    if let Some(server_id) = cfg
+        .flavor
+        .new_history_server_id(crate::datadir::unix_now(), held)
+    {
         dd.record_server_id(server_id)?;
         write_server_cnf(cfg, Some(server_id))?;
         info!(

@@ -72,10 +72,7 @@ pub async fn apply(
             }
             Action::RequestReclone(r) => {
                 let record = RecloneRecord {
-                    at: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or_default(),
+                    at: crate::datadir::unix_now(),
                     why: r.why.to_owned(),
                     errant: r.errant.clone(),
                     missing: r.missing.clone(),

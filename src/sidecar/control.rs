@@ -294,10 +294,7 @@ impl Control {
         if datadir.reclone_requested() {
             return false;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let now = crate::datadir::unix_now();
         let held = match datadir.reclones().last() {
             Some(last) if now.saturating_sub(last.at) < interval.as_secs() => Some(format!(
                 "the last automatic re-clone was at {} (unix time) and --auto-reclone-interval is {} s: the next may start at {}",

@@ -17,7 +17,7 @@ use crate::engine::{Flavor, binlog};
 use crate::error::Result;
 use crate::net::agent_client::AgentClient;
 use crate::net::dns::peers;
-use crate::pod::{Role, peer_name};
+use crate::pod::{Role, peer_name, short_name};
 use crate::sidecar::fence::{self, Limits, Log, Replica};
 use crate::sidecar::shared::Shared;
 use crate::status::{BinlogStatus, Phase, Status};
@@ -222,7 +222,7 @@ impl Retention {
         let mut changed = false;
         let mut exist: Vec<String> = Vec::new();
         for p in &found {
-            let pod = p.name.split('.').next().unwrap_or(&p.name).to_owned();
+            let pod = short_name(&p.name).to_owned();
             if p.ip.is_some()
                 && let Some(executed) = self.ask(&p.name).await
                 && self.positions.get(&pod) != Some(&executed)
