@@ -252,11 +252,10 @@ impl Datadir {
 
     /// Asks for a re-clone at the next start of init, with why, durably.
     pub fn request_reclone(&self, record: &RecloneRecord) -> Result<()> {
-        let path = self.path.join(RECLONE_REQUEST);
-        let text = serde_json::to_vec_pretty(record).expect("record serialises");
-        fs::write(&path, text).io_context(|| format!("cannot write {}", path.display()))?;
-        sync_path(&path)?;
-        sync_path(&self.path)
+        self.write_record(
+            RECLONE_REQUEST,
+            &serde_json::to_vec_pretty(record).expect("record serialises"),
+        )
     }
 
     /// The records of the re-clones that moved data aside, oldest first (a
@@ -280,10 +279,7 @@ impl Datadir {
 
     /// Records that this data diverged from the master's, durably.
     pub fn record_divergence(&self, errant: &str) -> Result<()> {
-        let path = self.path.join(DIVERGED);
-        fs::write(&path, errant).io_context(|| format!("cannot write {}", path.display()))?;
-        sync_path(&path)?;
-        sync_path(&self.path)
+        self.write_record(DIVERGED, errant.as_bytes())
     }
 
     /// The position recorded by [`Datadir::record_binlog_start`].
@@ -291,15 +287,9 @@ impl Datadir {
         fs::read_to_string(self.path.join(BINLOG_START)).ok()
     }
 
-    /// Records the position the oldest binary log starts from (replacing
-    /// the file whole).
+    /// Records the position the oldest binary log starts from.
     pub fn record_binlog_start(&self, start: &str) -> Result<()> {
-        let path = self.path.join(BINLOG_START);
-        let tmp = self.path.join(format!("{BINLOG_START}.tmp"));
-        fs::write(&tmp, start).io_context(|| format!("cannot write {}", tmp.display()))?;
-        sync_path(&tmp)?;
-        fs::rename(&tmp, &path).io_context(|| format!("cannot write {}", path.display()))?;
-        sync_path(&self.path)
+        self.write_record(BINLOG_START, start.as_bytes())
     }
 
     /// The replicas' positions recorded by [`Datadir::record_replica_positions`].
@@ -310,16 +300,12 @@ impl Datadir {
             .unwrap_or_default()
     }
 
-    /// Records the replicas' positions (replacing the file whole: a crash
-    /// leaves the old record or the new one).
+    /// Records the replicas' positions.
     pub fn record_replica_positions(&self, positions: &BTreeMap<String, String>) -> Result<()> {
-        let path = self.path.join(REPLICA_POSITIONS);
-        let tmp = self.path.join(format!("{REPLICA_POSITIONS}.tmp"));
-        let text = serde_json::to_vec_pretty(positions).expect("positions serialise");
-        fs::write(&tmp, text).io_context(|| format!("cannot write {}", tmp.display()))?;
-        sync_path(&tmp)?;
-        fs::rename(&tmp, &path).io_context(|| format!("cannot write {}", path.display()))?;
-        sync_path(&self.path)
+        self.write_record(
+            REPLICA_POSITIONS,
+            &serde_json::to_vec_pretty(positions).expect("positions serialise"),
+        )
     }
 
     /// Holds the datadir for this process alone until the hold is dropped:
@@ -380,10 +366,17 @@ impl Datadir {
 
     /// Records the `server_id` this data is served under from now on, durably.
     pub fn record_server_id(&self, id: u32) -> Result<()> {
-        let path = self.path.join(SERVER_ID);
-        fs::write(&path, format!("{id}\n"))
-            .io_context(|| format!("cannot write {}", path.display()))?;
-        sync_path(&path)?;
+        self.write_record(SERVER_ID, format!("{id}\n").as_bytes())
+    }
+
+    /// Writes the agent's record `name` in the datadir durably and whole: a
+    /// crash leaves the old record or the new one, never part of one.
+    fn write_record(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path.join(name);
+        let tmp = self.path.join(format!("{name}.tmp"));
+        fs::write(&tmp, bytes).io_context(|| format!("cannot write {}", tmp.display()))?;
+        sync_path(&tmp)?;
+        fs::rename(&tmp, &path).io_context(|| format!("cannot write {}", path.display()))?;
         sync_path(&self.path)
     }
 
