@@ -56,15 +56,7 @@ pub async fn ask_all(
             resolve(resolver, &host)
                 .await
                 .map_err(|e| format!("{host} {e}"))?;
-            let resp = http
-                .get(&host, "/status", ASK_TIMEOUT)
-                .await
-                .map_err(|e| format!("no answer from {}: {e}", http.url(&host, "/status")))?;
-            resp.error_for_status()
-                .map_err(|e| e.to_string())?
-                .json::<Status>()
-                .await
-                .map_err(|e| format!("not a status: {e}"))
+            Status::fetch(http, &host, ASK_TIMEOUT).await
         }
         .await;
         out.push(match answer {

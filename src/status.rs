@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::datadir::{CloneInfo, RecloneRecord};
 use crate::engine::Flavor;
 use crate::engine::replication::{GtidSet, ReplicaStatus};
+use crate::net::agent_client::AgentClient;
 use crate::pod::Identity;
 use crate::sidecar::readiness::Readiness;
 
@@ -53,6 +54,24 @@ pub struct Status {
 }
 
 impl Status {
+    /// Asks the agent of `host` (a peer's sidecar, or its init while it
+    /// waits) for its status; the error says what went wrong.
+    pub async fn fetch(
+        http: &AgentClient,
+        host: &str,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<Status, String> {
+        let resp = http
+            .get(host, "/status", timeout)
+            .await
+            .map_err(|e| format!("no answer from {}: {e}", http.url(host, "/status")))?;
+        resp.error_for_status()
+            .map_err(|e| e.to_string())?
+            .json::<Status>()
+            .await
+            .map_err(|e| format!("not a status: {e}"))
+    }
+
     /// A sidecar's status before its first round.
     pub fn starting(identity: Identity, flavor: Option<Flavor>) -> Status {
         Status {

@@ -117,14 +117,9 @@ async fn peer_says(http: &AgentClient, peer: &Peer, flavor: Flavor) -> PeerSays 
     if peer.ip.is_none() {
         return PeerSays::Unknown;
     }
-    let status = async {
-        let resp = http.get(&peer.name, "/status", CHECK_TIMEOUT).await.ok()?;
-        resp.json::<Status>().await.ok()
-    }
-    .await;
-    match status {
-        Some(st) => held(st, flavor),
-        None => PeerSays::Unknown,
+    match Status::fetch(http, &peer.name, CHECK_TIMEOUT).await {
+        Ok(st) => held(st, flavor),
+        Err(_) => PeerSays::Unknown,
     }
 }
 

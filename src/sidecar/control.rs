@@ -421,10 +421,8 @@ impl Control {
 
 /// Where the master's oldest binary log starts, as its sidecar says.
 async fn published_binlog_start(http: &AgentClient, master: &str) -> Option<String> {
-    let resp = http
-        .get(master, "/status", MASTER_CHECK_TIMEOUT)
+    crate::status::Status::fetch(http, master, MASTER_CHECK_TIMEOUT)
         .await
-        .ok()?;
-    let st: crate::status::Status = resp.error_for_status().ok()?.json().await.ok()?;
-    st.binlog_start
+        .ok()?
+        .binlog_start
 }

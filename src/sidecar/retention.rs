@@ -265,8 +265,7 @@ impl Retention {
     /// What a replica's sidecar says it executed; `None` when it does not
     /// answer as a replica's sidecar in its control loop.
     async fn ask(&self, host: &str) -> Option<String> {
-        let resp = self.s.http.get(host, "/status", ASK_TIMEOUT).await.ok()?;
-        let st: Status = resp.error_for_status().ok()?.json().await.ok()?;
+        let st = Status::fetch(&self.s.http, host, ASK_TIMEOUT).await.ok()?;
         (st.identity.role == Role::Replica && st.phase == Phase::Replicating)
             .then_some(st.gtid_executed)
             .flatten()
