@@ -58,15 +58,7 @@ fn wire_mb(c: &Cluster, n: u32) -> Option<f64> {
 }
 
 pub async fn slow_links(mb: u64, runs: usize) -> (f64, Vec<LinkRow>, CapResult) {
-    let mut c = Cluster::new(Engine::Mariadb);
-    c.start_pod(0).await;
-    c.wait_ready(0, Duration::from_secs(120)).await;
-    grow(&c, mb).await;
-    c.start_pod(1).await;
-    c.wait_ready(1, Duration::from_secs(600)).await;
-    caught_up(&c, 1).await;
-    purge_binlogs(&c, 1).await;
-    let data_mb = mysql_sts::progress::dir_size(&c.pod(1).datadir()) as f64 / 1e6;
+    let (mut c, data_mb) = donor_with_data(Engine::Mariadb, mb, Duration::from_secs(600)).await;
     let gateway = c.gateway();
     let donor = c.pod(1).ip.clone();
     let mut rows = Vec::new();
@@ -152,21 +144,9 @@ async fn capped_master_donor(c: &mut Cluster, runs: usize) -> CapResult {
     // mysql-2's donor, mysql-1, is the master by name.
     let master = c.pod(0).ip.clone();
     c.override_dns(1, Some(&master));
-    let windows = |c: &mut Cluster, lat: &mut Vec<f64>, secs: &mut Vec<f64>| {
-        for _ in 0..runs {
-            c.create_pod(2);
-            own_disk(c, 2, true);
-            std::thread::sleep(Duration::from_secs(3));
-            let from = Instant::now();
-            let (s, _) = clone_ours_with(c, 2, &["--clone-compression", "none"]);
-            lat.extend(writer.window(from, Instant::now()));
-            secs.push(s);
-            own_disk(c, 2, false);
-            c.remove_pod(2);
-        }
-    };
-    let mut uncapped_secs = Vec::new();
-    windows(c, &mut r.uncapped, &mut uncapped_secs);
+    // mysql-2's copy on a disk of its own.
+    let plain = ["--clone-compression", "none"];
+    r.uncapped = latency_during_clones_into(c, &writer, runs, true, 2, &plain).0;
     c.extra_env.push((
         "MYSQL_STS_CLONE_MAX_RATE".into(),
         format!("{}KiB", (r.cap_mb_s * 1e6 / 1024.0) as u64),
@@ -175,9 +155,7 @@ async fn capped_master_donor(c: &mut Cluster, runs: usize) -> CapResult {
     c.start_sidecar(0);
     c.wait_ready(0, Duration::from_secs(60)).await;
     pin_pods(c);
-    let mut capped_secs = Vec::new();
-    windows(c, &mut r.capped, &mut capped_secs);
-    r.capped_secs = capped_secs;
+    (r.capped, r.capped_secs) = latency_during_clones_into(c, &writer, runs, true, 2, &plain);
     c.extra_env.retain(|(k, _)| k != "MYSQL_STS_CLONE_MAX_RATE");
     c.override_dns(1, None);
     writer.finish().await;

@@ -288,24 +288,37 @@ fn own_disk(c: &Cluster, n: u32, mount: bool) {
 /// With `own` the recipient's datadir is a tmpfs; otherwise it shares the
 /// master's disk.
 fn latency_during_clones(c: &mut Cluster, w: &Writer, runs: usize, own: bool) -> Vec<f64> {
-    let mut lat = Vec::new();
+    latency_during_clones_into(c, w, runs, own, 3, &[]).0
+}
+
+/// [`latency_during_clones`] into pod `n`, init given `args`; also returns
+/// each clone's wall time.
+fn latency_during_clones_into(
+    c: &mut Cluster,
+    w: &Writer,
+    runs: usize,
+    own: bool,
+    n: u32,
+    args: &[&str],
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut lat, mut secs) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        c.create_pod(3);
+        c.create_pod(n);
         if own {
-            own_disk(c, 3, true);
+            own_disk(c, n, true);
         }
         // Making a pod (a network namespace) and deleting one hold kernel
         // locks the master's traffic needs too: let that settle first.
         std::thread::sleep(Duration::from_secs(3));
         let from = Instant::now();
-        clone_ours(c, 3);
+        secs.push(clone_ours_with(c, n, args).0);
         lat.extend(w.window(from, Instant::now()));
         if own {
-            own_disk(c, 3, false);
+            own_disk(c, n, false);
         }
-        c.remove_pod(3);
+        c.remove_pod(n);
     }
-    lat
+    (lat, secs)
 }
 
 /// The price of semi-synchronous replication: the master's write latency,
@@ -492,18 +505,26 @@ async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mu
     );
 }
 
-/// MySQL: mysql-sts init of a new replica against a hand-issued
-/// `CLONE INSTANCE` into a scratch server, both from mysql-1.
-async fn mysql(size: u64, runs: usize) -> MysqlResult {
-    let mut c = Cluster::new(Engine::Mysql);
+/// A cluster whose mysql-0 holds `mb` MB of generated rows and whose mysql-1
+/// (ready within `within`) has applied them, its binary logs purged: the
+/// donor of the clones measured. Returns it and mysql-1's datadir size (MB).
+async fn donor_with_data(engine: Engine, mb: u64, within: Duration) -> (Cluster, f64) {
+    let mut c = Cluster::new(engine);
     c.start_pod(0).await;
     c.wait_ready(0, Duration::from_secs(120)).await;
-    grow(&c, size).await;
+    grow(&c, mb).await;
     c.start_pod(1).await;
-    c.wait_ready(1, Duration::from_secs(1200)).await;
+    c.wait_ready(1, within).await;
     caught_up(&c, 1).await;
     purge_binlogs(&c, 1).await;
     let data_mb = mysql_sts::progress::dir_size(&c.pod(1).datadir()) as f64 / 1e6;
+    (c, data_mb)
+}
+
+/// MySQL: mysql-sts init of a new replica against a hand-issued
+/// `CLONE INSTANCE` into a scratch server, both from mysql-1.
+async fn mysql(size: u64, runs: usize) -> MysqlResult {
+    let (mut c, data_mb) = donor_with_data(Engine::Mysql, size, Duration::from_secs(1200)).await;
     let (mut ours, mut copy, mut hand) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let (secs, _) = clone_ours(&mut c, 2);
