@@ -131,16 +131,8 @@ async fn capped_master_donor(c: &mut Cluster, runs: usize) -> CapResult {
         }
     };
     pin_pods(c);
-    let writer = Writer::start(
-        c.pod(0).ip.clone(),
-        "bench.lat",
-        Duration::from_millis(10),
-        Some(0),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let from = Instant::now();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    r.idle = writer.window(from, Instant::now());
+    let writer = master_writer(c);
+    r.idle = idle_window(&writer).await;
     // mysql-2's donor, mysql-1, is the master by name.
     let master = c.pod(0).ip.clone();
     c.override_dns(1, Some(&master));

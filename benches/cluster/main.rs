@@ -321,6 +321,25 @@ fn latency_during_clones_into(
     (lat, secs)
 }
 
+/// A client writing one row at a time to mysql-0's `bench.lat`, 10 ms
+/// apart, on CPU 0: whose latencies the figures read.
+fn master_writer(c: &Cluster) -> Writer {
+    Writer::start(
+        c.pod(0).ip.clone(),
+        "bench.lat",
+        Duration::from_millis(10),
+        Some(0),
+    )
+}
+
+/// The writer's latencies (ms) over 20 s of nothing else, after 2 s to settle.
+async fn idle_window(w: &Writer) -> Vec<f64> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    w.window(from, Instant::now())
+}
+
 /// The price of semi-synchronous replication: the master's write latency,
 /// idle, on a three-pod cluster started with `--semi-sync` (each commit waits
 /// for a replica's acknowledgement), pinned as the idle row of the main
@@ -348,16 +367,8 @@ async fn semi_sync_latency() -> Vec<f64> {
             pin(c.sidecar_pid(n).unwrap(), cpus);
         }
     }
-    let writer = Writer::start(
-        c.pod(0).ip.clone(),
-        "bench.lat",
-        Duration::from_millis(10),
-        Some(0),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let from = Instant::now();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let v = writer.window(from, Instant::now());
+    let writer = master_writer(&c);
+    let v = idle_window(&writer).await;
     writer.finish().await;
     v
 }
@@ -369,12 +380,7 @@ async fn mariadb(sizes: &[u64], main: u64, runs: usize) -> (Vec<SizeResult>, Mai
     grow(&c, sizes[0]).await;
     c.start_pod(1).await;
     c.wait_ready(1, Duration::from_secs(600)).await;
-    let writer = Writer::start(
-        c.pod(0).ip.clone(),
-        "bench.lat",
-        Duration::from_millis(10),
-        Some(0),
-    );
+    let writer = master_writer(&c);
     let mut results = Vec::new();
     let mut m = MainResult::default();
     for &size in sizes {
@@ -447,10 +453,7 @@ async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mu
     if all >= 2 {
         pin_pods(c, "0", "1");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let from = Instant::now();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    m.latency_idle = writer.window(from, Instant::now());
+    m.latency_idle = idle_window(writer).await;
     m.latency_replica_own_disk = latency_during_clones(c, writer, runs, true);
     m.latency_replica = latency_during_clones(c, writer, runs, false);
     let master_ip = c.pod(0).ip.clone();
