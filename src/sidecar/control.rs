@@ -30,6 +30,8 @@ use crate::status::Phase;
 const MASTER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a comparison failed, how long until the next is tried.
 const MASTER_CHECK_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a volume found without room for a re-clone is not looked at again.
+const ROOM_RECHECK: Duration = Duration::from_secs(60);
 
 /// Plain settings of the control loop.
 pub struct LoopSettings {
@@ -69,6 +71,9 @@ struct Control {
     master_check_after: Option<Instant>,
     /// Why an automatic re-clone is held back, as last said.
     reclone_held: Option<String>,
+    /// The last check for room for a re-clone (it sizes the whole datadir):
+    /// when, and why there was none.
+    room_checked: Option<(Instant, Option<String>)>,
 }
 
 /// Runs until `stop` fires.
@@ -93,6 +98,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         compared: false,
         master_check_after: None,
         reclone_held: None,
+        room_checked: None,
     };
     let mut tick = tokio::time::interval(c.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -302,7 +308,7 @@ impl Control {
                 interval.as_secs(),
                 last.at + interval.as_secs()
             )),
-            _ => datadir.room_for_reclone().err().map(|e| e.to_string()),
+            _ => self.no_room(datadir),
         };
         if held != self.reclone_held {
             if let Some(why) = &held {
@@ -312,6 +318,20 @@ impl Control {
         }
         self.shared.update(|st| st.reclone_held = held.clone());
         held.is_none()
+    }
+
+    /// Why a re-clone does not fit on the volume, if it does not: sizing the
+    /// datadir walks all of it, so a volume found too full is looked at
+    /// again only after [`ROOM_RECHECK`], not every round.
+    fn no_room(&mut self, datadir: &Datadir) -> Option<String> {
+        if let Some((at, why)) = &self.room_checked
+            && at.elapsed() < ROOM_RECHECK
+        {
+            return why.clone();
+        }
+        let why = datadir.room_for_reclone().err().map(|e| e.to_string());
+        self.room_checked = Some((Instant::now(), why.clone()));
+        why
     }
 
     /// Compares this replica's GTIDs with the master's. `None` when the
