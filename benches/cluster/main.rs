@@ -3,20 +3,24 @@
 //! - MariaDB, at each data size: clone time of mysql-sts against the bare tool
 //!   pipeline it replaces, and a new replica's time to ready under writes; at
 //!   the main size also the physical ceiling (`tar`), the master's write
-//!   latency while a replica clones from mysql-1 or from mysql-0, the agent's
-//!   footprint, the cost of a readiness probe and the recovery after a master
-//!   restart.
+//!   latency while a replica clones from its N-1 or from mysql-0 (in
+//!   `scaleout.rs`), the agent's footprint, the cost of a readiness probe
+//!   and the recovery after a master restart.
 //! - MySQL: mysql-sts against a hand-issued `CLONE INSTANCE`.
 //!
 //! Settings (environment): `BENCH_SIZES` MB list (default `256,1024,2048`),
 //! `BENCH_MB` the main size (default 1024, one of the sizes), `BENCH_RUNS`
 //! runs per figure (default 3), `BENCH_MYSQL_MB` (default the main size; 0
-//! skips MySQL), `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
+//! skips MySQL), `BENCH_LINK_MB` (the slow links and the capped donor;
+//! default the main size, 0 skips them), `BENCH_WINDOW_SECS` (each latency
+//! window, default 30), `BENCH_ONLY` (`links`, `donor` or `scale-out`: that
+//! section alone), `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod links;
 mod report;
+mod scaleout;
 
 use std::time::{Duration, Instant};
 
@@ -43,15 +47,26 @@ fn timed_sh(c: &Cluster, n: u32, script: &str) -> (f64, String) {
 /// through socat over the pods' network; returns the wall time of the copy.
 fn socket_copy(c: &mut Cluster, via: Option<&str>, receive: &str, send: &str) -> f64 {
     c.create_pod(2);
-    let ip = via.map_or_else(|| c.pod(2).ip.clone(), str::to_owned);
+    pipe_via(c, 1, 2, via, receive, send)
+}
+
+/// Pipes `send` (run in pod `from`) into `receive` (run in pod `to`) through
+/// socat over the pods' network; returns the wall time of the copy.
+fn pipe(c: &Cluster, from: u32, to: u32, receive: &str, send: &str) -> f64 {
+    pipe_via(c, from, to, None, receive, send)
+}
+
+/// [`pipe`], the stream sent to `via` (a proxy) rather than to pod `to`.
+fn pipe_via(c: &Cluster, from: u32, to: u32, via: Option<&str>, receive: &str, send: &str) -> f64 {
+    let ip = via.map_or_else(|| c.pod(to).ip.clone(), str::to_owned);
     let listen = format!("socat -u TCP-LISTEN:9999,reuseaddr - | {receive}");
     let mut rx = c
-        .pod_command(2, &["sh".into(), "-ec".into(), listen])
+        .pod_command(to, &["sh".into(), "-ec".into(), listen])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    timed_sh(c, 1, &format!("{send} | socat -u - TCP:{ip}:9999"));
+    timed_sh(c, from, &format!("{send} | socat -u - TCP:{ip}:9999"));
     assert!(rx.wait().unwrap().success());
     started.elapsed().as_secs_f64()
 }
@@ -71,6 +86,42 @@ fn cpu_per_run(c: &Cluster, n: u32, script: &str, times: u32) -> f64 {
     // After the command name: state is field 3, cutime 16 and cstime 17.
     let ticks: f64 = fields[13].parse::<f64>().unwrap() + fields[14].parse::<f64>().unwrap();
     ticks / 100.0 / times as f64
+}
+
+/// The CPU seconds (user + system, every thread) process `pid` has used.
+fn proc_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The CPU seconds pod `n`'s sidecar spends per `GET /readyz`, sent `times`
+/// as the kubelet's httpGet probe sends them: each on a new connection,
+/// closed after the answer.
+fn sidecar_cpu_per_readyz(c: &Cluster, n: u32, times: u32) -> f64 {
+    use std::io::{Read, Write};
+    let pid = c.sidecar_pid(n).unwrap();
+    let addr = format!("{}:8080", c.pod(n).ip);
+    let request = format!(
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.31\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n"
+    );
+    let before = proc_cpu_secs(pid);
+    for _ in 0..times {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    (proc_cpu_secs(pid) - before) / times as f64
 }
 
 /// A `/proc/<pid>/status` figure in kB (0 once the process is gone).
@@ -215,6 +266,7 @@ fn clone_bare_via(c: &mut Cluster, via: Option<&str>) -> f64 {
             dir.display()
         ),
     );
+    eprintln!("bench: bare pipeline: copy {copy:.2} s, prepare {prepare:.2} s");
     copy + prepare
 }
 
@@ -284,41 +336,10 @@ fn own_disk(c: &Cluster, n: u32, mount: bool) {
     run(cmd.arg(&data));
 }
 
-/// The master's write latency while `runs` clones into a new mysql-3 run.
-/// With `own` the recipient's datadir is a tmpfs; otherwise it shares the
-/// master's disk.
-fn latency_during_clones(c: &mut Cluster, w: &Writer, runs: usize, own: bool) -> Vec<f64> {
-    latency_during_clones_into(c, w, runs, own, 3, &[]).0
-}
-
-/// [`latency_during_clones`] into pod `n`, init given `args`; also returns
-/// each clone's wall time.
-fn latency_during_clones_into(
-    c: &mut Cluster,
-    w: &Writer,
-    runs: usize,
-    own: bool,
-    n: u32,
-    args: &[&str],
-) -> (Vec<f64>, Vec<f64>) {
-    let (mut lat, mut secs) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        c.create_pod(n);
-        if own {
-            own_disk(c, n, true);
-        }
-        // Making a pod (a network namespace) and deleting one hold kernel
-        // locks the master's traffic needs too: let that settle first.
-        std::thread::sleep(Duration::from_secs(3));
-        let from = Instant::now();
-        secs.push(clone_ours_with(c, n, args).0);
-        lat.extend(w.window(from, Instant::now()));
-        if own {
-            own_disk(c, n, false);
-        }
-        c.remove_pod(n);
-    }
-    (lat, secs)
+/// How long each latency window lasts (`BENCH_WINDOW_SECS`, default 30):
+/// copies run back to back until they have taken that long together.
+fn window_len() -> Duration {
+    Duration::from_secs(env_num("BENCH_WINDOW_SECS", 30).max(1))
 }
 
 /// A client writing one row at a time to mysql-0's `bench.lat`, 10 ms
@@ -332,19 +353,20 @@ fn master_writer(c: &Cluster) -> Writer {
     )
 }
 
-/// The writer's latencies (ms) over 20 s of nothing else, after 2 s to settle.
-async fn idle_window(w: &Writer) -> Vec<f64> {
+/// The writer's latencies (ms) over `len` of nothing else, after 2 s to
+/// settle.
+async fn idle_window(w: &Writer, len: Duration) -> Vec<f64> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let from = Instant::now();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(len).await;
     w.window(from, Instant::now())
 }
 
 /// The price of semi-synchronous replication: the master's write latency,
-/// idle, on a three-pod cluster started with `--semi-sync` (each commit waits
-/// for a replica's acknowledgement), pinned as the idle row of the main
-/// cluster is.
-async fn semi_sync_latency() -> Vec<f64> {
+/// idle for `windows` windows of `len`, on a three-pod cluster started with
+/// `--semi-sync` (each commit waits for a replica's acknowledgement), pinned
+/// as the idle windows of the main cluster are.
+async fn semi_sync_latency(windows: usize, len: Duration) -> Vec<f64> {
     let mut c = Cluster::new(Engine::Mariadb);
     c.extra_env
         .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
@@ -368,7 +390,10 @@ async fn semi_sync_latency() -> Vec<f64> {
         }
     }
     let writer = master_writer(&c);
-    let v = idle_window(&writer).await;
+    let mut v = Vec::new();
+    for _ in 0..windows {
+        v.extend(idle_window(&writer, len).await);
+    }
     writer.finish().await;
     v
 }
@@ -432,39 +457,9 @@ async fn mariadb(sizes: &[u64], main: u64, runs: usize) -> (Vec<SizeResult>, Mai
 }
 
 async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mut MainResult) {
-    // The master's write latency: idle, while mysql-3 clones from mysql-2
-    // (the default), and while it clones from mysql-0 (mysql-2's name
-    // published at the master's address). mysql-2 keeps its data on a tmpfs,
-    // as on its own node's disk.
-    c.create_pod(2);
-    own_disk(c, 2, true);
-    c.start_pod(2).await;
-    c.wait_ready(2, Duration::from_secs(1800)).await;
-    caught_up(c, 2).await;
-    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin_pods = |c: &Cluster, master: &str, others: &str| {
-        for n in 0..=2 {
-            let cpus = if n == 0 { master } else { others };
-            pin(c.server_pid(n).unwrap(), cpus);
-            pin(c.sidecar_pid(n).unwrap(), cpus);
-        }
-        pin_self(others);
-    };
-    if all >= 2 {
-        pin_pods(c, "0", "1");
-    }
-    m.latency_idle = idle_window(writer).await;
-    m.latency_replica_own_disk = latency_during_clones(c, writer, runs, true);
-    m.latency_replica = latency_during_clones(c, writer, runs, false);
-    let master_ip = c.pod(0).ip.clone();
-    c.override_dns(2, Some(&master_ip));
-    m.latency_master_own_disk = latency_during_clones(c, writer, runs, true);
-    m.latency_master = latency_during_clones(c, writer, runs, false);
-    c.override_dns(2, None);
-    if all >= 2 {
-        let every = format!("0-{}", all - 1);
-        pin_pods(c, &every, &every);
-    }
+    // The master's write latency while data moves (scaleout.rs). mysql-2
+    // keeps its data on a tmpfs, as on its own node's disk.
+    m.scale_out = scale_out_pinned(c, writer, runs).await;
 
     // Recovery with two replicas.
     for _ in 0..runs {
@@ -500,12 +495,53 @@ async fn main_size_figures(c: &mut Cluster, writer: &Writer, runs: usize, m: &mu
     m.sidecar_idle_anon_kb = proc_kb(sidecar, "RssAnon:");
     let agent = agent_binary().display().to_string();
     m.probe_ours = cpu_per_run(c, 1, &format!("{agent} probe ready"), 50);
+    m.probe_http = sidecar_cpu_per_readyz(c, 1, 2000);
     m.probe_sql = cpu_per_run(
         c,
         1,
         &format!("mariadb --no-defaults -uroot -p{ROOT_PASSWORD} -h127.0.0.1 -e 'SELECT 1'"),
         50,
     );
+}
+
+/// Starts mysql-2 (its data on a tmpfs, as on its own node's disk), pins
+/// the master's pod to CPU 0 and the rest to CPU 1, measures the scale-out
+/// figures, and lets every pod use every CPU again. mysql-2 stays.
+async fn scale_out_pinned(c: &mut Cluster, writer: &Writer, runs: usize) -> report::ScaleOut {
+    c.create_pod(2);
+    own_disk(c, 2, true);
+    c.start_pod(2).await;
+    c.wait_ready(2, Duration::from_secs(1800)).await;
+    caught_up(c, 2).await;
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin_pods = |c: &Cluster, master: &str, others: &str| {
+        for n in 0..=2 {
+            let cpus = if n == 0 { master } else { others };
+            pin(c.server_pid(n).unwrap(), cpus);
+            pin(c.sidecar_pid(n).unwrap(), cpus);
+        }
+        pin_self(others);
+    };
+    if all >= 2 {
+        pin_pods(c, "0", "1");
+    }
+    let so = scaleout::scale_out(c, writer, runs, window_len()).await;
+    if all >= 2 {
+        let every = format!("0-{}", all - 1);
+        pin_pods(c, &every, &every);
+    }
+    so
+}
+
+/// The scale-out figures alone, on a cluster grown to `mb` MB.
+async fn scale_out_alone(mb: u64, runs: usize) -> report::ScaleOut {
+    let (mut c, _) = donor_with_data(Engine::Mariadb, mb, Duration::from_secs(600)).await;
+    let writer = master_writer(&c);
+    let so = scale_out_pinned(&mut c, &writer, runs).await;
+    writer.finish().await;
+    c.stop_pod(2);
+    own_disk(&c, 2, false);
+    so
 }
 
 /// A cluster whose mysql-0 holds `mb` MB of generated rows and whose mysql-1
@@ -621,6 +657,21 @@ fn main() {
     let mysql_mb = env_num("BENCH_MYSQL_MB", main_mb);
     let link_mb = env_num("BENCH_LINK_MB", main_mb);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // BENCH_ONLY=scale-out: the master's latency while data moves, alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale-out") {
+        let so = rt.block_on(scale_out_alone(main_mb, runs));
+        println!(
+            "{}",
+            report::scale_out_section(&so, main_mb, runs).join("\n")
+        );
+        return;
+    }
+    // BENCH_ONLY=donor: the capped master donor alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("donor") {
+        let cap = rt.block_on(links::donor_alone(link_mb, runs));
+        println!("{}", links::report(link_mb, 0.0, runs, &[], &cap));
+        return;
+    }
     // BENCH_ONLY=links: the slow-link figures alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("links") {
         let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
@@ -632,7 +683,7 @@ fn main() {
         return;
     }
     let (results, mut m) = rt.block_on(mariadb(&sizes, main_mb, runs));
-    m.latency_idle_semi_sync = rt.block_on(semi_sync_latency());
+    m.latency_idle_semi_sync = rt.block_on(semi_sync_latency(runs, window_len()));
     let mut md = report::report(&results, main_mb, runs, &m);
     if mysql_mb > 0 {
         md += "\n";
