@@ -20,7 +20,8 @@ pub struct Window {
 /// datadir once and returns its wall time; the datadir is emptied between
 /// copies, outside the window, as are the making and deleting of the pod
 /// (a network namespace's creation and deletion hold kernel locks the
-/// master's traffic needs too).
+/// master's traffic needs too) and the writing back of what the copies left
+/// in the page cache.
 pub fn copies_window(
     c: &mut Cluster,
     w: &Writer,
@@ -46,6 +47,9 @@ pub fn copies_window(
         own_disk(c, n, false);
     }
     c.remove_pod(n);
+    // A copy on the master's disk leaves gigabytes to write back (and a
+    // deleted datadir to free), which would land in the next window.
+    run(&mut std::process::Command::new("sync"));
     win
 }
 
@@ -136,7 +140,14 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
     };
     let master_ip = c.pod(0).ip.clone();
     for round in 0..rounds {
-        out.idle.push(idle_window(w, min).await);
+        let idle = idle_window(w, min).await;
+        eprintln!(
+            "bench: round {}: idle: {} writes, p99 {:.2} ms",
+            round + 1,
+            idle.len(),
+            report::quantile(&idle, 0.99)
+        );
+        out.idle.push(idle);
         for (i, kind) in Kind::ALL.into_iter().enumerate() {
             c.override_dns(2, kind.donor_is_master().then_some(master_ip.as_str()));
             let win = if kind == Kind::Tar {
