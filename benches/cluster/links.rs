@@ -281,8 +281,8 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
             );
         }
     }
-    let idle99 = quantile(&cap.idle.concat(), 0.99);
-    let ratio = |v: &[Vec<f64>]| quantile(&v.concat(), 0.99) / idle99;
+    let idle99 = report::median_p99(&cap.idle);
+    let ratio = |v: &[Vec<f64>]| report::median_p99(v) / idle99;
     s += &format!(
         "\n### A master donor capped by `--clone-max-rate`\n\n\
          A client writes one row at a time to mysql-0 (10 ms apart) while mysql-2 clones from \
@@ -307,7 +307,7 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
     let (disk, disk_secs) = cap.row(Setting::QuarterDisk);
     let (clone, clone_secs) = cap.row(Setting::QuarterClone);
     s += &format!(
-        "\n\nCapped at a quarter of the disk's speed, the master's p99 is **{:.2}×** idle \
+        "\n\nCapped at a quarter of the disk's speed, the master's p99 (the median window's) is **{:.2}×** idle's \
          (target ≤ 1.2×), a clone {:.1} s (median); at a quarter of an uncapped clone's rate \
          **{:.2}×**, a clone {:.1} s; uncapped {:.2}×.\n",
         ratio(disk),

@@ -13,7 +13,7 @@
 //! runs per figure (default 3), `BENCH_MYSQL_MB` (default the main size; 0
 //! skips MySQL), `BENCH_LINK_MB` (the slow links and the capped donor;
 //! default the main size, 0 skips them), `BENCH_WINDOW_SECS` (each latency
-//! window, default 30), `BENCH_ONLY` (`links`, `donor` or `scale-out`: that
+//! window, default 45), `BENCH_ONLY` (`links`, `donor` or `scale-out`: that
 //! section alone), `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
 
 #[path = "../../tests/common/mod.rs"]
@@ -336,10 +336,10 @@ fn own_disk(c: &Cluster, n: u32, mount: bool) {
     run(cmd.arg(&data));
 }
 
-/// How long each latency window lasts (`BENCH_WINDOW_SECS`, default 30):
+/// How long each latency window lasts (`BENCH_WINDOW_SECS`, default 45):
 /// copies run back to back until they have taken that long together.
 fn window_len() -> Duration {
-    Duration::from_secs(env_num("BENCH_WINDOW_SECS", 30).max(1))
+    Duration::from_secs(env_num("BENCH_WINDOW_SECS", 45).max(1))
 }
 
 /// A client writing one row at a time to mysql-0's `bench.lat`, 10 ms
