@@ -77,29 +77,28 @@ fn cpu_per_run(c: &Cluster, n: u32, script: &str, times: u32) -> f64 {
         "i=0; while [ $i -lt {times} ]; do {script} >/dev/null 2>&1 || true; i=$((i+1)); done; cat /proc/$$/stat"
     );
     let (_, stat) = timed_sh(c, n, &looped);
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    // After the command name: state is field 3, cutime 16 and cstime 17.
-    let ticks: f64 = fields[13].parse::<f64>().unwrap() + fields[14].parse::<f64>().unwrap();
-    ticks / 100.0 / times as f64
+    // The shell's children: cutime and cstime.
+    stat_secs(&stat, 16, 17) / times as f64
 }
 
 /// The CPU seconds (user + system, every thread) process `pid` has used.
 fn proc_cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // utime and stime.
+    stat_secs(&stat, 14, 15)
+}
+
+/// The sum of two clock-tick fields of a `/proc/<pid>/stat` line, in
+/// seconds; fields numbered as in proc(5) (state is 3).
+fn stat_secs(stat: &str, a: usize, b: usize) -> f64 {
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
         .unwrap()
         .split_whitespace()
         .collect();
-    // After the command name: state is field 3, utime 14 and stime 15.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    let tick = |n: usize| fields[n - 3].parse::<f64>().unwrap();
+    (tick(a) + tick(b)) / 100.0
 }
 
 /// The CPU seconds pod `n`'s sidecar spends per `GET /readyz`, sent `times`
