@@ -8,7 +8,7 @@
 
 use super::*;
 use common::link::{SlowLink, mbit};
-use report::{quantile, stats};
+use report::{LatencyRow, quantile, stats};
 
 /// One method over one link.
 pub struct LinkRow {
@@ -55,17 +55,13 @@ pub struct CapResult {
     pub clone_mb_s: f64,
     pub window_secs: u64,
     pub idle: Vec<Vec<f64>>,
-    /// Per setting: its windows' latencies and its clones' wall times.
-    pub rows: Vec<(Setting, Vec<Vec<f64>>, Vec<f64>)>,
+    /// One per setting, in the order of [`Setting::ALL`].
+    pub rows: Vec<LatencyRow>,
 }
 
 impl CapResult {
-    fn row(&self, setting: Setting) -> (&[Vec<f64>], &[f64]) {
-        self.rows
-            .iter()
-            .find(|r| r.0 == setting)
-            .map(|r| (r.1.as_slice(), r.2.as_slice()))
-            .unwrap_or((&[], &[]))
+    fn row(&self, setting: Setting) -> &LatencyRow {
+        &self.rows[setting as usize]
     }
 }
 
@@ -180,19 +176,17 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
     let mut r = CapResult {
         disk_mb_s: disk_mb_s(&c.pod(0).datadir()),
         window_secs: min.as_secs(),
+        rows: Setting::ALL.map(|s| LatencyRow::new(s.name())).into(),
         ..CapResult::default()
     };
-    let two = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-    let pin_pods = |c: &Cluster| {
+    let two = cpus() >= 2;
+    let pin_all = |c: &Cluster| {
         if two {
-            for n in 0..=1 {
-                pin(c.server_pid(n).unwrap(), if n == 0 { "0" } else { "1" });
-                pin(c.sidecar_pid(n).unwrap(), if n == 0 { "0" } else { "1" });
-            }
+            pin_pods(c, 1, "0", "1");
             pin_self("1");
         }
     };
-    pin_pods(c);
+    pin_all(c);
     let writer = master_writer(c);
     // mysql-2's donor, mysql-1, is the master by name.
     let master = c.pod(0).ip.clone();
@@ -217,7 +211,7 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
             c.kill_sidecar(0);
             c.start_sidecar(0);
             c.wait_ready(0, Duration::from_secs(60)).await;
-            pin_pods(c);
+            pin_all(c);
             let win = scaleout::clones_window(c, &writer, 2, true, min, &plain);
             eprintln!(
                 "bench: master donor, {}: {} writes, p99 {:.2} ms, {} clones",
@@ -229,13 +223,9 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
             if setting == Setting::Uncapped && r.clone_mb_s == 0.0 {
                 r.clone_mb_s = data_mb / stats(&win.copies).0;
             }
-            match r.rows.iter_mut().find(|row| row.0 == setting) {
-                Some(row) => {
-                    row.1.push(win.lat);
-                    row.2.extend(win.copies);
-                }
-                None => r.rows.push((setting, vec![win.lat], win.copies)),
-            }
+            let row = &mut r.rows[setting as usize];
+            row.windows.push(win.lat);
+            row.copies.extend(win.copies);
         }
     }
     c.extra_env.retain(|(k, _)| k != "MYSQL_STS_CLONE_MAX_RATE");
@@ -299,22 +289,20 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
         cap.clone_mb_s / 4.0,
         secs = cap.window_secs,
     );
-    let rows: Vec<(&str, &[Vec<f64>])> = Setting::ALL
-        .iter()
-        .map(|&k| (k.name(), cap.row(k).0))
-        .collect();
-    s += &report::latency_table(&cap.idle, &rows).join("\n");
-    let (disk, disk_secs) = cap.row(Setting::QuarterDisk);
-    let (clone, clone_secs) = cap.row(Setting::QuarterClone);
+    s += &report::latency_table(&cap.idle, &cap.rows).join("\n");
+    let (disk, clone) = (
+        cap.row(Setting::QuarterDisk),
+        cap.row(Setting::QuarterClone),
+    );
     s += &format!(
         "\n\nCapped at a quarter of the disk's speed, the master's p99 (the median window's) is **{:.2}×** idle's \
          (target ≤ 1.2×), a clone {:.1} s (median); at a quarter of an uncapped clone's rate \
          **{:.2}×**, a clone {:.1} s; uncapped {:.2}×.\n",
-        ratio(disk),
-        stats(disk_secs).0,
-        ratio(clone),
-        stats(clone_secs).0,
-        ratio(cap.row(Setting::Uncapped).0),
+        ratio(&disk.windows),
+        stats(&disk.copies).0,
+        ratio(&clone.windows),
+        stats(&clone.copies).0,
+        ratio(&cap.row(Setting::Uncapped).windows),
     );
     s
 }

@@ -51,12 +51,8 @@ fn socket_copy(c: &mut Cluster, via: Option<&str>, receive: &str, send: &str) ->
 }
 
 /// Pipes `send` (run in pod `from`) into `receive` (run in pod `to`) through
-/// socat over the pods' network; returns the wall time of the copy.
-fn pipe(c: &Cluster, from: u32, to: u32, receive: &str, send: &str) -> f64 {
-    pipe_via(c, from, to, None, receive, send)
-}
-
-/// [`pipe`], the stream sent to `via` (a proxy) rather than to pod `to`.
+/// socat over the pods' network, sent to `via` (a proxy) when given rather
+/// than to pod `to`; returns the wall time of the copy.
 fn pipe_via(c: &Cluster, from: u32, to: u32, via: Option<&str>, receive: &str, send: &str) -> f64 {
     let ip = via.map_or_else(|| c.pod(to).ip.clone(), str::to_owned);
     let listen = format!("socat -u TCP-LISTEN:9999,reuseaddr - | {receive}");
@@ -137,6 +133,21 @@ fn proc_kb(pid: u32, field: &str) -> u64 {
 /// Pins every thread of `pid` (and what it starts later) to `cpus`.
 fn pin(pid: u32, cpus: &str) {
     taskset(&["-a", "-cp", cpus, &pid.to_string()]);
+}
+
+/// This machine's CPUs.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pins the servers and sidecars of pods 0 to `last`: the master's to
+/// `master`, the others' to `others`.
+fn pin_pods(c: &Cluster, last: u32, master: &str, others: &str) {
+    for n in 0..=last {
+        let cpus = if n == 0 { master } else { others };
+        pin(c.server_pid(n).unwrap(), cpus);
+        pin(c.sidecar_pid(n).unwrap(), cpus);
+    }
 }
 
 /// Grows `bench.filler` to `mb` thousand rows of ~1 KB on the master.
@@ -381,12 +392,8 @@ async fn semi_sync_latency(windows: usize, len: Duration) -> Vec<f64> {
         m.query_drop(sql).await.unwrap();
     }
     m.disconnect().await.unwrap();
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
-        for n in 0..=2 {
-            let cpus = if n == 0 { "0" } else { "1" };
-            pin(c.server_pid(n).unwrap(), cpus);
-            pin(c.sidecar_pid(n).unwrap(), cpus);
-        }
+    if cpus() >= 2 {
+        pin_pods(&c, 2, "0", "1");
     }
     let writer = master_writer(&c);
     let mut v = Vec::new();
@@ -512,22 +519,16 @@ async fn scale_out_pinned(c: &mut Cluster, writer: &Writer, runs: usize) -> repo
     c.start_pod(2).await;
     c.wait_ready(2, Duration::from_secs(1800)).await;
     caught_up(c, 2).await;
-    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin_pods = |c: &Cluster, master: &str, others: &str| {
-        for n in 0..=2 {
-            let cpus = if n == 0 { master } else { others };
-            pin(c.server_pid(n).unwrap(), cpus);
-            pin(c.sidecar_pid(n).unwrap(), cpus);
-        }
-        pin_self(others);
-    };
+    let all = cpus();
     if all >= 2 {
-        pin_pods(c, "0", "1");
+        pin_pods(c, 2, "0", "1");
+        pin_self("1");
     }
     let so = scaleout::scale_out(c, writer, runs, window_len()).await;
     if all >= 2 {
         let every = format!("0-{}", all - 1);
-        pin_pods(c, &every, &every);
+        pin_pods(c, 2, &every, &every);
+        pin_self(&every);
     }
     so
 }

@@ -71,6 +71,16 @@ pub struct LatencyRow {
     pub copies: Vec<f64>,
 }
 
+impl LatencyRow {
+    pub fn new(name: &'static str) -> LatencyRow {
+        LatencyRow {
+            name,
+            windows: Vec::new(),
+            copies: Vec::new(),
+        }
+    }
+}
+
 impl ScaleOut {
     /// Every idle window's latencies together.
     pub fn idle_all(&self) -> Vec<f64> {
@@ -98,15 +108,15 @@ pub fn p99_spread(windows: &[Vec<f64>]) -> f64 {
 /// The table of write latency in windows: pooled figures, the p99 of each
 /// window, their median against the idle windows' and how far they stray
 /// from it.
-pub fn latency_table(idle: &[Vec<f64>], rows: &[(&str, &[Vec<f64>])]) -> Vec<String> {
+pub fn latency_table(idle: &[Vec<f64>], rows: &[LatencyRow]) -> Vec<String> {
     let idle99 = median_p99(idle);
     let mut md = vec![
         "| while | writes | p50 | p99 of all | p99 of each window | their median / idle's | spread |"
             .into(),
         "| --- | --- | --- | --- | --- | --- | --- |".into(),
     ];
-    let idle_row = [("idle", idle)];
-    for (name, windows) in idle_row.iter().copied().chain(rows.iter().copied()) {
+    let rows = rows.iter().map(|r| (r.name, r.windows.as_slice()));
+    for (name, windows) in std::iter::once(("idle", idle)).chain(rows) {
         let all = windows.concat();
         let each: Vec<String> = window_p99s(windows)
             .iter()
@@ -147,12 +157,7 @@ pub fn scale_out_section(so: &ScaleOut, main: u64, runs: usize) -> Vec<String> {
         secs = so.window_secs
     ));
     md.push(String::new());
-    let rows: Vec<(&str, &[Vec<f64>])> = so
-        .rows
-        .iter()
-        .map(|r| (r.name, r.windows.as_slice()))
-        .collect();
-    md.extend(latency_table(&so.idle, &rows));
+    md.extend(latency_table(&so.idle, &so.rows));
     md.push(String::new());
     let row = |prefix: &str| so.rows.iter().find(|r| r.name.starts_with(prefix));
     let ratio = |r: &LatencyRow| median_p99(&r.windows) / idle99;

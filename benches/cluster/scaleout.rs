@@ -131,11 +131,7 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
         idle: Vec::new(),
         rows: Kind::ALL
             .iter()
-            .map(|k| LatencyRow {
-                name: k.name(),
-                windows: Vec::new(),
-                copies: Vec::new(),
-            })
+            .map(|k| LatencyRow::new(k.name()))
             .collect(),
     };
     let master_ip = c.pod(0).ip.clone();
@@ -154,10 +150,11 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
                 let src = c.pod(2).datadir();
                 copies_window(c, w, 3, true, min, |c| {
                     let dst = c.pod(3).datadir();
-                    pipe(
+                    pipe_via(
                         c,
                         2,
                         3,
+                        None,
                         &format!("tar -C {} -xf -", dst.display()),
                         &format!("tar -C {} -cf - . 2>/dev/null", src.display()),
                     )
