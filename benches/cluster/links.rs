@@ -384,12 +384,14 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
          **{:.2}×**, a clone {:.1} s; uncapped {:.2}×.\n\n\
          The two control rows read the same datadir at the lower cap's rate with no backup: \
          **{:.2}×** idle's p99 when each read is 1 MB, **{:.2}×** when each is 10 MB. \
-         So at the same average rate, what costs the master's writes is the size of each read: \
+         At the same average rate, the size of each read alone makes that difference: \
          `mariadb-backup` reads a data file 10 MB per `pread` (its 640-page cursor, fixed in its \
          source), and a commit's writes and flush queued behind such a read wait for all of it \
          on this machine's disk. A cap on the rate spaces those reads out but cannot make one \
          smaller, and neither can pausing the process between reads (one read is one system \
-         call); how long a 10 MB read holds up a commit depends on the disk.\n",
+         call). The rest of a capped clone's figure comes with the backup's own work on the \
+         master's CPU (here its pod's, CPU 0): it checksums every page it reads and each 10 MB \
+         it sends.\n",
         ratio(&disk.windows),
         stats(&disk.copies).0,
         ratio(&clone.windows),
