@@ -120,6 +120,7 @@ fn paced_read(dir: &std::path::Path, size: usize, mb_s: f64, len: Duration) -> u
     let skew = buf.as_ptr().align_offset(4096);
     let buf = &mut buf[skew..skew + size];
     let files = walk(dir);
+    let rate = (mb_s * 1e6) as u64;
     let started = Instant::now();
     let mut read = 0u64;
     while started.elapsed() < len {
@@ -133,8 +134,8 @@ fn paced_read(dir: &std::path::Path, size: usize, mb_s: f64, len: Duration) -> u
             };
             while let Ok(n @ 1..) = f.read(buf) {
                 read += n as u64;
-                let due = Duration::from_secs_f64(read as f64 / (mb_s * 1e6));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                // Paced as a capped donor paces its stream.
+                if let Some(wait) = mysql_sts::net::wire::pace(read, rate, started.elapsed()) {
                     std::thread::sleep(wait);
                 }
                 if started.elapsed() >= len {
