@@ -1,7 +1,9 @@
 //! A MariaDB clone stream's options, on real servers and the real stream:
 //! `--clone-compression zstd` sends far fewer bytes than the data, `none` the
 //! data as it is, and a donor with `--clone-max-rate` sends no faster than
-//! its cap; every copy holds the donor's rows.
+//! its cap; every copy holds the donor's rows. And the slow links' footing:
+//! their proxies listen on the bridge's host end, which every pod must
+//! still reach when another pod goes.
 
 mod common;
 
@@ -121,4 +123,48 @@ async fn mariadb_clone_stream_options() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb11_clone_stream_options() {
     stream_options(Engine::Mariadb11).await;
+}
+
+/// Whether pod `n` opens a TCP connection to the bridge's host end (the
+/// cluster's DNS server listens there) within 3 s.
+fn reaches_bridge(c: &Cluster, n: u32) -> bool {
+    let connect = format!("exec 3<>/dev/tcp/{}/53", c.gateway());
+    c.pod_command(
+        n,
+        &["timeout", "3", "bash", "-c", &connect].map(String::from),
+    )
+    .status()
+    .unwrap()
+    .success()
+}
+
+/// A bridge with no address of its own takes the lowest of its ports', and
+/// another when that port goes, while the pods still send to the old one.
+/// The pod whose host-side link has the lowest address goes: the others
+/// still reach the bridge.
+#[test]
+fn pods_reach_the_bridge_after_a_pod_goes() {
+    let mut c = Cluster::new(Engine::Mariadb);
+    for n in 0..3 {
+        c.create_pod(n);
+        assert!(reaches_bridge(&c, n), "pod {n} cannot reach the bridge");
+    }
+    let link = |n: u32| format!("/sys/class/net/v{}-{n}", c.id);
+    let lowest = (0..3)
+        .min_by_key(|&n| std::fs::read_to_string(format!("{}/address", link(n))).unwrap())
+        .unwrap();
+    let gone = link(lowest);
+    c.remove_pod(lowest);
+    // The namespace's links go in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&gone).exists() {
+        assert!(std::time::Instant::now() < deadline, "{gone} stays");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in (0..3).filter(|&n| n != lowest) {
+        assert!(
+            reaches_bridge(&c, n),
+            "pod {n} cannot reach the bridge once pod {lowest} is gone"
+        );
+    }
 }

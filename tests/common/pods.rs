@@ -75,8 +75,12 @@ impl Cluster {
             })
             .expect("no free test bridge id");
         let bridge = format!("stsbr{id}");
+        // An address of its own: a bridge without one takes its lowest port's,
+        // and a new one when that pod goes, while the other pods still send to
+        // the old one (their connects to the bridge's host end time out).
         sh(&format!(
-            "ip addr add 10.77.{id}.1/24 dev {bridge}; ip link set {bridge} up"
+            "ip link set {bridge} address 02:00:0a:4d:{id:02x}:01
+             ip addr add 10.77.{id}.1/24 dev {bridge}; ip link set {bridge} up"
         ));
         // A Docker engine on the machine sets the FORWARD policy to DROP, which
         // also drops bridged pod-to-pod traffic once br_netfilter is loaded.
