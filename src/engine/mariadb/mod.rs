@@ -1,6 +1,7 @@
 //! MariaDB (10.6+): its server settings, SQL, GTID arithmetic, and both ends
 //! of a `mariadb-backup` clone. Reached only through `Flavor`, the engine seam.
 
+mod ahead;
 pub mod backup;
 pub mod clone;
 pub mod gtid;

@@ -69,6 +69,22 @@ enum At {
     Payload(u64),
 }
 
+/// A payload chunk's place: `len` bytes of the file at `path` (relative to
+/// the datadir), from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub path: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Chunk {
+    /// Where the file's next chunk starts.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.len)
+    }
+}
+
 /// Checks a stream chunk by chunk; feed it every byte in order.
 #[derive(Debug)]
 pub struct Guard {
@@ -76,6 +92,8 @@ pub struct Guard {
     header: Vec<u8>,
     seen: u64,
     cap: u64,
+    /// The newest payload chunk whose header has passed, until taken.
+    latest: Option<Chunk>,
 }
 
 impl Guard {
@@ -86,7 +104,14 @@ impl Guard {
             header: Vec::with_capacity(FIXED + MAX_PATH + PAYLOAD_HEADER),
             seen: 0,
             cap,
+            latest: None,
         }
+    }
+
+    /// The newest payload chunk whose header has passed since the last
+    /// call, if any: the donor reads its datadir ahead of the backup by it.
+    pub fn take_latest(&mut self) -> Option<Chunk> {
+        self.latest.take()
     }
 
     /// The cap for a donor whose datadir is `estimate` bytes on a volume
@@ -198,6 +223,14 @@ impl Guard {
         if len > self.cap {
             return Err(Refusal::TooLarge { cap: self.cap });
         }
+        if kind == b'P' {
+            let at = path_end + 8;
+            self.latest = Some(Chunk {
+                path: String::from_utf8_lossy(&h[FIXED..path_end]).into_owned(),
+                offset: u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes")),
+                len,
+            });
+        }
         if len == 0 {
             self.next_chunk();
         } else {
@@ -260,6 +293,34 @@ mod tests {
         for piece in [1, 3, 14, 100, 1 << 20] {
             assert_eq!(run(&s, piece, 1 << 20), Ok(()), "pieces of {piece}");
         }
+    }
+
+    #[test]
+    fn the_newest_payload_chunk_is_told_once() {
+        let mut s = file("ibdata1", &[7; 5000]);
+        let second = s.len();
+        s.extend(file("app/t.ibd", b"rows"));
+        // The second file's payload at offset 4096, as a later chunk is.
+        let offset_at = second + FIXED + "app/t.ibd".len() + 8;
+        s[offset_at..offset_at + 8].copy_from_slice(&4096u64.to_le_bytes());
+        let mut g = Guard::new(1 << 20);
+        g.check(&s[..100]).unwrap();
+        let first = Chunk {
+            path: "ibdata1".into(),
+            offset: 0,
+            len: 5000,
+        };
+        assert_eq!(g.take_latest(), Some(first));
+        assert_eq!(g.take_latest(), None);
+        for piece in s[100..].chunks(3) {
+            g.check(piece).unwrap();
+        }
+        let t = Chunk {
+            path: "app/t.ibd".into(),
+            offset: 4096,
+            len: 4,
+        };
+        assert_eq!(g.take_latest(), Some(t));
     }
 
     #[test]
