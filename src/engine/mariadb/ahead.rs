@@ -4,9 +4,9 @@
 //! waits for all of it: a cap on the stream's rate spaces those reads out
 //! but cannot make one smaller. So a capped backup reads through the page
 //! cache, and this reads ahead of it: as the header of each chunk the backup
-//! streams passes, the next chunk of the same file is read into the cache a
-//! small piece at a time, one read in flight, and the chunk just streamed
-//! leaves the cache. The backup's next read finds its pages there, and the
+//! streams passes, the next two chunks of the same file are read into the
+//! cache a small piece at a time, one read in flight, and the chunk just
+//! streamed leaves the cache. The backup's next read finds its pages there, and the
 //! disk sees small reads only. The first chunk of each file is the backup's
 //! own read: the order of the files is its own.
 
@@ -25,6 +25,10 @@ use super::xbstream::Chunk;
 const PIECE: usize = 128 << 10;
 /// What `mariadb-backup` reads at once and streams as one chunk.
 const BACKUP_READ: u64 = 10 << 20;
+/// How far past the chunk just streamed the cache is kept filled: the
+/// backup's next read, and the one after, so that a look-ahead slowed down
+/// for a moment is still ahead.
+const LEAD: u64 = 2 * BACKUP_READ;
 
 /// The look-ahead of one stream; it stops when dropped.
 pub struct ReadAhead {
@@ -48,9 +52,16 @@ impl ReadAhead {
     }
 }
 
+/// The file being read ahead, and how far.
+struct Reading {
+    path: String,
+    file: File,
+    to: u64,
+}
+
 fn run(datadir: &Path, chunks: &mpsc::Receiver<Chunk>) {
     let mut buf = vec![0u8; PIECE];
-    let mut open: Option<(String, File)> = None;
+    let mut reading: Option<Reading> = None;
     let mut pending = None;
     loop {
         let Some(mut chunk) = pending.take().or_else(|| chunks.recv().ok()) else {
@@ -60,25 +71,33 @@ fn run(datadir: &Path, chunks: &mpsc::Receiver<Chunk>) {
         while let Ok(newer) = chunks.try_recv() {
             chunk = newer;
         }
-        if open.as_ref().is_none_or(|(path, _)| *path != chunk.path) {
-            open = open_file(datadir, &chunk.path).map(|f| (chunk.path.clone(), f));
+        if reading.as_ref().is_none_or(|r| r.path != chunk.path) {
+            reading = open_file(datadir, &chunk.path).map(|file| Reading {
+                path: chunk.path.clone(),
+                file,
+                to: 0,
+            });
         }
-        let Some((_, file)) = &open else {
+        let Some(r) = &mut reading else {
             // Not a file of the datadir (the backup's own metadata).
             continue;
         };
         // Streamed: its pages may go.
         let _ = rustix::fs::fadvise(
-            file,
+            &r.file,
             chunk.offset,
             NonZeroU64::new(chunk.len),
             Advice::DontNeed,
         );
-        let (mut at, end) = (chunk.end(), chunk.end() + BACKUP_READ);
-        while at < end {
-            match file.read_at(&mut buf[..PIECE.min((end - at) as usize)], at) {
+        r.to = r.to.max(chunk.end());
+        let end = chunk.end() + LEAD;
+        while r.to < end {
+            match r
+                .file
+                .read_at(&mut buf[..PIECE.min((end - r.to) as usize)], r.to)
+            {
                 Ok(0) | Err(_) => break,
-                Ok(n) => at += n as u64,
+                Ok(n) => r.to += n as u64,
             }
             if let Ok(newer) = chunks.try_recv() {
                 pending = Some(newer);
@@ -135,22 +154,32 @@ mod tests {
         rustix::fs::fadvise(file, 0, None, Advice::DontNeed).unwrap();
     }
 
+    /// Waits until the file's bytes from `from` for `len` are in the cache.
+    fn comes_in(file: &File, from: u64, len: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cached(file, from, len) {
+            assert!(
+                Instant::now() < deadline,
+                "{from}..{} never came in",
+                from + len
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     #[test]
-    fn the_next_chunk_comes_into_the_cache_and_the_streamed_one_leaves() {
+    fn the_next_two_chunks_come_into_the_cache_and_the_streamed_one_leaves() {
         // On the disk, not a tmpfs: its pages can leave the cache.
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let path = dir.path().join("t.ibd");
         let mut f = File::create(&path).unwrap();
-        for i in 0..30u8 {
+        for i in 0..45u8 {
             f.write_all(&[i; MB as usize]).unwrap();
         }
         f.sync_all().unwrap();
         let file = File::open(&path).unwrap();
         drop_cache(&file);
-        assert!(
-            !cached(&file, 10 * MB, MB),
-            "the page cache keeps this file"
-        );
+        assert!(!cached(&file, 0, MB), "the page cache keeps this file");
         // The backup has read its first chunk (exactly that: no read-ahead
         // of the kernel's here).
         rustix::fs::fadvise(&file, 0, None, Advice::Random).unwrap();
@@ -158,19 +187,24 @@ mod tests {
         assert!(cached(&file, 0, 10 * MB));
 
         let ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
-        ahead.streaming(Chunk {
-            path: "t.ibd".into(),
-            offset: 0,
-            len: 10 * MB,
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cached(&file, 10 * MB, 10 * MB) {
-            assert!(Instant::now() < deadline, "the next chunk never came in");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        drop(ahead);
+        let streams = |offset| {
+            ahead.streaming(Chunk {
+                path: "t.ibd".into(),
+                offset,
+                len: 10 * MB,
+            })
+        };
+        streams(0);
+        comes_in(&file, 10 * MB, 20 * MB);
         assert!(!cached(&file, 0, MB), "the streamed chunk stayed");
-        assert!(!cached(&file, 20 * MB, MB), "read past the next chunk");
+        assert!(!cached(&file, 30 * MB, MB), "read past the lead");
+        // The backup streams its second chunk: the lead moves on by one.
+        streams(10 * MB);
+        comes_in(&file, 30 * MB, 10 * MB);
+        drop(ahead);
+        assert!(!cached(&file, 10 * MB, MB), "the streamed chunk stayed");
+        assert!(cached(&file, 20 * MB, 10 * MB), "the next chunk left");
+        assert!(!cached(&file, 40 * MB, MB), "read past the lead");
         // Names that are not the datadir's files are passed over.
         let ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
         ahead.streaming(Chunk {
