@@ -1,9 +1,10 @@
 //! A MariaDB clone stream's options, on real servers and the real stream:
 //! `--clone-compression zstd` sends far fewer bytes than the data, `none` the
 //! data as it is, and a donor with `--clone-max-rate` sends no faster than
-//! its cap; every copy holds the donor's rows. And the slow links' footing:
-//! their proxies listen on the bridge's host end, which every pod must
-//! still reach when another pod goes.
+//! its cap, its backup reading the data files through the page cache (past
+//! it when uncapped); every copy holds the donor's rows. And the slow links'
+//! footing: their proxies listen on the bridge's host end, which every pod
+//! must still reach when another pod goes.
 
 mod common;
 
@@ -64,6 +65,72 @@ async fn clone_with(c: &mut Cluster, args: &[&str]) -> serde_json::Value {
     record
 }
 
+/// Watches, until the returned stop is called, the tables' data files
+/// (`*.ibd`) that a `mariadb-backup` child of process `sidecar` holds, and
+/// keeps whether each was opened with O_DIRECT (past the page cache).
+fn watch_backup_files(sidecar: u32) -> impl FnOnce() -> Vec<(String, bool)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut direct = std::collections::BTreeMap::new();
+        while !stopped.load(Ordering::Relaxed) {
+            for pid in children_named(sidecar, "mariadb-backup") {
+                let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                    continue;
+                };
+                for fd in fds.flatten() {
+                    let Ok(target) = std::fs::read_link(fd.path()) else {
+                        continue;
+                    };
+                    let name = target.to_string_lossy().into_owned();
+                    if !name.ends_with(".ibd") {
+                        continue;
+                    }
+                    let info = std::fs::read_to_string(format!(
+                        "/proc/{pid}/fdinfo/{}",
+                        fd.file_name().to_string_lossy()
+                    ))
+                    .unwrap_or_default();
+                    if let Some(flags) = info
+                        .lines()
+                        .find_map(|l| l.strip_prefix("flags:"))
+                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                    {
+                        direct.insert(name, flags & libc::O_DIRECT as u32 != 0);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        direct.into_iter().collect()
+    });
+    move || {
+        stop.store(true, Ordering::Relaxed);
+        watcher.join().unwrap()
+    }
+}
+
+/// The processes named `name` whose parent is `parent`.
+fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // "pid (comm) state ppid ...": the name may hold spaces.
+            let Some((comm, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "))
+            else {
+                return false;
+            };
+            comm == name && rest.split_whitespace().nth(1) == Some(&parent.to_string())
+        })
+        .collect()
+}
+
 async fn stream_options(engine: Engine) {
     let e = engine.name();
     let mut c = Cluster::new(engine);
@@ -71,7 +138,15 @@ async fn stream_options(engine: Engine) {
     c.wait_ready(0, Duration::from_secs(120)).await;
     load(&c, 24).await;
 
+    let watch = watch_backup_files(c.sidecar_pid(0).unwrap());
     let plain = clone_with(&mut c, &["--clone-compression", "none"]).await;
+    let files = watch();
+    // Uncapped, the backup reads its data files past the page cache, as the
+    // server does.
+    assert!(
+        !files.is_empty() && files.iter().all(|(_, d)| *d),
+        "[{e}] uncapped, O_DIRECT per data file: {files:?}"
+    );
     let zstd = clone_with(&mut c, &["--clone-compression", "zstd"]).await;
     let (bytes, plain_wire, zstd_wire) = (
         plain["bytes"].as_u64().unwrap(),
@@ -99,7 +174,14 @@ async fn stream_options(engine: Engine) {
     c.kill_sidecar(0);
     c.start_sidecar(0);
     c.wait_ready(0, Duration::from_secs(30)).await;
+    let watch = watch_backup_files(c.sidecar_pid(0).unwrap());
     let capped = clone_with(&mut c, &["--clone-compression", "none"]).await;
+    let files = watch();
+    // Capped, through the page cache, where the donor reads ahead of it.
+    assert!(
+        !files.is_empty() && files.iter().all(|(_, d)| !*d),
+        "[{e}] capped, O_DIRECT per data file: {files:?}"
+    );
     let (wire, secs) = (
         capped["wire_bytes"].as_u64().unwrap(),
         capped["seconds"].as_f64().unwrap(),
