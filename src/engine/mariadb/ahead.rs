@@ -6,9 +6,12 @@
 //! cache, and this reads ahead of it: as the header of each chunk the backup
 //! streams passes, the next two chunks of the same file are read into the
 //! cache a small piece at a time, one read in flight, and the chunk just
-//! streamed leaves the cache. The backup's next read finds its pages there, and the
-//! disk sees small reads only. The first chunk of each file is the backup's
-//! own read: the order of the files is its own.
+//! streamed leaves the cache. The stream takes no more of the chunk until
+//! the next one is in: the backup, blocked on its pipe until then, never
+//! overtakes its read-ahead, whatever the cap, and its next read finds its
+//! pages in the cache. The disk sees small reads only, but for the first
+//! chunk of each file, which the backup reads itself: the order of the files
+//! is its own.
 
 use std::fs::File;
 use std::num::NonZeroU64;
@@ -16,7 +19,10 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+use std::time::Duration;
+
 use rustix::fs::Advice;
+use tokio::sync::watch;
 use tracing::debug;
 
 use super::xbstream::Chunk;
@@ -30,25 +36,49 @@ const BACKUP_READ: u64 = 10 << 20;
 /// for a moment is still ahead.
 const LEAD: u64 = 2 * BACKUP_READ;
 
+/// The longest a stream waits for the read-ahead before it goes on (a
+/// read-ahead that cannot keep up must not stop the clone).
+const CATCH_UP_MAX: Duration = Duration::from_secs(1);
+
+/// A chunk the backup streams, numbered in order.
+type Notice = (u64, Chunk);
+
 /// The look-ahead of one stream; it stops when dropped.
 pub struct ReadAhead {
-    chunks: mpsc::Sender<Chunk>,
+    chunks: mpsc::Sender<Notice>,
+    told: u64,
+    /// The number of the newest notice the read-ahead has done.
+    done: watch::Receiver<u64>,
 }
 
 impl ReadAhead {
     /// Reads ahead in `datadir`, on a thread of its own.
     pub fn start(datadir: PathBuf) -> std::io::Result<ReadAhead> {
         let (tx, rx) = mpsc::channel();
+        let (done_tx, done) = watch::channel(0);
         std::thread::Builder::new()
             .name("clone-read-ahead".into())
-            .spawn(move || run(&datadir, &rx))?;
-        Ok(ReadAhead { chunks: tx })
+            .spawn(move || run(&datadir, &rx, &done_tx))?;
+        Ok(ReadAhead {
+            chunks: tx,
+            told: 0,
+            done,
+        })
     }
 
     /// The backup streams `chunk`: it has read it, and reads what follows
-    /// next. Never waits: a look-ahead that is behind skips to the newest.
-    pub fn streaming(&self, chunk: Chunk) {
-        let _ = self.chunks.send(chunk);
+    /// once the chunk has left its pipe. Returns when the read-ahead has
+    /// that in the cache (or after [`CATCH_UP_MAX`]), so that a stream held
+    /// here, before the rest of the chunk is taken, keeps the backup behind
+    /// its read-ahead at any rate: a backup that overtook it would read the
+    /// disk in its own large reads again.
+    pub async fn streaming(&mut self, chunk: Chunk) {
+        self.told += 1;
+        if self.chunks.send((self.told, chunk)).is_err() {
+            return;
+        }
+        let told = self.told;
+        let _ = tokio::time::timeout(CATCH_UP_MAX, self.done.wait_for(|d| *d >= told)).await;
     }
 }
 
@@ -59,50 +89,71 @@ struct Reading {
     to: u64,
 }
 
-fn run(datadir: &Path, chunks: &mpsc::Receiver<Chunk>) {
+fn run(datadir: &Path, chunks: &mpsc::Receiver<Notice>, done: &watch::Sender<u64>) {
     let mut buf = vec![0u8; PIECE];
     let mut reading: Option<Reading> = None;
     let mut pending = None;
     loop {
-        let Some(mut chunk) = pending.take().or_else(|| chunks.recv().ok()) else {
+        let Some((mut told, mut chunk)) = pending.take().or_else(|| chunks.recv().ok()) else {
             return;
         };
         // Only the newest counts: the backup has moved past the others.
         while let Ok(newer) = chunks.try_recv() {
-            chunk = newer;
+            (told, chunk) = newer;
         }
-        if reading.as_ref().is_none_or(|r| r.path != chunk.path) {
-            reading = open_file(datadir, &chunk.path).map(|file| Reading {
-                path: chunk.path.clone(),
-                file,
-                to: 0,
-            });
-        }
-        let Some(r) = &mut reading else {
-            // Not a file of the datadir (the backup's own metadata).
-            continue;
-        };
-        // Streamed: its pages may go.
-        let _ = rustix::fs::fadvise(
-            &r.file,
-            chunk.offset,
-            NonZeroU64::new(chunk.len),
-            Advice::DontNeed,
+        read_ahead(
+            datadir,
+            &mut reading,
+            &chunk,
+            &mut buf,
+            chunks,
+            &mut pending,
         );
-        r.to = r.to.max(chunk.end());
-        let end = chunk.end() + LEAD;
-        while r.to < end {
-            match r
-                .file
-                .read_at(&mut buf[..PIECE.min((end - r.to) as usize)], r.to)
-            {
-                Ok(0) | Err(_) => break,
-                Ok(n) => r.to += n as u64,
-            }
-            if let Ok(newer) = chunks.try_recv() {
-                pending = Some(newer);
-                break;
-            }
+        done.send_replace(told);
+    }
+}
+
+/// Reads ahead of `chunk`, until done or a newer notice comes (left in
+/// `pending`).
+fn read_ahead(
+    datadir: &Path,
+    reading: &mut Option<Reading>,
+    chunk: &Chunk,
+    buf: &mut [u8],
+    chunks: &mpsc::Receiver<Notice>,
+    pending: &mut Option<Notice>,
+) {
+    if reading.as_ref().is_none_or(|r| r.path != chunk.path) {
+        *reading = open_file(datadir, &chunk.path).map(|file| Reading {
+            path: chunk.path.clone(),
+            file,
+            to: 0,
+        });
+    }
+    let Some(r) = reading else {
+        // Not a file of the datadir (the backup's own metadata).
+        return;
+    };
+    // Streamed: its pages may go.
+    let _ = rustix::fs::fadvise(
+        &r.file,
+        chunk.offset,
+        NonZeroU64::new(chunk.len),
+        Advice::DontNeed,
+    );
+    r.to = r.to.max(chunk.end());
+    let end = chunk.end() + LEAD;
+    while r.to < end {
+        match r
+            .file
+            .read_at(&mut buf[..PIECE.min((end - r.to) as usize)], r.to)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => r.to += n as u64,
+        }
+        if let Ok(newer) = chunks.try_recv() {
+            *pending = Some(newer);
+            break;
         }
     }
 }
@@ -121,7 +172,7 @@ fn open_file(datadir: &Path, path: &str) -> Option<File> {
 mod tests {
     use super::*;
     use std::io::Write as _;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     const MB: u64 = 1 << 20;
 
@@ -154,21 +205,16 @@ mod tests {
         rustix::fs::fadvise(file, 0, None, Advice::DontNeed).unwrap();
     }
 
-    /// Waits until the file's bytes from `from` for `len` are in the cache.
-    fn comes_in(file: &File, from: u64, len: u64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cached(file, from, len) {
-            assert!(
-                Instant::now() < deadline,
-                "{from}..{} never came in",
-                from + len
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    fn chunk(offset: u64) -> Chunk {
+        Chunk {
+            path: "t.ibd".into(),
+            offset,
+            len: 10 * MB,
         }
     }
 
-    #[test]
-    fn the_next_two_chunks_come_into_the_cache_and_the_streamed_one_leaves() {
+    #[tokio::test]
+    async fn the_next_two_chunks_come_into_the_cache_before_the_stream_goes_on() {
         // On the disk, not a tmpfs: its pages can leave the cache.
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let path = dir.path().join("t.ibd");
@@ -186,31 +232,33 @@ mod tests {
         std::io::Read::read_exact(&mut &file, &mut vec![0; (10 * MB) as usize]).unwrap();
         assert!(cached(&file, 0, 10 * MB));
 
-        let ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
-        let streams = |offset| {
-            ahead.streaming(Chunk {
-                path: "t.ibd".into(),
-                offset,
-                len: 10 * MB,
-            })
-        };
-        streams(0);
-        comes_in(&file, 10 * MB, 20 * MB);
+        let mut ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
+        let started = Instant::now();
+        ahead.streaming(chunk(0)).await;
+        assert!(
+            started.elapsed() < CATCH_UP_MAX,
+            "the read-ahead took too long"
+        );
+        assert!(cached(&file, 10 * MB, 20 * MB), "the stream went on first");
         assert!(!cached(&file, 0, MB), "the streamed chunk stayed");
         assert!(!cached(&file, 30 * MB, MB), "read past the lead");
         // The backup streams its second chunk: the lead moves on by one.
-        streams(10 * MB);
-        comes_in(&file, 30 * MB, 10 * MB);
+        ahead.streaming(chunk(10 * MB)).await;
+        assert!(cached(&file, 30 * MB, 10 * MB), "the stream went on first");
         drop(ahead);
         assert!(!cached(&file, 10 * MB, MB), "the streamed chunk stayed");
         assert!(cached(&file, 20 * MB, 10 * MB), "the next chunk left");
         assert!(!cached(&file, 40 * MB, MB), "read past the lead");
         // Names that are not the datadir's files are passed over.
-        let ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
-        ahead.streaming(Chunk {
-            path: "xtrabackup_info".into(),
-            offset: 0,
-            len: 10,
-        });
+        let mut ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
+        let started = Instant::now();
+        ahead
+            .streaming(Chunk {
+                path: "xtrabackup_info".into(),
+                offset: 0,
+                len: 10,
+            })
+            .await;
+        assert!(started.elapsed() < CATCH_UP_MAX);
     }
 }

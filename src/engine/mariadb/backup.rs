@@ -153,11 +153,11 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                     }
                 }
                 Ok(n) => {
-                    if let Some(a) = &ahead {
+                    if let Some(a) = &mut ahead {
                         match chunks.check(&buf[..n]) {
                             Ok(()) => {
                                 if let Some(chunk) = chunks.take_latest() {
-                                    a.streaming(chunk);
+                                    a.streaming(chunk).await;
                                 }
                             }
                             // Not read as expected: no more read-ahead.
