@@ -418,15 +418,15 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
          commit's writes and flush queued behind a read wait for all of it on this machine's \
          disk. `mariadb-backup` reads a data file 10 MB per `pread` (its 640-page cursor, fixed \
          in its source), so a capped donor has it read through the page cache and reads ahead of \
-         it, 128 KiB at a time, the next 10 MB of the file it streams: the disk sees the small \
-         control's reads, except for the first 10 MB of each file, which the backup reads \
-         itself. The rest comes with the backup's own work on the CPU it shares with the \
+         it, 128 KiB at a time, the next 20 MB of the file it streams, and holds the stream until \
+         they are in: the disk sees the small control's reads, except for the first 10 MB of each \
+         file, which the backup reads itself. The rest comes with the backup's own work on the CPU it shares with the \
          server (here the master's pod is held to CPU 0, as a pod with one core would be): it \
          checksums every page it reads, copies the redo log every 10 ms, and sends each 10 MB \
          through the sidecar. The rows with the sidecar on the other CPU show what is left \
          when that work runs beside the server rather than on its core, as it can on a node \
-         with cores to spare. A cap above what a clone reaches holds nothing back: then the \
-         backup reads ahead of itself at full speed.\n",
+         with cores to spare. A cap above what a clone reaches holds nothing back; the stream \
+         still waits for the read-ahead.\n",
         ratio(&disk.windows),
         stats(&disk.copies).0,
         ratio(&disk_own.windows),
