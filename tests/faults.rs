@@ -154,7 +154,7 @@ impl Proxy {
         let fired = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for port in [8080u16, 3306] {
-            let listener = bind(listen_ip, port).await;
+            let listener = link::listen(listen_ip, port).await;
             let target = format!("{target_ip}:{port}");
             let fired = fired.clone();
             tasks.push(tokio::spawn(async move {
@@ -223,21 +223,6 @@ async fn pump(
     up.abort();
 }
 
-/// Listens on `ip`:`port`, where a listener of an earlier step may linger
-/// for a moment after its task was stopped.
-async fn bind(ip: &str, port: u16) -> tokio::net::TcpListener {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::net::TcpListener::bind((ip, port)).await {
-            Ok(listener) => return listener,
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot listen on {ip}:{port}: {e}"),
-        }
-    }
-}
-
 /// A donor that lies: it passes every request to the real donor at
 /// `real_ip` but `/clone`, which it answers itself with `body` as the xbstream,
 /// framed as a real donor frames it (with a trailer that vouches for it) and
@@ -250,7 +235,7 @@ async fn crafted_donor(
     body: Option<Vec<u8>>,
 ) -> tokio::task::JoinHandle<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = bind(listen_ip, 8080).await;
+    let listener = link::listen(listen_ip, 8080).await;
     let real = format!("{real_ip}:8080");
     let framed = body.map(|body| {
         let mut enc = mysql_sts::net::wire::Encoder::default();

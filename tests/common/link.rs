@@ -54,9 +54,7 @@ impl SlowLink {
         let budget = (direction(), direction());
         let mut tasks = Vec::new();
         for &port in ports {
-            let listener = tokio::net::TcpListener::bind((listen_ip, port))
-                .await
-                .unwrap_or_else(|e| panic!("slow link on {listen_ip}:{port}: {e}"));
+            let listener = listen(listen_ip, port).await;
             let target = format!("{target_ip}:{port}");
             let budget = budget.clone();
             tasks.push(tokio::spawn(async move {
@@ -117,6 +115,21 @@ async fn pump(
         }
     }
     let _ = to.shutdown().await;
+}
+
+/// Listens on `ip`:`port` on the bridge, where a test proxy of an earlier
+/// step may linger for a moment after its task was stopped.
+pub async fn listen(ip: &str, port: u16) -> tokio::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind((ip, port)).await {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot listen on {ip}:{port}: {e}"),
+        }
+    }
 }
 
 /// Bytes per second of a link of `mbit` megabits per second.

@@ -18,14 +18,13 @@ use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-
 use std::time::Duration;
 
 use rustix::fs::Advice;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::xbstream::Chunk;
+use super::xbstream::{Chunk, Guard, Refusal};
 
 /// One read of the look-ahead: no longer than a commit should wait behind.
 const PIECE: usize = 128 << 10;
@@ -45,6 +44,8 @@ type Notice = (u64, Chunk);
 
 /// The look-ahead of one stream; it stops when dropped.
 pub struct ReadAhead {
+    /// Reads the backup's output for the chunks it streams.
+    stream: Guard,
     chunks: mpsc::Sender<Notice>,
     told: u64,
     /// The number of the newest notice the read-ahead has done.
@@ -60,10 +61,22 @@ impl ReadAhead {
             .name("clone-read-ahead".into())
             .spawn(move || run(&datadir, &rx, &done_tx))?;
         Ok(ReadAhead {
+            stream: Guard::new(u64::MAX),
             chunks: tx,
             told: 0,
             done,
         })
+    }
+
+    /// The backup's output, `bytes` at a time, as it is taken from its pipe:
+    /// returns once the read-ahead is ahead of what the backup reads next.
+    /// An error when the output is not read as an xbstream.
+    pub async fn streamed(&mut self, bytes: &[u8]) -> Result<(), Refusal> {
+        self.stream.check(bytes)?;
+        if let Some(chunk) = self.stream.take_latest() {
+            self.streaming(chunk).await;
+        }
+        Ok(())
     }
 
     /// The backup streams `chunk`: it has read it, and reads what follows
@@ -72,7 +85,7 @@ impl ReadAhead {
     /// here, before the rest of the chunk is taken, keeps the backup behind
     /// its read-ahead at any rate: a backup that overtook it would read the
     /// disk in its own large reads again.
-    pub async fn streaming(&mut self, chunk: Chunk) {
+    async fn streaming(&mut self, chunk: Chunk) {
         self.told += 1;
         if self.chunks.send((self.told, chunk)).is_err() {
             return;

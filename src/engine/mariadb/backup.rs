@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::ahead::ReadAhead;
-use super::xbstream::Guard;
 use crate::engine::clone::{StreamJob, run_dir};
 use crate::error::{Error, IoContext, Result};
 use crate::net::wire::{self, Compression, Encoder};
@@ -82,8 +81,6 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         }
         None => None,
     };
-    // What the backup streams, chunk by chunk, for the read-ahead.
-    let mut chunks = Guard::new(u64::MAX);
     // The child alone inherits the option file (it is close-on-exec here).
     // SAFETY: only fcntl, async-signal-safe, runs between fork and exec.
     unsafe {
@@ -153,19 +150,12 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                     }
                 }
                 Ok(n) => {
-                    if let Some(a) = &mut ahead {
-                        match chunks.check(&buf[..n]) {
-                            Ok(()) => {
-                                if let Some(chunk) = chunks.take_latest() {
-                                    a.streaming(chunk).await;
-                                }
-                            }
-                            // Not read as expected: no more read-ahead.
-                            Err(why) => {
-                                warn!(%why, "the clone read-ahead stops");
-                                ahead = None;
-                            }
-                        }
+                    if let Some(a) = &mut ahead
+                        && let Err(why) = a.streamed(&buf[..n]).await
+                    {
+                        // Not read as expected: no more read-ahead.
+                        warn!(%why, "the clone read-ahead stops");
+                        ahead = None;
                     }
                     sent += n as u64;
                     watcher.sent(n as u64, sent, started.elapsed());
