@@ -15,6 +15,7 @@
 //! | [`status`] | what a pod says of itself on `/status`, served and read alike |
 //! | [`datadir`] | what a datadir holds, and the rule that keeps half a clone from passing as data |
 //! | [`probe`] | the exec-probe client |
+//! | [`sched`] | the agent's short time slice beside the server |
 //! | [`overview`] | `mysql-sts status`: every pod's status in one table |
 //! | [`shutdown`], [`error`], [`secret`], [`progress`], [`install`], [`units`] | the rest of the plumbing |
 
@@ -29,6 +30,7 @@ pub mod overview;
 pub mod pod;
 pub mod probe;
 pub mod progress;
+pub mod sched;
 pub mod secret;
 pub mod shutdown;
 pub mod sidecar;

@@ -14,6 +14,11 @@ fn main() -> ExitCode {
     // One TLS implementation in the process: rustls with aws-lc.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     init_logging(cli.common.log_format);
+    // Before any other thread: every thread, and every program the agent
+    // runs (a donor's backup), inherits the short slice.
+    if let Err(e) = mysql_sts::sched::short_slice() {
+        tracing::debug!("the kernel refused a short time slice: {e}");
+    }
     // The sidecar waits on the network almost all the time: one thread keeps
     // its memory small. Init's clone work gets two.
     let rt = match cli.command {

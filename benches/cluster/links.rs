@@ -419,14 +419,19 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
          disk. `mariadb-backup` reads a data file 10 MB per `pread` (its 640-page cursor, fixed \
          in its source), so a capped donor has it read through the page cache and reads ahead of \
          it, 128 KiB at a time, the next 20 MB of the file it streams, and holds the stream until \
-         they are in: the disk sees the small control's reads, except for the first 10 MB of each \
-         file, which the backup reads itself. The rest comes with the backup's own work on the CPU it shares with the \
-         server (here the master's pod is held to CPU 0, as a pod with one core would be): it \
-         checksums every page it reads, copies the redo log every 10 ms, and sends each 10 MB \
-         through the sidecar. The rows with the sidecar on the other CPU show what is left \
-         when that work runs beside the server rather than on its core, as it can on a node \
-         with cores to spare. A cap above what a clone reaches holds nothing back; the stream \
-         still waits for the read-ahead.\n",
+         they are in: the disk sees the small control's reads, in the idle I/O class, behind the \
+         server's, except for the first 10 MB of each file, which the backup reads itself. The \
+         rest comes with the backup's own work on the CPU it shares with the server (here the \
+         master's pod is held to CPU 0, as a pod with one core would be): it checksums every \
+         page it reads, copies the redo log every 10 ms, and sends each 10 MB through the \
+         sidecar; the agent, and the backup it runs, ask for the shortest time slice, so a \
+         commit the server wakes for waits 0.1 ms for the CPU, not a full slice. Each clone \
+         also stalls a commit or two for 5–20 ms at its start and at its end (the backup's \
+         commit block): clones back to back make those a larger share of a window's writes \
+         than one scale-out would. The rows with the sidecar on the other CPU show what is \
+         left when the backup's work runs beside the server rather than on its core, as it can \
+         on a node with cores to spare. A cap above what a clone reaches holds nothing back; \
+         the stream still waits for the read-ahead.\n",
         ratio(&disk.windows),
         stats(&disk.copies).0,
         ratio(&disk_own.windows),

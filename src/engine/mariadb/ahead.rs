@@ -11,7 +11,8 @@
 //! overtakes its read-ahead, whatever the cap, and its next read finds its
 //! pages in the cache. The disk sees small reads only, but for the first
 //! chunk of each file, which the backup reads itself: the order of the files
-//! is its own.
+//! is its own. The read-ahead's reads are in the idle I/O class, behind the
+//! server's; the stream waits no more than [`CATCH_UP_MAX`] for one.
 
 use std::fs::File;
 use std::num::NonZeroU64;
@@ -59,7 +60,12 @@ impl ReadAhead {
         let (done_tx, done) = watch::channel(0);
         std::thread::Builder::new()
             .name("clone-read-ahead".into())
-            .spawn(move || run(&datadir, &rx, &done_tx))?;
+            .spawn(move || {
+                if let Err(e) = crate::sched::idle_io() {
+                    debug!("the read-ahead keeps its I/O class: {e}");
+                }
+                run(&datadir, &rx, &done_tx)
+            })?;
         Ok(ReadAhead {
             stream: Guard::new(u64::MAX),
             chunks: tx,
