@@ -346,6 +346,53 @@ fn own_disk(c: &Cluster, n: u32, mount: bool) {
     run(cmd.arg(&data));
 }
 
+/// How long one 4 KiB write and its `fdatasync` take in `dir` (ms): what a
+/// commit's flush costs on that disk.
+fn sync_ms(dir: &std::path::Path) -> f64 {
+    use std::io::Write as _;
+    let path = dir.join("bench-sync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let started = Instant::now();
+    f.write_all(&[7u8; 4096]).unwrap();
+    f.sync_data().unwrap();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let _ = std::fs::remove_file(&path);
+    ms
+}
+
+/// A flush at rest on the disk under `dir` (ms): the fastest of 30, taken
+/// once, before the bench writes anything.
+fn disk_rest_ms(dir: &std::path::Path) -> f64 {
+    static REST: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *REST.get_or_init(|| {
+        std::fs::create_dir_all(dir).unwrap();
+        (0..30)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                sync_ms(dir)
+            })
+            .fold(f64::INFINITY, f64::min)
+    })
+}
+
+/// Waits until the disk under `dir` flushes about as fast as at rest again:
+/// ten flushes in a row within 3× (or 2 ms of) [`disk_rest_ms`], for at
+/// most five minutes. After a window that wrote gigabytes (or the data
+/// grown for the bench), this virtual machine's disk takes hundreds of ms
+/// per flush until its host has written them back, and a window started
+/// then would measure that rather than its own copy. Returns the wait.
+pub fn settle_disk(dir: &std::path::Path) -> Duration {
+    let rest = disk_rest_ms(dir);
+    let limit = (3.0 * rest).max(rest + 2.0);
+    let started = Instant::now();
+    let mut calm = 0;
+    while calm < 10 && started.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(100));
+        calm = if sync_ms(dir) <= limit { calm + 1 } else { 0 };
+    }
+    started.elapsed()
+}
+
 /// How long each latency window lasts (`BENCH_WINDOW_SECS`, default 45):
 /// copies run back to back until they have taken that long together.
 fn window_len() -> Duration {
@@ -643,6 +690,9 @@ fn agent_image_bytes() -> Option<f64> {
 
 fn main() {
     // cargo bench passes --bench; nothing else to parse.
+    // The disk at rest, before the bench writes anything to it.
+    let rest = disk_rest_ms(std::path::Path::new("/var/tmp/mysql-sts-bench"));
+    eprintln!("bench: a 4 KiB flush at rest takes {rest:.2} ms");
     let main_mb = env_num("BENCH_MB", 1024);
     let mut sizes: Vec<u64> = std::env::var("BENCH_SIZES")
         .unwrap_or_else(|_| "256,1024,2048".into())
