@@ -130,17 +130,18 @@ pub fn copies_window(
         let from = Instant::now();
         let before = guard.map(|g| g.flushes());
         let secs = copy(c);
-        if let (Some(g), Some(before)) = (guard, before)
-            && win.retaken < RETAKE_MAX
-            && g.stalled(before)
-        {
+        let to = Instant::now();
+        let stalled = match (guard, before) {
+            (Some(g), Some(before)) => win.retaken < RETAKE_MAX && g.stalled(before),
+            _ => false,
+        };
+        empty_dir(&c.pod(n).datadir());
+        if stalled {
             win.retaken += 1;
-            empty_dir(&c.pod(n).datadir());
             continue;
         }
-        win.lat.extend(w.window(from, Instant::now()));
+        win.lat.extend(w.window(from, to));
         win.copies.push(secs);
-        empty_dir(&c.pod(n).datadir());
     }
     if own {
         own_disk(c, n, false);
@@ -161,20 +162,7 @@ pub fn clones_window(
     min: Duration,
     args: &[&str],
 ) -> Window {
-    guarded_clones_window(c, w, n, own, min, None, args)
-}
-
-/// [`clones_window`], its copies watched by `guard`.
-fn guarded_clones_window(
-    c: &mut Cluster,
-    w: &Writer,
-    n: u32,
-    own: bool,
-    min: Duration,
-    guard: Option<&FlushGuard>,
-    args: &[&str],
-) -> Window {
-    copies_window(c, w, n, own, min, guard, |c| clone_ours_with(c, n, args).0)
+    copies_window(c, w, n, own, min, None, |c| clone_ours_with(c, n, args).0)
 }
 
 fn empty_dir(dir: &std::path::Path) {
@@ -294,7 +282,9 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
                 let watch = (kind == Kind::FromReplica)
                     .then_some(())
                     .and(guard.as_ref());
-                guarded_clones_window(c, w, 3, kind.own_disk(), min, watch, &[])
+                copies_window(c, w, 3, kind.own_disk(), min, watch, |c| {
+                    clone_ours_with(c, 3, &[]).0
+                })
             };
             c.override_dns(2, None);
             let p99 = report::quantile(&win.lat, 0.99);
