@@ -190,8 +190,8 @@ pub fn scale_out_section(so: &ScaleOut, main: u64, runs: usize) -> Vec<String> {
          end while the guest writes almost nothing: the host's doing, found second by second in \
          `/proc/diskstats` and every process's `write_bytes`. Each of the master's commits \
          flushes, so a window that met such a spell had a p99 of hundreds of ms, in the `tar` \
-         control as often as in the N-1 row. A copy of those two rows, which leave the master's \
-         disk alone, is taken again when the disk's mean flush while it ran was over ten times \
+         control as often as in the N-1 row. A copy of those two rows, which write no data to the master's \
+         disk, is taken again when the disk's mean flush while it ran was over ten times \
          the idle window's: **{retaken}** copies in this run{}.",
         if retaken == 0 {
             String::new()

@@ -21,7 +21,7 @@ pub struct Window {
 /// The most copies of one window taken again.
 const RETAKE_MAX: usize = 10;
 
-/// Watches the master's disk while a copy that does not touch it runs. This
+/// Watches the master's disk while a copy that writes no data to it runs. This
 /// machine's virtual disk now and then takes ~70 ms per cache flush for
 /// seconds on end, while the guest writes almost nothing (found with
 /// `/proc/diskstats` and every process's `write_bytes`, second by second):
@@ -277,7 +277,7 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
                     )
                 })
             } else {
-                // Only a copy that leaves the master's disk alone is
+                // Only a copy that writes no data to the master's disk is
                 // watched: the others may be what slows it.
                 let watch = (kind == Kind::FromReplica)
                     .then_some(())
