@@ -34,31 +34,23 @@ struct SchedAttr {
 
 /// Asks for a short time slice for the calling thread, keeping its policy
 /// and nice value. Threads and processes it starts later inherit it (the
-/// backup a donor runs, and every thread of that). Async-signal-safe: two
-/// system calls, so a child may call it between fork and exec. Kernels
-/// before 6.12 take the request and ignore the slice.
+/// backup a donor runs, and every thread of that). Kernels before 6.12 take
+/// the request and ignore the slice.
 pub fn short_slice() -> io::Result<()> {
-    // SAFETY: getpriority and sched_setattr only read and write their
-    // arguments; the attribute struct outlives the call.
-    unsafe {
-        *libc::__errno_location() = 0;
-        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
-        if nice == -1 && *libc::__errno_location() != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let attr = SchedAttr {
-            size: size_of::<SchedAttr>() as u32,
-            policy: libc::SCHED_OTHER as u32,
-            flags: 0,
-            nice,
-            priority: 0,
-            runtime: SLICE_NS,
-            deadline: 0,
-            period: 0,
-        };
-        if libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    let attr = SchedAttr {
+        size: size_of::<SchedAttr>() as u32,
+        policy: libc::SCHED_OTHER as u32,
+        flags: 0,
+        nice: rustix::process::getpriority_process(None)?,
+        priority: 0,
+        runtime: SLICE_NS,
+        deadline: 0,
+        period: 0,
+    };
+    // SAFETY: sched_setattr only reads the attribute struct, which outlives
+    // the call.
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -108,13 +100,9 @@ mod tests {
     fn a_short_slice_reaches_the_programs_a_thread_starts() {
         // In a thread of its own, not to change the test runner's.
         let (before, own, child, nice) = std::thread::spawn(|| {
-            // SAFETY: plain system calls with no pointer arguments.
-            let (tid, nice) = unsafe {
-                (
-                    libc::syscall(libc::SYS_gettid),
-                    libc::getpriority(libc::PRIO_PROCESS, 0),
-                )
-            };
+            // SAFETY: gettid takes no argument.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+            let nice = rustix::process::getpriority_process(None).unwrap();
             let read = || std::fs::read_to_string(format!("/proc/self/task/{tid}/sched")).unwrap();
             let before = slice(&read());
             short_slice().unwrap();
@@ -123,8 +111,7 @@ mod tests {
                 .arg("/proc/self/sched")
                 .output()
                 .unwrap();
-            // SAFETY: as above.
-            let after = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            let after = rustix::process::getpriority_process(None).unwrap();
             (
                 before,
                 own,

@@ -236,8 +236,11 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
         retaken: vec![0; Kind::ALL.len()],
     };
     let master_ip = c.pod(0).ip.clone();
-    let settle = |c: &Cluster, what: &str| {
-        let waited = settle_disk(c.pod(0).datadir().parent().unwrap());
+    // The master's pod directory, and the disk under it.
+    let master_dir = c.pod(0).datadir().parent().unwrap().to_owned();
+    let disk = FlushGuard::disk_of(&master_dir);
+    let settle = |what: &str| {
+        let waited = settle_disk(&master_dir);
         if waited > Duration::from_secs(2) {
             eprintln!(
                 "bench: the master's disk took {waited:.1?} to flush at rest again, before {what}"
@@ -245,11 +248,10 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
         }
     };
     for round in 0..rounds {
-        settle(c, "an idle window");
-        let disk = FlushGuard::disk_of(c.pod(0).datadir().parent().unwrap());
+        settle("an idle window");
         let before = disk.as_deref().map(FlushGuard::flushes_of);
         let idle = idle_window(w, min).await;
-        let guard = disk.zip(before).map(|(d, b)| {
+        let guard = disk.clone().zip(before).map(|(d, b)| {
             let after = FlushGuard::flushes_of(&d);
             FlushGuard::new(d, (b, after))
         });
@@ -261,7 +263,7 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
         );
         out.idle.push(idle);
         for (i, kind) in Kind::ALL.into_iter().enumerate() {
-            settle(c, kind.name());
+            settle(kind.name());
             c.override_dns(2, kind.donor_is_master().then_some(master_ip.as_str()));
             let win = if kind == Kind::Tar {
                 let src = c.pod(2).datadir();
@@ -279,9 +281,7 @@ pub async fn scale_out(c: &mut Cluster, w: &Writer, rounds: usize, min: Duration
             } else {
                 // Only a copy that writes no data to the master's disk is
                 // watched: the others may be what slows it.
-                let watch = (kind == Kind::FromReplica)
-                    .then_some(())
-                    .and(guard.as_ref());
+                let watch = guard.as_ref().filter(|_| kind == Kind::FromReplica);
                 copies_window(c, w, 3, kind.own_disk(), min, watch, |c| {
                     clone_ours_with(c, 3, &[]).0
                 })
