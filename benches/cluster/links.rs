@@ -424,8 +424,12 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
          rest comes with the backup's own work on the CPU it shares with the server (here the \
          master's pod is held to CPU 0, as a pod with one core would be): it checksums every \
          page it reads, copies the redo log every 10 ms, and sends each 10 MB through the \
-         sidecar; the agent, and the backup it runs, ask for the shortest time slice, so a \
-         commit the server wakes for waits 0.1 ms for the CPU, not a full slice. Each clone \
+         sidecar, in frames whose buffers it reuses (a fresh one per frame cost the sidecar \
+         more CPU than the copying). The agent, and the backup it runs, ask for the shortest \
+         time slice (0.1 ms): a running thread of theirs gives way sooner, but a server thread \
+         woken while several of theirs are runnable still waits for each in turn, up to about \
+         0.9 ms as `perf sched` shows on this machine, whose kernel does not preempt \
+         (`preempt=none`): a thread in a system call runs on until it returns. Each clone \
          also stalls a commit or two for 5–20 ms at its start and at its end (the backup's \
          commit block): clones back to back make those a larger share of a window's writes \
          than one scale-out would. The rows with the sidecar on the other CPU show what is \

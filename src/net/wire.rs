@@ -6,6 +6,8 @@
 //! count and checksum are of the data as it was, so the trailer vouches for
 //! the decompressed bytes.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +85,85 @@ fn frame(kind: u8, payload: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// The buffers of one stream's data frames, each back here once its frame
+/// has been sent: a stream fills the same few buffers over and over. A new
+/// buffer per frame costs more CPU than the data's copying: a large
+/// allocation is a fresh mapping (musl's allocator maps and unmaps each
+/// one), every page of it faulted in, then unmapped again, and on a master
+/// donor that CPU is the server's.
+#[derive(Clone)]
+pub struct FramePool {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    data: usize,
+    keep: usize,
+}
+
+impl FramePool {
+    /// Frames of up to `data` bytes of data; no more than `keep` buffers
+    /// are kept for reuse (as many as a stream has frames in flight).
+    pub fn new(data: usize, keep: usize) -> FramePool {
+        FramePool {
+            free: Arc::default(),
+            data,
+            keep,
+        }
+    }
+
+    /// An empty data frame, its data to be read in with [`DataFrame::fill`].
+    pub fn frame(&self) -> DataFrame {
+        let mut buf = self
+            .free
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_else(|| Vec::with_capacity(HEADER + self.data));
+        buf.resize(HEADER, 0);
+        DataFrame {
+            buf,
+            data: self.data,
+            pool: self.clone(),
+        }
+    }
+}
+
+/// A data frame filled in place: room for its header, then its data. It
+/// goes back to its pool when dropped, sent or not.
+pub struct DataFrame {
+    buf: Vec<u8>,
+    data: usize,
+    pool: FramePool,
+}
+
+impl DataFrame {
+    /// The room for data, to read into: no more than the pool's frame size
+    /// (a read into it never reallocates).
+    pub fn fill(&mut self) -> bytes::buf::Limit<&mut Vec<u8>> {
+        let room = HEADER + self.data - self.buf.len();
+        (&mut self.buf).limit(room)
+    }
+
+    /// The data read in so far.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[HEADER..]
+    }
+}
+
+impl AsRef<[u8]> for DataFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for DataFrame {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.pool.free.lock()
+            && free.len() < self.pool.keep
+        {
+            free.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 /// Encodes frames and keeps the running count and checksum of the data.
 #[derive(Default)]
 pub struct Encoder {
@@ -96,6 +177,17 @@ impl Encoder {
         self.bytes += chunk.len() as u64;
         self.crc.update(chunk);
         frame(DATA, chunk)
+    }
+
+    /// `frame`, its data read in, made a data frame in place: no copy, and
+    /// its buffer goes back to its pool once the frame has been sent.
+    pub fn seal(&mut self, mut frame: DataFrame) -> Bytes {
+        let len = frame.data().len();
+        self.bytes += len as u64;
+        self.crc.update(frame.data());
+        frame.buf[0] = DATA;
+        frame.buf[1..HEADER].copy_from_slice(&(len as u32).to_be_bytes());
+        Bytes::from_owner(frame)
     }
 
     /// A data frame compressed with zstd, or as it is when that would not
@@ -295,6 +387,38 @@ mod tests {
         }
         let end = dec.finish();
         (data, end)
+    }
+
+    #[test]
+    fn pooled_frames_decode_as_copied_ones_and_reuse_their_buffers() {
+        let pool = FramePool::new(8, 1);
+        let mut enc = Encoder::default();
+        let mut wire = Vec::new();
+        let mut first = None;
+        for piece in [&b"hello "[..], b"world", b""] {
+            let mut f = pool.frame();
+            // Filling is capped at the pool's frame size.
+            let mut room = f.fill();
+            assert_eq!(room.remaining_mut(), 8);
+            room.put_slice(piece);
+            let frame = enc.seal(f);
+            let at = frame.as_ptr();
+            assert_eq!(
+                *first.get_or_insert(at),
+                at,
+                "a sent frame's buffer is reused"
+            );
+            wire.extend_from_slice(&frame);
+        }
+        wire.extend_from_slice(&enc.end());
+        assert_eq!(wire, encode(&[b"hello ", b"world", b""]));
+        assert_eq!(decode(&wire, 3), (b"hello world".to_vec(), Ok(())));
+
+        // A frame still in flight keeps its buffer; no more than `keep` return.
+        let (a, b) = (pool.frame(), pool.frame());
+        assert_ne!(a.data().as_ptr(), b.data().as_ptr());
+        drop((a, b));
+        assert_eq!(pool.free.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -18,9 +18,34 @@ use tracing::{info, warn};
 use super::ahead::ReadAhead;
 use crate::engine::clone::{StreamJob, run_dir};
 use crate::error::{Error, IoContext, Result};
-use crate::net::wire::{self, Compression, Encoder};
+use crate::net::wire::{self, Compression, Encoder, FramePool};
 
-const CHUNK: usize = 1 << 20;
+/// How the backup's output is taken: its pipe's size, which is also the
+/// most one read of it (one frame) holds, and how many frames may wait for
+/// the recipient's connection.
+struct Pieces {
+    size: usize,
+    queue: usize,
+}
+
+/// Uncapped: a data file comes 10 MB per write, which a pipe of the
+/// default 64 KiB takes in 160 pieces, each a switch from the backup to the
+/// sidecar and back, and a frame and a send each. A 1 MiB pipe makes an
+/// uncapped clone a quarter faster.
+const UNCAPPED: Pieces = Pieces {
+    size: 1 << 20,
+    queue: 4,
+};
+
+/// Capped, the pipe keeps its default size: each read and send of a larger
+/// piece is a longer stretch of kernel work, which a kernel that does not
+/// preempt (`preempt=none`, common on servers) finishes before the server's
+/// woken threads may run. On a capped master donor, 23% of its writes took
+/// over 2 ms with 1 MiB pieces, 2.5% with these.
+const CAPPED: Pieces = Pieces {
+    size: 64 << 10,
+    queue: 8,
+};
 
 /// Starts the backup and returns the receiving end of its framed stream. The
 /// backup is killed when the receiver is dropped (the recipient went away) or
@@ -102,6 +127,15 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
             ))
         })?;
     let mut stdout = child.stdout.take().expect("piped");
+    let pieces = match max_rate {
+        Some(_) => CAPPED,
+        None => UNCAPPED,
+    };
+    if max_rate.is_none()
+        && let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdout, pieces.size)
+    {
+        warn!("the backup's pipe keeps its default size: {e}");
+    }
     let stderr = child.stderr.take().expect("piped");
     let tail = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
@@ -115,7 +149,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         Vec::from(last).join(" | ")
     });
 
-    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let (tx, rx) = mpsc::channel::<Bytes>(pieces.queue);
     watcher.started(&peer);
     info!(recipient = %peer, "clone stream started");
     tokio::spawn(async move {
@@ -124,13 +158,13 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         let mut sent = 0u64;
         let mut wire = 0u64;
         let mut auto = AutoCompression::default();
-        let mut buf = BytesMut::with_capacity(CHUNK);
+        let pool = FramePool::new(pieces.size, pieces.queue + 2);
         let outcome: std::result::Result<(), String> = loop {
-            buf.clear();
-            buf.reserve(CHUNK);
+            let mut frame = pool.frame();
+            let mut room = frame.fill();
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break Err("the donor's sidecar is shutting down".into()),
-                r = stdout.read_buf(&mut buf) => r,
+                r = stdout.read_buf(&mut room) => r,
             };
             match read {
                 Ok(0) => {
@@ -151,7 +185,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                 }
                 Ok(n) => {
                     if let Some(a) = &mut ahead
-                        && let Err(why) = a.streamed(&buf[..n]).await
+                        && let Err(why) = a.streamed(frame.data()).await
                     {
                         // Not read as expected: no more read-ahead.
                         warn!(%why, "the clone read-ahead stops");
@@ -165,11 +199,11 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                         Compression::Auto => auto.decide(tx.capacity(), tx.max_capacity()),
                     };
                     let frame = if compress {
-                        let f = enc.data_compressed(&buf[..n]);
+                        let f = enc.data_compressed(frame.data());
                         auto.compressed(n as u64, f.len() as u64);
                         f
                     } else {
-                        enc.data(&buf[..n])
+                        enc.seal(frame)
                     };
                     wire += frame.len() as u64;
                     // Capped: the backup is read no faster than the link may
