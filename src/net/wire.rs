@@ -77,10 +77,15 @@ pub enum Frame {
     Fail(String),
 }
 
+/// A frame's header: its kind, then its payload's length (u32, big-endian).
+fn header(kind: u8, len: usize) -> [u8; HEADER] {
+    let [a, b, c, d] = (len as u32).to_be_bytes();
+    [kind, a, b, c, d]
+}
+
 fn frame(kind: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(HEADER + payload.len());
-    b.put_u8(kind);
-    b.put_u32(payload.len() as u32);
+    b.put_slice(&header(kind, payload.len()));
     b.put_slice(payload);
     b.freeze()
 }
@@ -120,7 +125,6 @@ impl FramePool {
         buf.resize(HEADER, 0);
         DataFrame {
             buf,
-            data: self.data,
             pool: self.clone(),
         }
     }
@@ -130,7 +134,6 @@ impl FramePool {
 /// goes back to its pool when dropped, sent or not.
 pub struct DataFrame {
     buf: Vec<u8>,
-    data: usize,
     pool: FramePool,
 }
 
@@ -138,7 +141,7 @@ impl DataFrame {
     /// The room for data, to read into: no more than the pool's frame size
     /// (a read into it never reallocates).
     pub fn fill(&mut self) -> bytes::buf::Limit<&mut Vec<u8>> {
-        let room = HEADER + self.data - self.buf.len();
+        let room = HEADER + self.pool.data - self.buf.len();
         (&mut self.buf).limit(room)
     }
 
@@ -185,8 +188,7 @@ impl Encoder {
         let len = frame.data().len();
         self.bytes += len as u64;
         self.crc.update(frame.data());
-        frame.buf[0] = DATA;
-        frame.buf[1..HEADER].copy_from_slice(&(len as u32).to_be_bytes());
+        frame.buf[..HEADER].copy_from_slice(&header(DATA, len));
         Bytes::from_owner(frame)
     }
 

@@ -129,13 +129,13 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
     let mut stdout = child.stdout.take().expect("piped");
     let pieces = match max_rate {
         Some(_) => CAPPED,
-        None => UNCAPPED,
+        None => {
+            if let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdout, UNCAPPED.size) {
+                warn!("the backup's pipe keeps its default size: {e}");
+            }
+            UNCAPPED
+        }
     };
-    if max_rate.is_none()
-        && let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdout, pieces.size)
-    {
-        warn!("the backup's pipe keeps its default size: {e}");
-    }
     let stderr = child.stderr.take().expect("piped");
     let tail = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
