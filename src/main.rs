@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Sidecar(args) => {
             let cfg = config::sidecar(c, args)?;
-            let listener = sidecar::bind(cfg.listen)?;
+            let listener = sidecar::bind_when_free(cfg.listen, sidecar::PORT_WAIT).await?;
             sidecar::serve(cfg, listener, Shutdown::on_signals()?).await?;
             Ok(exit::OK)
         }

@@ -43,6 +43,42 @@ pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener> {
     Ok(listener)
 }
 
+/// How long the sidecar waits for its port while something else holds it.
+pub const PORT_WAIT: Duration = Duration::from_secs(600);
+
+/// Binds the sidecar's port, waiting up to `patience` while it is in use.
+///
+/// In a pod the containers share one network, and the server container's
+/// `init` answers its peers on this port while it waits for them (an empty
+/// master asking what each holds); it frees the port when it is done. On a
+/// real kubelet the sidecar starts meanwhile: exiting on the busy port cost
+/// the master's pod two restarts and their back-off at every new install.
+pub async fn bind_when_free(
+    listen: SocketAddr,
+    patience: Duration,
+) -> Result<std::net::TcpListener> {
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match bind(listen) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < patience =>
+            {
+                if !said {
+                    info!(
+                        listen = %listen,
+                        "the agent port is in use, by the server container's init answering its peers while it waits; waiting for it"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            bound => return bound,
+        }
+    }
+}
+
 /// Runs a sidecar with `cfg` on `listener` until `shutdown`.
 pub async fn serve(
     cfg: crate::config::SidecarConfig,
@@ -152,4 +188,39 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
     info!("sidecar stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_port_is_taken_once_its_holder_lets_go() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        let listener = bind_when_free(addr, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(listener.local_addr().unwrap(), addr);
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "it bound while the port was held"
+        );
+        release.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_port_held_past_the_patience_names_the_port() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let err = bind_when_free(addr, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        assert!(err.to_string().contains("--agent-port"), "{err}");
+        drop(held);
+    }
 }

@@ -143,6 +143,9 @@ def main():
         check(len(headless) == 1 and headless[0]["spec"]["publishNotReadyAddresses"] is True,
               f"{name}: headless Service publishing not-ready addresses")
         check(spec["serviceName"] == headless[0]["metadata"]["name"], f"{name}: serviceName is the headless Service")
+        writes = [s for s in by_kind(objs, "Service") if s["metadata"]["name"].endswith("-write")]
+        check(len(writes) == 1 and writes[0]["spec"]["selector"].get("statefulset.kubernetes.io/pod-name")
+              == f"{sts['metadata']['name']}-0", f"{name}: the write Service selects pod 0 alone")
         check(pod["securityContext"]["runAsNonRoot"] is True, f"{name}: non-root pod")
         for c in list(containers.values()) + list(inits.values()):
             check(c["securityContext"]["allowPrivilegeEscalation"] is False, f"{name}: {c['name']} escalation")

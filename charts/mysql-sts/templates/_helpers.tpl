@@ -127,3 +127,24 @@ Called with (dict "root" . "what" ... "fix" ...). */}}
 {{- fail (printf "mysql-sts: %s would be generated anew at every render, and this render cannot read the cluster to keep them (helm template, --dry-run, Argo CD, Flux): pods restarted later would be locked out. Create the Secret yourself and set %s (README, Helm chart); renderOffline=true renders anyway, to look at the manifests, never to apply them" .what .fix) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Fails the render when an existing Secret the values name is missing, or
+lacks a key the pods read: the pods would otherwise wait in ContainerCreating
+for a volume that can never mount. Only a render that can read the cluster
+checks. Called with (dict "root" . "name" ... "keys" (list ...) "value" ...). */}}
+{{- define "mysql-sts.existingSecretOrFail" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $value := .value -}}
+{{- if lookup "v1" "Namespace" "" "kube-system" -}}
+{{- $secret := lookup "v1" "Secret" $root.Release.Namespace $name -}}
+{{- if not $secret -}}
+{{- fail (printf "mysql-sts: %s is %q, but no Secret of that name exists in namespace %q: create it first, with the keys %s" $value $name $root.Release.Namespace (join ", " .keys)) -}}
+{{- end -}}
+{{- range .keys -}}
+{{- if not (hasKey ($secret.data | default dict) .) -}}
+{{- fail (printf "mysql-sts: the Secret %q (%s) has no key %q; it needs %s" $name $value . (join ", " $.keys)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,611 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the chart on the real one-node cluster of scripts/kube.
+
+For each engine, the chart is installed by real Helm and taken through the
+lifecycle a user's cluster lives: scale out and in, pods deleted, the server
+killed through the runtime, the master's volume lost, a rolling upgrade, the
+node rebooted, scale to zero, a drain against the PodDisruptionBudget. A writer
+pod inserts rows through the chart's write Service and logs each one the server
+acknowledged; after every step each acknowledged row must be on every pod and
+CHECKSUM TABLE must agree. Bad input is tried once on the cluster too.
+
+    tests/kube/e2e.py [--engines mariadb,mariadb11,mysql] [--report docs/KUBERNETES.md]
+
+Prints a line per step and `N passed, N failed` last; exits 1 when a step failed.
+Needs the cluster up (scripts/kube up) and the images loaded (scripts/kube images).
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RELEASE = "mysql-sts"  # the StatefulSet, its pods and Services are named after it
+CHART = os.path.join(ROOT, "charts", "mysql-sts")
+LOGS = os.environ.get("KUBE_E2E_LOGS", "/var/log/mysql-sts-kube/e2e")
+
+
+class Engine:
+    def __init__(self, key, label, flavor, repository, tag, client):
+        self.key, self.label, self.flavor = key, label, flavor
+        self.repository, self.tag, self.client = repository, tag, client
+
+    @property
+    def image(self):
+        return f"{self.repository}:{self.tag}"
+
+
+ENGINES = {
+    "mariadb": Engine("mariadb", "MariaDB 10.11", "mariadb", "mysql-sts/mariadb", "10.11", "mariadb"),
+    "mariadb11": Engine("mariadb11", "MariaDB 11.8", "mariadb", "mysql-sts/mariadb", "11.8", "mariadb"),
+    "mysql": Engine("mysql", "MySQL 9.7", "mysql", "mysql-sts/mysql", "9.7", "mysql"),
+}
+
+
+class Failed(Exception):
+    pass
+
+
+def run(args, check=True, timeout=300, input=None):
+    """Runs a command; returns its stdout. A failure names the command and what it said."""
+    try:
+        p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, input=input)
+    except subprocess.TimeoutExpired:
+        raise Failed(f"timed out after {timeout} s: {shlex.join(args)}")
+    if check and p.returncode != 0:
+        raise Failed(f"{shlex.join(args)} exited {p.returncode}: {(p.stderr or p.stdout).strip()[-800:]}")
+    return p.stdout if check else p
+
+
+def wait(what, probe, timeout):
+    """Polls probe until it returns something true; returns it."""
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            got = probe()
+            if got:
+                return got
+        except Failed as e:
+            last = e
+        time.sleep(1)
+    raise Failed(f"{what}: not after {timeout} s" + (f" (last: {last})" if last else ""))
+
+
+def kube_env():
+    """The PATH and KUBECONFIG that scripts/kube env prints."""
+    out = run([os.path.join(ROOT, "scripts", "kube"), "env"])
+    for line in out.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        os.environ[key] = value.replace("$PATH", os.environ["PATH"])
+
+
+def agent_version():
+    with open(os.path.join(ROOT, "Cargo.toml")) as f:
+        for line in f:
+            if line.startswith("version = "):
+                return line.split('"')[1]
+    raise Failed("no version in Cargo.toml")
+
+
+class Release:
+    """The chart installed in a namespace of its own, for one engine."""
+
+    def __init__(self, engine, namespace):
+        self.engine, self.ns = engine, namespace
+        self.acked = set()  # every id the server acknowledged, over all steps
+        self.writer_seq = 0
+
+    # ------------------------------------------------------------ plumbing
+    def kubectl(self, *args, **kw):
+        return run(["kubectl", "-n", self.ns, *args], **kw)
+
+    def values(self, replicas=3, semi_sync=True):
+        e = self.engine
+        sets = {
+            "flavor": e.flavor,
+            f"image.{e.flavor}.repository": e.repository,
+            f"image.{e.flavor}.tag": e.tag,
+            "image.pullPolicy": "Never",
+            "agent.image.repository": "mysql-sts/agent",
+            "agent.image.tag": agent_version(),
+            "agent.image.pullPolicy": "Never",
+            "replicas": str(replicas),
+            "semiSync.enabled": "true" if semi_sync else "false",
+            "persistence.size": "2Gi",
+            "resources.requests.cpu": "100m",
+            "resources.requests.memory": "256Mi",
+        }
+        args = []
+        for k, v in sets.items():
+            args += ["--set-string" if k.endswith("tag") else "--set", f"{k}={v}"]
+        return args
+
+    def helm(self, *args, **kw):
+        return run(["helm", "--namespace", self.ns, *args], **kw)
+
+    def pods(self):
+        out = self.kubectl("get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json")
+        return {p["metadata"]["name"]: p for p in json.loads(out)["items"]}
+
+    @staticmethod
+    def ready(pod):
+        return pod["metadata"].get("deletionTimestamp") is None and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+    def pod(self, n):
+        return f"{RELEASE}-{n}"
+
+    def wait_ready(self, n, timeout=600):
+        """Exactly pods 0..n-1, every one Ready."""
+        want = {self.pod(i) for i in range(n)}
+
+        def probe():
+            pods = self.pods()
+            return set(pods) == want and all(self.ready(p) for p in pods.values())
+        wait(f"{n} pods Ready", probe, timeout)
+
+    def sql(self, pod, query, container="server"):
+        """A query as root over the pod's own socket; rows of tab-separated fields."""
+        script = (f'{self.engine.client} -uroot -p"$(cat /etc/mysql-sts/secrets/root-password)" '
+                  f'-N -B -e "$1"')
+        out = self.kubectl("exec", pod, "-c", container, "--", "sh", "-c", script, "sh", query, timeout=60)
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def init_log(self, n):
+        return self.kubectl("logs", self.pod(n), "-c", "init", check=False).stdout
+
+    def dump(self, step):
+        """What a person would look at when a step fails, kept in LOGS."""
+        os.makedirs(LOGS, exist_ok=True)
+        path = os.path.join(LOGS, f"{self.engine.key}-{step}.txt")
+        with open(path, "w") as f:
+            for args in (["get", "pods,pvc,sts,svc,events", "-o", "wide"], ["describe", "pods"]):
+                f.write(f"$ kubectl {' '.join(args)}\n{self.kubectl(*args, check=False).stdout}\n")
+            for name in self.pods():
+                for c in ("init", "server", "agent"):
+                    f.write(f"$ kubectl logs {name} -c {c}\n"
+                            f"{self.kubectl('logs', name, '-c', c, '--tail=60', check=False).stdout}\n")
+        return path
+
+    # ------------------------------------------------------------ the writer
+    def start_writer(self, step):
+        """A pod that inserts rows through the write Service and logs each acknowledged id."""
+        self.writer_seq += 1
+        name = f"writer-{self.writer_seq}"
+        base = self.writer_seq * 1_000_000
+        script = f"""
+i={base}
+while [ ! -e /tmp/stop ]; do
+  if {self.engine.client} -h {RELEASE}-write -uroot -p"$PW" --connect-timeout=3 \\
+       -e "INSERT INTO e2e.acks (id, step) VALUES ($i, '{step}')" >/dev/null 2>/tmp/err; then
+    echo "ack $i"
+  else
+    echo "err $i $(tr '\\n' ' ' < /tmp/err | cut -c1-160)"; sleep 0.5
+  fi
+  i=$((i + 1))
+done
+echo stopped
+"""
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"mysql-sts.local/e2e": "writer"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999},
+                "containers": [{
+                    "name": "writer", "image": self.engine.image, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script],
+                    "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "root-password"}}}],
+                    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                }],
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        wait(f"writer {name} running",
+             lambda: json.loads(self.kubectl("get", "pod", name, "-o", "json"))["status"].get("phase") != "Pending",
+             120)
+        return name
+
+    def stop_writer(self, name):
+        """Stops the writer and returns the ids the server acknowledged to it."""
+        self.kubectl("exec", name, "--", "touch", "/tmp/stop", check=False, timeout=30)
+
+        def finished():
+            phase = json.loads(self.kubectl("get", "pod", name, "-o", "json"))["status"].get("phase")
+            return phase in ("Succeeded", "Failed")
+        try:
+            wait(f"writer {name} stopped", finished, 60)
+        except Failed:
+            pass
+        log = self.kubectl("logs", name).splitlines()
+        self.kubectl("delete", "pod", name, "--wait=false", check=False)
+        acked = {int(line.split()[1]) for line in log if line.startswith("ack ")}
+        self.acked |= acked
+        return acked
+
+    # ------------------------------------------------------------ the check
+    def check(self, n, timeout=240):
+        """Every acknowledged row on each of pods 0..n-1, and CHECKSUM TABLE equal on all.
+        Returns the number of acknowledged rows missing from any pod."""
+        pods = [self.pod(i) for i in range(n)]
+        lost = None
+        end = time.time() + timeout
+        while True:
+            ids, sums = {}, {}
+            try:
+                for p in pods:
+                    ids[p] = {int(r[0]) for r in self.sql(p, "SELECT id FROM e2e.acks")}
+                    sums[p] = self.sql(p, "CHECKSUM TABLE e2e.acks")[0][1]
+            except Failed:
+                ids = None
+            if ids is not None:
+                lost = len(set().union(*(self.acked - got for got in ids.values())))
+                if lost == 0 and len(set(sums.values())) == 1:
+                    return 0
+            if time.time() > end:
+                if ids is None:
+                    raise Failed("the pods could not be queried")
+                if lost:
+                    return lost
+                raise Failed(f"CHECKSUM TABLE differs between pods: {sums}")
+            time.sleep(2)
+
+
+class Suite:
+    def __init__(self, report):
+        self.rows = []  # (engine label, step, ok, seconds, acked, lost, note)
+        self.report = report
+
+    def step(self, release, name, fn, label=None):
+        label = label or (release.engine.label if release else "any")
+        before = len(release.acked) if release else 0
+        t0 = time.time()
+        try:
+            note, lost = fn()
+            ok = lost == 0 or lost is None
+            if not ok:
+                note = f"{lost} acknowledged rows missing; {note}"
+        except Failed as e:
+            ok, note, lost = False, str(e), None
+            if release:
+                note += f" (see {release.dump(name)})"
+        secs = time.time() - t0
+        acked = (len(release.acked) - before) if release else 0
+        self.rows.append((label, name, ok, secs, acked, lost, note))
+        print(f"{'ok' if ok else 'FAILED':6} {label:13} {name:28} {secs:6.1f} s  acked {acked:5}  "
+              f"lost {lost if lost is not None else '-'}  {note}", flush=True)
+        return ok
+
+    def write_report(self, engines, started):
+        commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+        versions = run(["kubectl", "version", "-o", "json"], check=False).stdout
+        try:
+            server = json.loads(versions)["serverVersion"]["gitVersion"]
+        except (ValueError, KeyError):
+            server = "?"
+        helm = run(["helm", "version", "--short"], check=False).stdout.strip()
+        lines = [
+            "# mysql-sts on a real Kubernetes",
+            "",
+            "Generated by `tests/kube/e2e.py` (run by `scripts/test`) on the one-node cluster",
+            "of `scripts/kube`, every component built from its upstream module "
+            "(`kube/build/*/go.mod`).",
+            "",
+            f"- commit `{commit}`, run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
+            f"{(time.time() - started) / 60:.1f} min",
+            f"- Kubernetes {server} (kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy), "
+            f"etcd 3.7.3, containerd 2.4.2, runc 1.5.3, CNI plugins 1.10.0 (bridge, host-local), "
+            f"CoreDNS 1.15.0, Helm {helm}",
+            "- node: cgroup v1 (cgroupfs driver, `failCgroupV1: false`), overlayfs snapshotter, "
+            "local persistent volumes",
+            "- engines: " + ", ".join(f"{e.label} (`{e.image}`)" for e in engines),
+            "",
+            "A writer pod inserts rows through the chart's write Service while each step runs and logs every",
+            "insert the server acknowledged; after the step every acknowledged row must be on every pod and",
+            "`CHECKSUM TABLE` must agree. Semi-synchronous replication is on unless the step says otherwise.",
+            "",
+            "| engine | step | result | time (s) | rows acknowledged | rows lost | what was seen |",
+            "| --- | --- | --- | ---: | ---: | ---: | --- |",
+        ]
+        for label, name, ok, secs, acked, lost, note in self.rows:
+            note = note.replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {label} | {name} | {'ok' if ok else '**failed**'} | {secs:.0f} | {acked} | "
+                         f"{lost if lost is not None else '-'} | {note} |")
+        with open(self.report, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- the steps
+def install(r):
+    remove_namespace(r.ns)
+    r.helm("install", RELEASE, CHART, "--create-namespace", *r.values(), "--wait", "--timeout", "10m",
+           timeout=700)
+    r.wait_ready(3)
+    r.sql(r.pod(0), "CREATE DATABASE IF NOT EXISTS e2e; CREATE TABLE IF NOT EXISTS e2e.acks "
+                    "(id BIGINT PRIMARY KEY, step VARCHAR(40) NOT NULL, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
+    # A row through the write Service, read back through the read Service, from a pod.
+    c = r.engine.client
+    script = (f'{c} -h {RELEASE}-write -uroot -p"$PW" -e "CREATE TABLE IF NOT EXISTS e2e.hello (said TEXT); '
+              f"INSERT INTO e2e.hello VALUES ('hello through the write Service')\" && "
+              f'for i in 1 2 3 4 5 6 7 8 9 10; do '
+              f'{c} -h {RELEASE}-read -uroot -p"$PW" -N -B -e "SELECT @@hostname, said FROM e2e.hello" | grep . && exit 0; '
+              f'sleep 1; done; exit 1')
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
+           "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 999},
+                    "containers": [{"name": "hello", "image": r.engine.image, "imagePullPolicy": "Never",
+                                    "command": ["sh", "-c", script],
+                                    "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {
+                                        "name": RELEASE, "key": "root-password"}}}]}]}}
+    r.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    phase = wait("the hello pod finished", lambda: (json.loads(r.kubectl("get", "pod", "hello", "-o", "json"))
+                                                     ["status"].get("phase") in ("Succeeded", "Failed")
+                                                     and json.loads(r.kubectl("get", "pod", "hello", "-o", "json"))
+                                                     ["status"]["phase"]), 120)
+    said = r.kubectl("logs", "hello").strip()
+    r.kubectl("delete", "pod", "hello", "--wait=false")
+    if phase != "Succeeded" or "hello through the write Service" not in said:
+        raise Failed(f"the row written through the write Service was not read back: {said!r}")
+    w = r.start_writer("install")
+    time.sleep(5)
+    got = r.stop_writer(w)
+    if not got:
+        raise Failed("the writer got no acknowledgement through the write Service")
+    return f"3 pods Ready; read back through the read Service on {said.split()[0]}", r.check(3)
+
+
+def scale_out(r):
+    w = r.start_writer("scale-out")
+    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=5")
+    r.wait_ready(5)
+    donors = []
+    for n in (3, 4):
+        log = r.init_log(n)
+        want = f"{RELEASE}-{n - 1}"
+        complete = [json.loads(line) for line in log.splitlines() if '"clone complete"' in line]
+        if not complete or want not in json.dumps(complete[-1]):
+            raise Failed(f"pod {n} did not clone from {want}: {log[-600:]}")
+        donors.append(f"{n}<-{n - 1}")
+    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=3")
+    r.wait_ready(3)
+    claims = json.loads(r.kubectl("get", "pvc", "-o", "json"))["items"]
+    bound = {c["metadata"]["name"] for c in claims if c["status"].get("phase") == "Bound"}
+    for n in (3, 4):
+        if f"data-{RELEASE}-{n}" not in bound:
+            raise Failed(f"the volume of pod {n} was not kept after scaling in: {sorted(bound)}")
+    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=5")
+    r.wait_ready(5)
+    for n in (3, 4):
+        log = r.init_log(n)
+        if '"clone complete"' in log or "datadir holds data" not in log:
+            raise Failed(f"returning pod {n} did not reuse its data: {log[-600:]}")
+    r.stop_writer(w)
+    return f"clones {', '.join(donors)}; volumes kept at 3; pods 3, 4 came back on their data", r.check(5)
+
+
+def delete_pods(r):
+    w = r.start_writer("delete-pods")
+    for n in (2, 0):
+        uid = r.pods()[r.pod(n)]["metadata"]["uid"]
+        r.kubectl("delete", "pod", r.pod(n), "--wait=true", timeout=120)
+        wait(f"pod {n} replaced", lambda: r.pods().get(r.pod(n), {}).get("metadata", {}).get("uid") not in (None, uid), 120)
+        r.wait_ready(5)
+        log = r.init_log(n)
+        if '"clone complete"' in log:
+            raise Failed(f"pod {n} cloned again after a plain delete: {log[-600:]}")
+    r.stop_writer(w)
+    return "pods 2 and 0 back on their data, no clone", r.check(5)
+
+
+def kill_server(r):
+    w = r.start_writer("kill-server")
+    time.sleep(3)
+    pod = r.pods()[r.pod(0)]
+    server = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "server")
+    restarts, cid = server["restartCount"], server["containerID"].split("//", 1)[1]
+    run([os.path.join(ROOT, "scripts", "kube"), "ctr", "tasks", "kill", "--signal", "SIGKILL", cid])
+
+    def restarted():
+        s = next(c for c in r.pods()[r.pod(0)]["status"]["containerStatuses"] if c["name"] == "server")
+        return s["restartCount"] > restarts
+    wait("the kubelet restarting the server", restarted, 120)
+    r.wait_ready(5)
+    time.sleep(3)
+    r.stop_writer(w)
+    return "the kubelet restarted mysql-0's server (SIGKILL through containerd); replicas resumed", r.check(5)
+
+
+def lose_master_volume(r, label="master-volume-lost"):
+    w = r.start_writer(label)
+    time.sleep(3)
+    old = r.pods()[r.pod(0)]["metadata"]["uid"]
+    r.kubectl("delete", "pvc", f"data-{RELEASE}-0", "--wait=false")
+    r.kubectl("delete", "pod", r.pod(0), "--wait=false")
+    seen_empty_master = []
+
+    def back():
+        p = r.pods().get(r.pod(0))
+        return p and p["metadata"]["uid"] != old and r.ready(p)
+    wait("mysql-0 back with a new volume", back, 600)
+    # The new master must hold every row acknowledged before it was lost.
+    rows = int(r.sql(r.pod(0), "SELECT COUNT(*) FROM e2e.acks")[0][0])
+    if rows == 0:
+        seen_empty_master.append(rows)
+    r.wait_ready(5)
+    time.sleep(3)
+    r.stop_writer(w)
+    run([os.path.join(ROOT, "scripts", "kube"), "volumes"])
+    log = r.init_log(0)
+    reseed = [json.loads(line) for line in log.splitlines() if "re-seeding the master" in line]
+    if not reseed:
+        raise Failed(f"mysql-0 did not say it re-seeded from a replica: {log[-600:]}")
+    if seen_empty_master:
+        raise Failed("mysql-0 came back Ready and empty")
+    return f"mysql-0 re-seeded from {reseed[-1].get('fields', reseed[-1]).get('donor', '?')}", r.check(5)
+
+
+def rolling_upgrade(r):
+    w = r.start_writer("rolling-upgrade")
+    before = {n: p["metadata"]["uid"] for n, p in r.pods().items()}
+    order = []
+    proc = subprocess.Popen(["helm", "--namespace", r.ns, "upgrade", RELEASE, CHART, "--reuse-values",
+                             "--set-string", f"podAnnotations.e2e-roll={int(time.time())}",
+                             "--wait", "--timeout", "15m"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while proc.poll() is None:
+        for n, p in r.pods().items():
+            if p["metadata"]["uid"] != before.get(n) and n not in order:
+                order.append(n)
+        time.sleep(0.5)
+    out = proc.stdout.read()
+    if proc.returncode != 0:
+        raise Failed(f"helm upgrade failed: {out[-600:]}")
+    r.wait_ready(5)
+    for n, p in r.pods().items():
+        if p["metadata"]["uid"] != before.get(n) and n not in order:
+            order.append(n)
+    r.stop_writer(w)
+    ordinals = [int(n.rsplit("-", 1)[1]) for n in order]
+    if ordinals != sorted(range(5), reverse=True):
+        raise Failed(f"pods were replaced in the order {ordinals}, not from the highest ordinal down")
+    return f"replaced in the order {ordinals}", r.check(5)
+
+
+def node_reboot(r):
+    w = r.start_writer("node-reboot")
+    time.sleep(3)
+    kube = os.path.join(ROOT, "scripts", "kube")
+    run([kube, "node-stop"], timeout=120)
+    time.sleep(3)
+    run([kube, "node-start"], timeout=120)
+    r.wait_ready(5, timeout=600)
+    acked = r.stop_writer(w)  # killed by the reboot; its log says what was acknowledged
+    return f"every container killed, kubelet and containerd started again; {len(acked)} rows before", r.check(5)
+
+
+def scale_zero(r):
+    before = r.sql(r.pod(0), "CHECKSUM TABLE e2e.acks")[0][1]
+    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=0")
+    wait("no pod left", lambda: not r.pods(), 300)
+    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=3")
+    r.wait_ready(3)
+    lost = r.check(3)
+    after = r.sql(r.pod(0), "CHECKSUM TABLE e2e.acks")[0][1]
+    if after != before:
+        raise Failed(f"CHECKSUM TABLE {before} before, {after} after")
+    return f"CHECKSUM TABLE {after} before and after", lost
+
+
+def drain(r):
+    node = json.loads(run(["kubectl", "get", "nodes", "-o", "json"]))["items"][0]["metadata"]["name"]
+    proc = subprocess.Popen(["kubectl", "drain", node, "--pod-selector", f"app.kubernetes.io/instance={RELEASE}",
+                             "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=45s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    fewest = 3
+    while proc.poll() is None:
+        pods = [p for n, p in r.pods().items() if n.startswith(f"{RELEASE}-") and r.ready(p)]
+        fewest = min(fewest, len(pods))
+        time.sleep(0.5)
+    out = proc.stdout.read()
+    run(["kubectl", "uncordon", node])
+    r.wait_ready(3)
+    if proc.returncode == 0:
+        raise Failed(f"the drain evicted every pod despite the PodDisruptionBudget: {out[-400:]}")
+    if "disruption budget" not in out:
+        raise Failed(f"the drain failed for another reason: {out[-400:]}")
+    if fewest < 2:
+        raise Failed(f"{3 - fewest} pods were down at once")
+    return f"one pod evicted at a time, the rest refused by the budget (at least {fewest} of 3 Ready)", r.check(3)
+
+
+def bad_input(engine):
+    """Each mistake a user makes, answered where they look, nothing half-made."""
+    ns = "e2e-bad"
+    r = Release(engine, ns)
+    remove_namespace(ns)
+    run(["kubectl", "create", "namespace", ns])
+    seen = []
+
+    def refused(what, extra, want):
+        p = r.helm("install", RELEASE, CHART, *r.values(), *extra, check=False, timeout=120)
+        if p.returncode == 0:
+            raise Failed(f"{what}: helm install accepted it")
+        msg = (p.stderr + p.stdout).strip()
+        if want not in msg:
+            raise Failed(f"{what}: the message does not name the cause: {msg[-400:]}")
+        left = r.kubectl("get", "statefulsets,services,secrets,pvc,pdb", "-o", "name").split()
+        if left or r.helm("list", "-q").strip():
+            raise Failed(f"{what}: left behind {left}")
+        seen.append(f"{what}: `{msg.splitlines()[-1][:140]}`")
+
+    refused("a missing Secret", ["--set", "auth.existingSecret=nope"], '"nope"')
+    refused("values it cannot honour", ["--set", "podManagementPolicy=OrderedReady"], "podManagementPolicy")
+    refused("a flavour it does not know", ["--set", "flavor=postgres"], "flavor")
+    # An image that cannot be had: the install goes through, and describe names the image and the cause.
+    missing = "127.0.0.1:5999/mysql-sts/none"
+    r.helm("install", RELEASE, CHART, *r.values(), "--set", f"agent.image.repository={missing}",
+           "--set", "agent.image.pullPolicy=IfNotPresent", timeout=120)
+
+    def described():
+        d = r.kubectl("describe", "pod", r.pod(0))
+        return ("Failed to pull image" in d and missing in d) and d
+    d = wait("kubectl describe naming the missing image", described, 120)
+    line = next(x for x in d.splitlines() if "Failed to pull image" in x).strip()
+    seen.append(f"an image that does not exist: `{line[:160]}`")
+    r.helm("uninstall", RELEASE, "--wait")
+    remove_namespace(ns)
+    return "; ".join(seen), None
+
+
+def remove_namespace(ns):
+    """Deletes the namespace and offers its volumes again, wiped."""
+    run(["kubectl", "delete", "namespace", ns, "--ignore-not-found", "--wait=true"], check=False, timeout=300)
+
+    def released():
+        pvs = json.loads(run(["kubectl", "get", "pv", "-o", "json"]))["items"]
+        return not [p for p in pvs if (p["spec"].get("claimRef") or {}).get("namespace") == ns
+                    and p["status"].get("phase") == "Bound"]
+    wait(f"the volumes of {ns} released", released, 120)
+    run([os.path.join(ROOT, "scripts", "kube"), "volumes"])
+
+
+def run_engine(suite, engine):
+    r = Release(engine, f"e2e-{engine.key}")
+    if not suite.step(r, "install (3 pods)", lambda: install(r)):
+        return
+    for name, fn in [("scale 3-5-3-5", scale_out), ("delete pods 2 and 0", delete_pods),
+                     ("kill mysql-0's server", kill_server), ("mysql-0 pod and volume lost", lose_master_volume),
+                     ("helm upgrade rolls all", rolling_upgrade), ("node reboot", node_reboot),
+                     ("scale to 0 and back to 3", scale_zero), ("drain against the PDB", drain)]:
+        if not suite.step(r, name, lambda fn=fn: fn(r)):
+            break
+    r.helm("uninstall", RELEASE, "--wait", check=False, timeout=300)
+    remove_namespace(r.ns)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engines", default="mariadb,mariadb11,mysql")
+    ap.add_argument("--report", default=os.path.join(ROOT, "docs", "KUBERNETES.md"))
+    ap.add_argument("--steps", default="", help="only these steps' functions, comma-separated (for development)")
+    args = ap.parse_args()
+    engines = [ENGINES[k] for k in args.engines.split(",") if k]
+    kube_env()
+    started = time.time()
+    suite = Suite(args.report)
+    for e in engines:
+        run_engine(suite, e)
+    suite.step(None, "bad input", lambda: bad_input(engines[0]))
+    suite.write_report(engines, started)
+    passed = sum(1 for row in suite.rows if row[2])
+    failed = len(suite.rows) - passed
+    print(f"kube e2e: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
