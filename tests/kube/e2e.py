@@ -359,10 +359,18 @@ def install(r):
     return f"3 pods Ready; read back through the read Service on {said.split()[0]}", r.check(3)
 
 
+def scale(r, n):
+    """Scales the way the chart's user does: helm upgrade with the new count. (With
+    Helm 4's server-side apply, a `kubectl scale` makes the next upgrade fail on
+    the field it took over, and the values would put the old count back anyway.)"""
+    r.helm("upgrade", RELEASE, CHART, "--reuse-values", "--set", f"replicas={n}", "--wait",
+           "--timeout", "10m", timeout=700)
+    r.wait_ready(n)
+
+
 def scale_out(r):
     w = r.start_writer("scale-out")
-    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=5")
-    r.wait_ready(5)
+    scale(r, 5)
     donors = []
     for n in (3, 4):
         log = r.init_log(n)
@@ -371,15 +379,13 @@ def scale_out(r):
         if not complete or want not in json.dumps(complete[-1]):
             raise Failed(f"pod {n} did not clone from {want}: {log[-600:]}")
         donors.append(f"{n}<-{n - 1}")
-    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=3")
-    r.wait_ready(3)
+    scale(r, 3)
     claims = json.loads(r.kubectl("get", "pvc", "-o", "json"))["items"]
     bound = {c["metadata"]["name"] for c in claims if c["status"].get("phase") == "Bound"}
     for n in (3, 4):
         if f"data-{RELEASE}-{n}" not in bound:
             raise Failed(f"the volume of pod {n} was not kept after scaling in: {sorted(bound)}")
-    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=5")
-    r.wait_ready(5)
+    scale(r, 5)
     for n in (3, 4):
         log = r.init_log(n)
         if '"clone complete"' in log or "datadir holds data" not in log:
