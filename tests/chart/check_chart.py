@@ -25,6 +25,7 @@ VARIANTS = {
     "semi-sync": {"semiSync": {"enabled": True, "waitFor": 2, "timeout": "10s"}},
     "existing-secret": {"auth": {"existingSecret": "db-credentials"}},
     "five-replicas": {"replicas": 5},
+    "stopped": {"replicas": 0},
     "network-policy": {"networkPolicy": {
         "enabled": True,
         "clients": [{"podSelector": {"matchLabels": {"app": "web"}}}],
@@ -194,7 +195,7 @@ def main():
         check_alerting(name, objs, sts)
         print(f"ok   {name}: {len(objs)} objects valid for Kubernetes {version}")
 
-    for bad in ({"flavor": "postgres"}, {"replicas": 0}, {"podManagementPolicy": "OrderedReady"},
+    for bad in ({"flavor": "postgres"}, {"replicas": -1}, {"podManagementPolicy": "OrderedReady"},
                 {"agent": {"donorTimeout": "soon"}}, {"unknownKey": 1}):
         try:
             render(bad)

@@ -513,10 +513,8 @@ def node_reboot(r):
 
 def scale_zero(r):
     before = r.sql(r.pod(0), "CHECKSUM TABLE e2e.acks")[0][1]
-    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=0")
-    wait("no pod left", lambda: not r.pods(), 300)
-    r.kubectl("scale", f"statefulset/{RELEASE}", "--replicas=3")
-    r.wait_ready(3)
+    scale(r, 0)
+    scale(r, 3)
     lost = r.check(3)
     after = r.sql(r.pod(0), "CHECKSUM TABLE e2e.acks")[0][1]
     if after != before:
