@@ -194,7 +194,7 @@ class Release:
         script = f"""
 i={base}
 while [ ! -e /tmp/stop ]; do
-  if {self.engine.client} -h {RELEASE}-write -uroot -p"$PW" --connect-timeout=3 \\
+  if {self.engine.client} -h {RELEASE}-write -uroot --connect-timeout=3 \\
        -e "INSERT INTO e2e.acks (id, step) VALUES ($i, '{step}')" >/dev/null 2>/tmp/err; then
     echo "ack $i"
   else
@@ -214,7 +214,7 @@ echo stopped
                 "containers": [{
                     "name": "writer", "image": self.engine.image, "imagePullPolicy": "Never",
                     "command": ["sh", "-c", script],
-                    "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "root-password"}}}],
+                    "env": [{"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "root-password"}}}],
                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
                 }],
             },
@@ -351,17 +351,17 @@ def install(r):
                     "(id BIGINT PRIMARY KEY, step VARCHAR(40) NOT NULL, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
     # A row through the write Service, read back through the read Service, from a pod.
     c = r.engine.client
-    script = (f'{c} -h {RELEASE}-write -uroot -p"$PW" -e "CREATE TABLE IF NOT EXISTS e2e.hello (said TEXT); '
+    script = (f'{c} -h {RELEASE}-write -uroot -e "CREATE TABLE IF NOT EXISTS e2e.hello (said TEXT); '
               f"INSERT INTO e2e.hello VALUES ('hello through the write Service')\" && "
               f'for i in 1 2 3 4 5 6 7 8 9 10; do '
-              f'{c} -h {RELEASE}-read -uroot -p"$PW" -N -B -e "SELECT @@hostname, said FROM e2e.hello" | grep . && exit 0; '
+              f'{c} -h {RELEASE}-read -uroot -N -B -e "SELECT @@hostname, said FROM e2e.hello" | grep . && exit 0; '
               f'sleep 1; done; exit 1')
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 999},
                     "containers": [{"name": "hello", "image": r.engine.image, "imagePullPolicy": "Never",
                                     "command": ["sh", "-c", script],
-                                    "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {
+                                    "env": [{"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {
                                         "name": RELEASE, "key": "root-password"}}}]}]}}
     r.kubectl("apply", "-f", "-", input=json.dumps(pod))
     phase = wait("the hello pod finished", lambda: (json.loads(r.kubectl("get", "pod", "hello", "-o", "json"))
@@ -580,7 +580,7 @@ def bad_input(engine):
         left = r.kubectl("get", "statefulsets,services,secrets,pvc,pdb", "-o", "name").split()
         if left or r.helm("list", "-q").strip():
             raise Failed(f"{what}: left behind {left}")
-        seen.append(f"{what}: `{msg.splitlines()[-1][:140]}`")
+        seen.append(f"{what}: `{msg.splitlines()[-1][:260]}`")
 
     refused("a missing Secret", ["--set", "auth.existingSecret=nope"], '"nope"')
     refused("values it cannot honour", ["--set", "podManagementPolicy=OrderedReady"], "podManagementPolicy")
