@@ -441,6 +441,13 @@ impl Cluster {
         if self.pod(n).server.is_some() {
             return;
         }
+        let child = self.spawn_server(n);
+        self.wait_server(n, child);
+    }
+
+    /// Starts pod `n`'s server (through init with `server_via_init`) without
+    /// waiting for it to accept connections.
+    fn spawn_server(&mut self, n: u32) -> Child {
         let pod = self.pod(n);
         let mut argv = vec![
             self.engine.server().to_owned(),
@@ -462,12 +469,16 @@ impl Cluster {
             out = log.try_clone().unwrap().into();
             err = log.into();
         }
-        let child = self
-            .pod_command(n, &argv)
+        self.pod_command(n, &argv)
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Waits until pod `n`'s server, `child`, accepts connections on its socket.
+    fn wait_server(&mut self, n: u32, child: Child) {
+        let pod = self.pod(n);
         let socket = pod.socket();
         let started = Instant::now();
         let mut child = child;
@@ -520,8 +531,16 @@ impl Cluster {
             self.pod(n).name
         );
         self.entrypoint_or_skip(n).await;
-        self.start_server(n);
-        self.start_sidecar(n);
+        if self.server_via_init {
+            // The kubelet starts the sidecar right after the server container,
+            // whose init may still hold the agent port while it asks the peers.
+            let server = self.spawn_server(n);
+            self.start_sidecar(n);
+            self.wait_server(n, server);
+        } else {
+            self.start_server(n);
+            self.start_sidecar(n);
+        }
     }
 
     /// Stops the sidecar (SIGTERM) and the server (SIGTERM, clean shutdown);

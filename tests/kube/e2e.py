@@ -347,6 +347,11 @@ def install(r):
     r.helm("install", RELEASE, CHART, "--create-namespace", *r.values(), "--wait", "--timeout", "10m",
            timeout=700)
     r.wait_ready(3)
+    # A new install starts every container once: a restart is a crash the kubelet hid.
+    restarts = {n: [c["name"] for c in p["status"]["containerStatuses"] if c["restartCount"]]
+                for n, p in r.pods().items()}
+    if any(restarts.values()):
+        raise Failed(f"containers restarted during the install: {restarts}")
     r.sql(r.pod(0), "CREATE DATABASE IF NOT EXISTS e2e; CREATE TABLE IF NOT EXISTS e2e.acks "
                     "(id BIGINT PRIMARY KEY, step VARCHAR(40) NOT NULL, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
     # A row through the write Service, read back through the read Service, from a pod.
