@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RELEASE = "mysql-sts"  # the StatefulSet, its pods and Services are named after it
 CHART = os.path.join(ROOT, "charts", "mysql-sts")
 LOGS = os.environ.get("KUBE_E2E_LOGS", "/var/log/mysql-sts-kube/e2e")
+KUBE = os.path.join(ROOT, "scripts", "kube")
 
 
 class Engine:
@@ -78,10 +79,15 @@ def wait(what, probe, timeout):
 
 def kube_env():
     """The PATH and KUBECONFIG that scripts/kube env prints."""
-    out = run([os.path.join(ROOT, "scripts", "kube"), "env"])
+    out = run([KUBE, "env"])
     for line in out.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
         os.environ[key] = value.replace("$PATH", os.environ["PATH"])
+
+
+def acks(log):
+    """The ids a writer's log says the server acknowledged."""
+    return {int(line.split()[1]) for line in log.splitlines() if line.startswith("ack ")}
 
 
 def agent_version():
@@ -104,7 +110,7 @@ class Release:
     def kubectl(self, *args, **kw):
         return run(["kubectl", "-n", self.ns, *args], **kw)
 
-    def values(self, replicas=3, semi_sync=True):
+    def values(self):
         e = self.engine
         sets = {
             "flavor": e.flavor,
@@ -114,8 +120,8 @@ class Release:
             "agent.image.repository": "mysql-sts/agent",
             "agent.image.tag": agent_version(),
             "agent.image.pullPolicy": "Never",
-            "replicas": str(replicas),
-            "semiSync.enabled": "true" if semi_sync else "false",
+            "replicas": "3",
+            "semiSync.enabled": "true",
             "persistence.size": "2Gi",
             "resources.requests.cpu": "100m",
             "resources.requests.memory": "256Mi",
@@ -185,6 +191,35 @@ class Release:
                             f"{self.kubectl('logs', name, '-c', c, '--tail=60', check=False).stdout}\n")
         return path
 
+    def client_pod(self, name, script, labels=None):
+        """Applies a pod that runs `script` with the engine's client, as root through MYSQL_PWD."""
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999},
+                "containers": [{
+                    "name": "client", "image": self.engine.image, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script],
+                    "env": [{"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "root-password"}}}],
+                    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                }],
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def phase(self, name):
+        return json.loads(self.kubectl("get", "pod", name, "-o", "json"))["status"].get("phase")
+
+    def wait_finished(self, name, timeout):
+        """Waits until pod `name` has ended; returns its phase."""
+        def ended():
+            phase = self.phase(name)
+            return phase if phase in ("Succeeded", "Failed") else None
+        return wait(f"pod {name} finished", ended, timeout)
+
     # ------------------------------------------------------------ the writer
     def start_writer(self, step):
         """A pod that inserts rows through the write Service and logs each acknowledged id."""
@@ -204,41 +239,19 @@ while [ ! -e /tmp/stop ]; do
 done
 echo stopped
 """
-        pod = {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "labels": {"mysql-sts.local/e2e": "writer"}},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999},
-                "containers": [{
-                    "name": "writer", "image": self.engine.image, "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", script],
-                    "env": [{"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "root-password"}}}],
-                    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                }],
-            },
-        }
-        self.kubectl("apply", "-f", "-", input=json.dumps(pod))
-        wait(f"writer {name} running",
-             lambda: json.loads(self.kubectl("get", "pod", name, "-o", "json"))["status"].get("phase") != "Pending",
-             120)
+        self.client_pod(name, script, {"mysql-sts.local/e2e": "writer"})
+        wait(f"writer {name} running", lambda: self.phase(name) != "Pending", 120)
         return name
 
     def stop_writer(self, name):
         """Stops the writer and returns the ids the server acknowledged to it."""
         self.kubectl("exec", name, "--", "touch", "/tmp/stop", check=False, timeout=30)
-
-        def finished():
-            phase = json.loads(self.kubectl("get", "pod", name, "-o", "json"))["status"].get("phase")
-            return phase in ("Succeeded", "Failed")
         try:
-            wait(f"writer {name} stopped", finished, 60)
+            self.wait_finished(name, 60)
         except Failed:
             pass
-        log = self.kubectl("logs", name).splitlines()
+        acked = acks(self.kubectl("logs", name))
         self.kubectl("delete", "pod", name, "--wait=false", check=False)
-        acked = {int(line.split()[1]) for line in log if line.startswith("ack ")}
         self.acked |= acked
         return acked
 
@@ -275,11 +288,11 @@ class Suite:
         self.rows = []  # (engine label, step, replication, ok, seconds, acked, lost, note)
         self.report = report
 
-    def step(self, release, name, fn, label=None, durable=True):
+    def step(self, release, name, fn, durable=True):
         """Runs one step and records its row. A step that is not `durable` shows
         what an acknowledged write is worth without semi-sync: its losses are
         counted, not failed."""
-        label = label or (release.engine.label if release else "any")
+        label = release.engine.label if release else "any"
         before = len(release.acked) if release else 0
         t0 = time.time()
         try:
@@ -361,18 +374,8 @@ def install(r):
               f'for i in 1 2 3 4 5 6 7 8 9 10; do '
               f'{c} -h {RELEASE}-read -uroot -N -B -e "SELECT @@hostname, said FROM e2e.hello" | grep . && exit 0; '
               f'sleep 1; done; exit 1')
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello"},
-           "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 999},
-                    "containers": [{"name": "hello", "image": r.engine.image, "imagePullPolicy": "Never",
-                                    "command": ["sh", "-c", script],
-                                    "env": [{"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {
-                                        "name": RELEASE, "key": "root-password"}}}]}]}}
-    r.kubectl("apply", "-f", "-", input=json.dumps(pod))
-    phase = wait("the hello pod finished", lambda: (json.loads(r.kubectl("get", "pod", "hello", "-o", "json"))
-                                                     ["status"].get("phase") in ("Succeeded", "Failed")
-                                                     and json.loads(r.kubectl("get", "pod", "hello", "-o", "json"))
-                                                     ["status"]["phase"]), 120)
+    r.client_pod("hello", script)
+    phase = r.wait_finished("hello", 120)
     said = r.kubectl("logs", "hello").strip()
     r.kubectl("delete", "pod", "hello", "--wait=false")
     if phase != "Succeeded" or "hello through the write Service" not in said:
@@ -440,7 +443,7 @@ def kill_server(r):
     pod = r.pods()[r.pod(0)]
     server = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "server")
     restarts, cid = server["restartCount"], server["containerID"].split("//", 1)[1]
-    run([os.path.join(ROOT, "scripts", "kube"), "ctr", "tasks", "kill", "--signal", "SIGKILL", cid])
+    run([KUBE, "ctr", "tasks", "kill", "--signal", "SIGKILL", cid])
 
     def restarted():
         s = next(c for c in r.pods()[r.pod(0)]["status"]["containerStatuses"] if c["name"] == "server")
@@ -456,7 +459,7 @@ def lose_master_volume(r, label="master-volume-lost", replicas=5, check_timeout=
     w = r.start_writer(label)
     time.sleep(3)
     old = r.pods()[r.pod(0)]["metadata"]["uid"]
-    before = {int(line.split()[1]) for line in r.kubectl("logs", w).splitlines() if line.startswith("ack ")}
+    before = acks(r.kubectl("logs", w))
     r.kubectl("delete", "pvc", f"data-{RELEASE}-0", "--wait=false")
     r.kubectl("delete", "pod", r.pod(0), "--wait=false")
 
@@ -473,14 +476,14 @@ def lose_master_volume(r, label="master-volume-lost", replicas=5, check_timeout=
     r.wait_ready(replicas)
     time.sleep(3)
     r.stop_writer(w)
-    run([os.path.join(ROOT, "scripts", "kube"), "volumes"])
+    run([KUBE, "volumes"])
     log = r.init_log(0)
     reseed = [json.loads(line) for line in log.splitlines() if "re-seeding the master" in line]
     if not reseed:
         raise Failed(f"mysql-0 did not say it re-seeded from a replica: {log[-600:]}")
     donor = reseed[-1].get("fields", reseed[-1]).get("donor", "?")
-    held = "with every row acknowledged before" if not behind else f"without {behind} rows acknowledged before"
-    return f"mysql-0 re-seeded from {donor}, Ready {held}", r.check(replicas, check_timeout)
+    state = "with every row acknowledged before" if not behind else f"without {behind} rows acknowledged before"
+    return f"mysql-0 re-seeded from {donor}, Ready {state}", r.check(replicas, check_timeout)
 
 
 def rolling_upgrade(r):
@@ -512,14 +515,13 @@ def rolling_upgrade(r):
 def node_reboot(r):
     w = r.start_writer("node-reboot")
     time.sleep(3)
-    kube = os.path.join(ROOT, "scripts", "kube")
     try:
-        run([kube, "node-stop"], timeout=120)
+        run([KUBE, "node-stop"], timeout=120)
         time.sleep(3)
     finally:
         # The node boots again even when the power-off went wrong.
         booted = time.time()
-        run([kube, "node-start"], timeout=120)
+        run([KUBE, "node-start"], timeout=120)
     r.wait_restarted(5, booted)
     acked = r.stop_writer(w)  # killed by the reboot; its log says what was acknowledged
     return f"every container killed, kubelet and containerd started again; {len(acked)} rows before", r.check(5)
@@ -620,7 +622,7 @@ def remove_namespace(ns):
         return not [p for p in pvs if (p["spec"].get("claimRef") or {}).get("namespace") == ns
                     and p["status"].get("phase") == "Bound"]
     wait(f"the volumes of {ns} released", released, 120)
-    run([os.path.join(ROOT, "scripts", "kube"), "volumes"])
+    run([KUBE, "volumes"])
 
 
 def run_engine(suite, engine):

@@ -123,9 +123,15 @@ that cannot read the cluster (helm template, --dry-run, Argo CD, Flux) would
 make new ones every time, and pods restarted later would be locked out.
 Called with (dict "root" . "what" ... "fix" ...). */}}
 {{- define "mysql-sts.keepableOrFail" -}}
-{{- if and (not (lookup "v1" "Namespace" "" "kube-system")) (not .root.Values.renderOffline) -}}
+{{- if and (not (include "mysql-sts.readsCluster" .root)) (not .root.Values.renderOffline) -}}
 {{- fail (printf "mysql-sts: %s would be generated anew at every render, and this render cannot read the cluster to keep them (helm template, --dry-run, Argo CD, Flux): pods restarted later would be locked out. Create the Secret yourself and set %s (README, Helm chart); renderOffline=true renders anyway, to look at the manifests, never to apply them" .what .fix) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* "true" when this render reads the cluster (helm install and upgrade);
+empty for one that cannot (helm template, --dry-run, Argo CD, Flux). */}}
+{{- define "mysql-sts.readsCluster" -}}
+{{- if lookup "v1" "Namespace" "" "kube-system" }}true{{ end -}}
 {{- end -}}
 
 {{/* Fails the render when an existing Secret the values name is missing, or
@@ -136,7 +142,7 @@ checks. Called with (dict "root" . "name" ... "keys" (list ...) "value" ...). */
 {{- $root := .root -}}
 {{- $name := .name -}}
 {{- $value := .value -}}
-{{- if lookup "v1" "Namespace" "" "kube-system" -}}
+{{- if include "mysql-sts.readsCluster" $root -}}
 {{- $secret := lookup "v1" "Secret" $root.Release.Namespace $name -}}
 {{- if not $secret -}}
 {{- fail (printf "mysql-sts: %s is %q, but no Secret of that name exists in namespace %q: create it first, with the keys %s" $value $name $root.Release.Namespace (join ", " .keys)) -}}
