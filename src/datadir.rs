@@ -107,6 +107,17 @@ pub struct RecloneRecord {
     pub master_gtid: Option<String>,
 }
 
+/// A copy of old data that a re-clone moved aside: its place in the
+/// datadir (`.mysql-sts-old/<unix time>`), and the record of why, if the
+/// re-clone kept one (one requested by hand does not). The data it holds is
+/// nobody else's until proven otherwise: a pod whose datadir is empty but
+/// for such a copy is not empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsideCopy {
+    pub dir: String,
+    pub record: Option<RecloneRecord>,
+}
+
 /// A datadir on disk.
 #[derive(Debug, Clone)]
 pub struct Datadir {
@@ -261,14 +272,32 @@ impl Datadir {
     /// The records of the re-clones that moved data aside, oldest first (a
     /// request made by hand, an empty file, has none).
     pub fn reclones(&self) -> Vec<RecloneRecord> {
+        let mut out: Vec<RecloneRecord> = self
+            .aside_copies()
+            .into_iter()
+            .filter_map(|c| c.record)
+            .collect();
+        out.sort_by_key(|r| r.at);
+        out
+    }
+
+    /// The copies of old data moved aside for a re-clone, oldest first, each
+    /// with the record of why where one was kept.
+    pub fn aside_copies(&self) -> Vec<AsideCopy> {
         let Ok(rd) = fs::read_dir(self.path.join(OLD_DIR)) else {
             return Vec::new();
         };
-        let mut out: Vec<RecloneRecord> = rd
-            .filter_map(|e| fs::read(e.ok()?.path().join(RECLONE_REQUEST)).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
+        let mut out: Vec<AsideCopy> = rd
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| AsideCopy {
+                dir: format!("{OLD_DIR}/{}", e.file_name().to_string_lossy()),
+                record: fs::read(e.path().join(RECLONE_REQUEST))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok()),
+            })
             .collect();
-        out.sort_by_key(|r| r.at);
+        out.sort_by(|a, b| a.dir.cmp(&b.dir));
         out
     }
 
@@ -667,6 +696,11 @@ mod tests {
         // A request made by hand is kept, and records nothing.
         assert!(aside.join(RECLONE_REQUEST).exists());
         assert_eq!(dd.reclones(), []);
+        // ... but the copy is listed, without a record.
+        let copies = dd.aside_copies();
+        assert_eq!(copies.len(), 1);
+        assert_eq!(dd.path.join(&copies[0].dir), aside);
+        assert_eq!(copies[0].record, None);
         fs::remove_dir_all(&dd.path).unwrap();
     }
 

@@ -33,6 +33,10 @@ pub enum Error {
     #[error("no donor became ready within {}: {detail}", humantime::format_duration(*waited))]
     NoDonor { waited: Duration, detail: String },
 
+    /// An empty master that would lose a copy of data set aside by a re-clone.
+    #[error("the master will not start empty: {detail}")]
+    SetAside { detail: String },
+
     #[error("clone from {donor} failed: {why}")]
     Clone { donor: String, why: String },
 
@@ -101,6 +105,7 @@ impl Error {
             Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => "config",
             Error::Other(_) | Error::Stopped => "other",
             Error::NoDonor { .. }
+            | Error::SetAside { .. }
             | Error::Clone { .. }
             | Error::CloneRefused { .. }
             | Error::Datadir { .. } => "clone",
@@ -112,7 +117,7 @@ impl Error {
             Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => {
                 exit::CONFIG
             }
-            Error::NoDonor { .. } => exit::NO_DONOR,
+            Error::NoDonor { .. } | Error::SetAside { .. } => exit::NO_DONOR,
             Error::Clone { .. } | Error::CloneRefused { .. } => exit::CLONE_FAILED,
             _ => exit::OTHER,
         }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::datadir::{CloneInfo, RecloneRecord};
+use crate::datadir::{AsideCopy, CloneInfo, RecloneRecord};
 use crate::engine::Flavor;
 use crate::engine::replication::{GtidSet, ReplicaStatus};
 use crate::net::agent_client::AgentClient;
@@ -50,6 +50,11 @@ pub struct Status {
     /// Why `--auto-reclone` holds a needed re-clone back, if it does.
     #[serde(default)]
     pub reclone_held: Option<String>,
+    /// Copies of this pod's old data that re-clones moved aside, oldest
+    /// first. While it waits for a donor they are all it holds: an empty
+    /// master never takes such a pod for empty.
+    #[serde(default)]
+    pub aside_copies: Vec<AsideCopy>,
     pub version: String,
 }
 
@@ -94,6 +99,7 @@ impl Status {
             binlog: None,
             reclone: None,
             reclone_held: None,
+            aside_copies: Vec::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }

@@ -337,8 +337,107 @@ async fn lifecycle(engine: Engine, tls: bool) {
         );
     }
 
+    aside_copies_are_not_empty(&mut c).await;
     // Last: it leaves the replicas diverged, as it must.
     fresh_master_over_replicas(&mut c).await;
+}
+
+/// While mysql-0 is down, every replica's data is moved aside for a
+/// re-clone (as `--reclone` or `--auto-reclone` do) and the replicas wait for
+/// a donor; then mysql-0 loses its volume. The copies aside are all the data
+/// there is: the empty master must not start a new cluster over them (each
+/// replica used to answer "empty", and it did), but refuse, naming each copy,
+/// leaving its datadir as it was. Moved back as the message says, the copies
+/// serve again and the master re-seeds from them with every row.
+async fn aside_copies_are_not_empty(c: &mut Cluster) {
+    let e = c.engine.name();
+    let rows = row_count(c, 1).await;
+    c.stop_pod(0);
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+    let mut waiting = Vec::new();
+    for n in 1..4 {
+        std::fs::write(c.pod(n).datadir().join(".mysql-sts-reclone"), b"").unwrap();
+        c.stop_pod(n);
+        waiting.push(c.spawn_init(n, &["--donor-timeout", "10m"]));
+    }
+    for n in 1..4 {
+        let started = Instant::now();
+        while c
+            .get(n, "/status")
+            .await
+            .map_or(true, |(_, body)| !body.contains("waiting for a donor"))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "[{e}] mysql-{n} does not wait for a donor with its copy aside: {}",
+                tail(&c.pod(n).log("init"))
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (status, out) = c.run_init(0, &["--reseed-timeout", "60s"]);
+    assert_eq!(status.code(), Some(3), "[{e}] {out}");
+    for n in 1..4 {
+        let st = c.status(n).await;
+        assert!(
+            st["aside_copies"][0]["dir"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(".mysql-sts-old/")),
+            "[{e}] mysql-{n} does not show its copy: {st}"
+        );
+    }
+    assert!(out.contains("will not start empty"), "[{e}] {out}");
+    for n in 1..4 {
+        assert!(
+            out.contains(&format!("mysql-{n}.{DOMAIN} holds .mysql-sts-old/")),
+            "[{e}] the refusal does not name mysql-{n}'s copy: {out}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&dd)
+            .unwrap()
+            .flatten()
+            .filter(|f| !f.file_name().to_string_lossy().starts_with('.'))
+            .count(),
+        0,
+        "[{e}] the refused master's datadir is not empty"
+    );
+    eprintln!("[{e}] an empty master over copies set aside refused: {out}");
+    // Keep the copies, as the message says: back into place, then the pods.
+    for child in waiting {
+        kill_group(child);
+    }
+    for n in 1..4 {
+        // The newest copy (mysql-3 keeps an older, errant one).
+        let data = c.pod(n).datadir();
+        let copy = std::fs::read_dir(data.join(".mysql-sts-old"))
+            .unwrap()
+            .flatten()
+            .map(|d| d.path())
+            .max()
+            .unwrap();
+        for f in std::fs::read_dir(&copy).unwrap().flatten() {
+            if f.file_name() != ".mysql-sts-reclone" {
+                std::fs::rename(f.path(), data.join(f.file_name())).unwrap();
+            }
+        }
+        std::fs::remove_dir_all(&copy).unwrap();
+        c.start_pod(n).await;
+    }
+    let (status, out) = c.run_init(0, &[]);
+    assert!(
+        status.success() && out.contains("re-seeding"),
+        "[{e}] {out}"
+    );
+    c.start_server(0);
+    c.start_sidecar(0);
+    for n in 0..4 {
+        c.wait_ready(n, Duration::from_secs(120)).await;
+    }
+    assert_eq!(row_count(c, 0).await, rows, "[{e}] rows lost");
+    assert_checksums_agree(c).await;
 }
 
 /// mysql-3 is down while the master takes writes and purges its binary logs:

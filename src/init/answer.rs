@@ -59,7 +59,8 @@ pub async fn serve(cfg: &InitConfig, phase: Phase) -> Option<Answer> {
     );
     shared.update(|st| {
         st.phase = phase;
-        // An empty datadir: a replica about to clone holds nothing yet.
+        // An empty datadir: a replica about to clone holds nothing yet, but
+        // for the copies a re-clone set aside, which it says it holds.
         st.gtid_executed = (phase == Phase::WaitingForDonor).then(String::new);
     });
     let started = async {

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::engine::Flavor;
 use crate::engine::clone::Donor;
 use crate::error::{Error, Result};
-use crate::init::plan::{self, Held, PeerAnswer, PeerSays, Reseed};
+use crate::init::plan::{self, Aside, Held, PeerAnswer, PeerSays, Reseed};
 use crate::net::agent_client::AgentClient;
 use crate::net::dns::{Peer, peers, resolve};
 use crate::status::{Phase, Status};
@@ -130,6 +130,9 @@ fn held(st: Status, flavor: Flavor) -> PeerSays {
         && st
             .round_age_s
             .is_some_and(|age| age > STALE_STATUS.as_secs_f64());
+    if st.phase == Phase::WaitingForDonor && !st.aside_copies.is_empty() {
+        return PeerSays::SetAside(set_aside(&st, flavor));
+    }
     let Some(executed) = st.gtid_executed.filter(|_| !stale) else {
         return PeerSays::Unknown;
     };
@@ -154,6 +157,38 @@ fn held(st: Status, flavor: Flavor) -> PeerSays {
         settled,
         diverged: errant.is_some(),
     })
+}
+
+/// The copies a peer waiting for a donor set aside, and what each had
+/// executed without its own writes, where every one recorded it.
+fn set_aside(st: &Status, flavor: Flavor) -> Aside {
+    let copies = &st.aside_copies;
+    Aside {
+        copies: copies.iter().map(|c| c.dir.clone()).collect(),
+        executed: copies
+            .iter()
+            .map(|c| {
+                let r = c.record.as_ref()?;
+                Some(
+                    r.errant
+                        .as_deref()
+                        .map_or(r.executed.clone(), |e| flavor.gtid_subtract(&r.executed, e)),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// What an empty master says when `copies` (peer: copy) hold data that it
+/// cannot prove another peer holds.
+pub fn set_aside_refusal(copies: &[String]) -> String {
+    format!(
+        "its datadir is empty and {} set aside for a re-clone, which no peer with a running \
+         server is known to hold: starting empty, or re-seeding from a peer without it, would \
+         lose it. To keep a copy, move its contents back into that pod's datadir (then empty \
+         but for hidden files) and restart that pod, then this one; to lose it, delete it",
+        copies.join(", ")
+    )
 }
 
 /// For a master whose datadir is empty: the peer whose data holds every
@@ -259,6 +294,17 @@ pub async fn reseed_source(
                     name: answers[i].name.clone(),
                     ip,
                 }));
+            }
+            Reseed::SetAside(held) => {
+                let mut copies = Vec::new();
+                for a in held.iter().map(|&i| &answers[i]) {
+                    if let PeerSays::SetAside(aside) = &a.says {
+                        copies.extend(aside.copies.iter().map(|c| format!("{} holds {c}", a.name)));
+                    }
+                }
+                return Err(Error::SetAside {
+                    detail: set_aside_refusal(&copies),
+                });
             }
             Reseed::Disagree(names) => {
                 let said: Vec<String> = answers

@@ -52,8 +52,22 @@ pub enum PeerSays {
     /// Its datadir is empty (it waits for a donor itself) or its server
     /// has executed no transaction.
     Empty,
+    /// Its datadir is empty (it waits for a donor) but for copies of its
+    /// old data that a re-clone moved aside: not empty, and not a source.
+    SetAside(Aside),
     /// Its server's transactions.
     Holds(Held),
+}
+
+/// The copies a peer set aside, as it described them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aside {
+    /// Where they are in its datadir (`.mysql-sts-old/<unix time>`).
+    pub copies: Vec<String>,
+    /// What the copies had executed, without their own writes, where every
+    /// copy's re-clone recorded it (one requested by hand records nothing:
+    /// `None`, a copy that nobody can say is held elsewhere).
+    pub executed: Option<Vec<String>>,
 }
 
 /// What a peer's server holds.
@@ -94,6 +108,10 @@ pub enum Reseed {
     /// No peer holds what every other holds: the data diverged, and no
     /// choice keeps all of it. These are the peers with data.
     Disagree(Vec<String>),
+    /// Peers (by index) hold copies of old data set aside for a re-clone
+    /// that no peer with a running server is known to hold: starting empty,
+    /// or from another peer, could lose them.
+    SetAside(Vec<usize>),
 }
 
 /// Waits until every peer has said what it holds; then takes the one that
@@ -101,8 +119,38 @@ pub enum Reseed {
 /// at `a` has every transaction of one at `b`) — under semi-synchronous
 /// replication an acknowledged commit may exist only in a relay log — once
 /// it has applied them, since a copy holds only what its server applied.
-/// Refuses to choose when no peer holds every other's.
+/// Refuses to choose when no peer holds every other's, or when a peer's
+/// copy set aside for a re-clone is not known to be held by the source.
 pub fn reseed(answers: &[PeerAnswer], contains: impl Fn(&str, &str) -> bool) -> Reseed {
+    let decision = reseed_from_servers(answers, &contains);
+    let source = match decision {
+        Reseed::StartEmpty => None,
+        Reseed::From(i) => match &answers[i].says {
+            PeerSays::Holds(h) => Some(h.executed.as_str()),
+            _ => None,
+        },
+        _ => return decision,
+    };
+    let lost: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| match &a.says {
+            PeerSays::SetAside(aside) => !aside.executed.as_ref().is_some_and(|sets| {
+                source.is_some_and(|src| sets.iter().all(|set| contains(src, set)))
+            }),
+            _ => false,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if lost.is_empty() {
+        decision
+    } else {
+        Reseed::SetAside(lost)
+    }
+}
+
+/// [`reseed`] among the peers whose servers said what they hold.
+fn reseed_from_servers(answers: &[PeerAnswer], contains: impl Fn(&str, &str) -> bool) -> Reseed {
     let unknown: Vec<String> = answers
         .iter()
         .filter(|a| a.says == PeerSays::Unknown)
@@ -225,6 +273,18 @@ mod tests {
         a
     }
 
+    /// A peer waiting for a donor with a copy set aside, which had executed
+    /// `executed` where its re-clone recorded it.
+    fn aside(name: &str, executed: Option<&str>) -> PeerAnswer {
+        answer(
+            name,
+            PeerSays::SetAside(Aside {
+                copies: vec![".mysql-sts-old/1796000000".into()],
+                executed: executed.map(|e| vec![e.into()]),
+            }),
+        )
+    }
+
     #[test]
     fn reseed_table() {
         // Sets as "a,b,c": one holds another when it has every letter.
@@ -301,6 +361,38 @@ mod tests {
                 "only diverged peers: no source",
                 vec![diverged("m-1", "a")],
                 Reseed::Disagree(vec!["m-1".into()]),
+            ),
+            (
+                "a copy set aside is not empty: never a new cluster over it",
+                vec![aside("m-1", Some("a")), empty("m-2")],
+                Reseed::SetAside(vec![0]),
+            ),
+            (
+                "a copy set aside by hand says nothing of what it holds",
+                vec![holds("m-1", "a,b"), aside("m-2", None)],
+                Reseed::SetAside(vec![1]),
+            ),
+            (
+                "a copy set aside that the source holds: the source",
+                vec![holds("m-1", "a,b"), aside("m-2", Some("a"))],
+                Reseed::From(0),
+            ),
+            (
+                "a copy set aside with what no server holds",
+                vec![
+                    holds("m-1", "a,b"),
+                    aside("m-2", Some("a,c")),
+                    aside("m-3", Some("b")),
+                ],
+                Reseed::SetAside(vec![1]),
+            ),
+            (
+                "a copy set aside does not hurry a peer still applying",
+                vec![
+                    received("m-1", "a", "a,b", false),
+                    aside("m-2", Some("a,b")),
+                ],
+                Reseed::Applying(0),
             ),
         ] {
             assert_eq!(reseed(&answers, contains), want, "{what}");

@@ -57,7 +57,7 @@ impl Shared {
     }
 
     /// Reads what init recorded in the datadir: where the data was cloned
-    /// from, and the last re-clone's record. At start-up, and whenever the
+    /// from, the last re-clone's record and the copies set aside. At start-up, and whenever the
     /// server starts again (a re-clone may have replaced the data).
     pub fn read_datadir(&self) {
         let dd = Datadir::new(&self.datadir);
@@ -68,6 +68,7 @@ impl Shared {
             m.clone_seconds.set(c.seconds);
             m.clone_failed_attempts.set(i64::from(c.failed_attempts));
         }
+        let aside_copies = dd.aside_copies();
         let reclone = dd.reclones().pop();
         let binlog_start = match self.identity.role {
             Role::Master => dd.binlog_start(),
@@ -76,6 +77,7 @@ impl Shared {
         self.update(|st| {
             st.cloned_from = cloned_from;
             st.reclone = reclone;
+            st.aside_copies = aside_copies;
             st.binlog_start = binlog_start;
         });
     }
