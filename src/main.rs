@@ -100,6 +100,11 @@ async fn run(cli: Cli) -> Result<i32> {
             match args.exec.split_first() {
                 Some((program, rest)) => {
                     tracing::info!(command = ?args.exec, "starting the server");
+                    // The server is not the agent's bulk work: it runs on the
+                    // default slice, not the short one the agent asked for.
+                    if let Err(e) = mysql_sts::sched::default_slice() {
+                        tracing::warn!("the kernel refused the default time slice: {e}");
+                    }
                     let e = std::os::unix::process::CommandExt::exec(
                         std::process::Command::new(program).args(rest),
                     );

@@ -39,13 +39,25 @@ struct SchedAttr {
 /// backup a donor runs, and every thread of that). Kernels before 6.12 take
 /// the request and ignore the slice.
 pub fn short_slice() -> io::Result<()> {
+    set_slice(SLICE_NS)
+}
+
+/// Gives the calling thread the kernel's default time slice again: what a
+/// program it runs as itself (init's `exec` of the server) must start with,
+/// for the server is the work that must not give way.
+pub fn default_slice() -> io::Result<()> {
+    set_slice(0)
+}
+
+/// `sched_setattr(2)` with `runtime` as the slice (0: the default).
+fn set_slice(runtime: u64) -> io::Result<()> {
     let attr = SchedAttr {
         size: size_of::<SchedAttr>() as u32,
         policy: libc::SCHED_OTHER as u32,
         flags: 0,
         nice: rustix::process::getpriority_process(None)?,
         priority: 0,
-        runtime: SLICE_NS,
+        runtime,
         deadline: 0,
         period: 0,
     };

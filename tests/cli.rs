@@ -513,3 +513,45 @@ fn a_datadir_in_the_volume_leaves_lost_found_outside() {
     assert!(datadir.join("mysql").is_dir() && root.join("lost+found").is_dir());
     assert!(!root.join("ibdata1").exists());
 }
+
+/// The short time slice the agent asks for is the agent's own: the server
+/// that init runs in its place (`init -- <server>`) starts on the kernel's
+/// default. Kernels before 6.12 have no slice to check.
+#[test]
+fn the_server_init_runs_gets_the_default_time_slice() {
+    let slice = |sched: &str| -> Option<u64> {
+        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+        line.split(':').nth(1)?.trim().parse().ok()
+    };
+    let base: u64 = std::fs::read_to_string("/sys/kernel/debug/sched/base_slice_ns")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let own = slice(&std::fs::read_to_string("/proc/self/sched").unwrap());
+    let s = Scratch::new("slice");
+    let out = s
+        .agent()
+        .args(["init", "--flavor", "mariadb", "--hostname", "mysql-0"])
+        .args(["--fresh-master", "--", "cat", "/proc/self/sched"])
+        .env("MYSQL_ROOT_PASSWORD", "x")
+        .env("MYSQL_STS_REPLICATION_PASSWORD", "x")
+        .env("MYSQL_STS_CLONE_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server = slice(&String::from_utf8_lossy(&out.stdout));
+    let Some(server) = server else {
+        eprintln!("this kernel reports no slice; nothing to check");
+        return;
+    };
+    assert_ne!(
+        server,
+        mysql_sts::sched::SLICE_NS,
+        "the server inherited the agent's short slice"
+    );
+    if base > 0 {
+        assert_eq!(server, base, "not the kernel's default slice");
+    } else if let Some(own) = own {
+        assert_eq!(server, own, "not the slice the test runs on");
+    }
+}
