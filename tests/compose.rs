@@ -175,6 +175,44 @@ impl Project {
         }
     }
 
+    /// Every container that runs the agent (init, the server's init, the
+    /// sidecar) knows the StatefulSet's size.
+    fn assert_replicas_known(&self) {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.name),
+            ])
+            .output()
+            .unwrap();
+        let mut agents = 0;
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let out = Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{.Name}} {{json .Config.Entrypoint}} {{json .Config.Env}}",
+                    id,
+                ])
+                .output()
+                .unwrap();
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !line.contains("/opt/mysql-sts/mysql-sts\",\"init")
+                && !line.contains("/opt/mysql-sts/mysql-sts\",\"sidecar")
+            {
+                continue;
+            }
+            agents += 1;
+            assert!(
+                line.contains("\"MYSQL_STS_REPLICAS=3\""),
+                "the agent does not know the number of pods: {line}"
+            );
+        }
+        assert_eq!(agents, 9, "init, server and sidecar of three pods");
+    }
+
     fn logs(&self) -> String {
         let out = self.compose(&["logs", "--no-color", "--tail", "30"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -255,6 +293,7 @@ async fn compose_cluster(engine: &str) {
         started.elapsed().as_secs_f64()
     );
     p.assert_hardened();
+    p.assert_replicas_known();
     // TLS by default: plain HTTP gets nothing, and the replicas verify the
     // master's certificate.
     let plain = http_get(&format!("http://{}:8080/readyz", p.ip(1))).await;
