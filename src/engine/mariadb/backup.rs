@@ -172,12 +172,13 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                     let tail = tail.await.unwrap_or_default();
                     match status {
                         Ok(s) if s.success() => {
-                            let _ = tx.send(enc.end()).await;
-                            break Ok(());
+                            break send(&tx, enc.end(), SEND_STALL)
+                                .await
+                                .map_err(|e| format!("sending the trailer: {e}"));
                         }
                         Ok(s) => {
                             let msg = format!("mariadb-backup exited with {s}: {tail}");
-                            let _ = tx.send(Encoder::fail(&msg)).await;
+                            let _ = send(&tx, Encoder::fail(&msg), SEND_STALL).await;
                             break Err(msg);
                         }
                         Err(e) => break Err(format!("waiting for mariadb-backup: {e}")),
@@ -213,15 +214,8 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                     {
                         tokio::time::sleep(wait).await;
                     }
-                    match tokio::time::timeout(SEND_STALL, tx.send(frame)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break Err("the recipient went away".into()),
-                        Err(_) => {
-                            break Err(format!(
-                                "the recipient took nothing for {} s",
-                                SEND_STALL.as_secs()
-                            ));
-                        }
+                    if let Err(e) = send(&tx, frame, SEND_STALL).await {
+                        break Err(e);
                     }
                 }
                 Err(e) => break Err(format!("reading mariadb-backup's output: {e}")),
@@ -242,6 +236,25 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         drop(permit);
     });
     Ok(rx)
+}
+
+/// Queues a frame of the stream (data, trailer or failure alike) for the
+/// recipient; gives up when it takes nothing for `stall`, so that a
+/// recipient that stops reading never holds the backup, and the clone slot,
+/// for ever.
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    frame: Bytes,
+    stall: Duration,
+) -> std::result::Result<(), String> {
+    match tokio::time::timeout(stall, tx.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("the recipient went away".into()),
+        Err(_) => Err(format!(
+            "the recipient took nothing for {} s",
+            stall.as_secs_f64()
+        )),
+    }
 }
 
 /// `--clone-compression auto`: compress once the link holds the stream back
@@ -313,6 +326,26 @@ fn client_options(user: &str, password: &str) -> Result<std::os::fd::OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_frame_the_recipient_never_takes_is_given_up() {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(1);
+        let stall = Duration::from_millis(50);
+        send(&tx, Bytes::from_static(b"data"), stall).await.unwrap();
+        // The queue is full and nobody reads: the trailer is given up.
+        let started = Instant::now();
+        let e = send(&tx, Encoder::default().end(), stall)
+            .await
+            .unwrap_err();
+        assert!(e.contains("took nothing"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Read, there is room again.
+        rx.recv().await.unwrap();
+        send(&tx, Encoder::fail("x"), stall).await.unwrap();
+        drop(rx);
+        let e = send(&tx, Bytes::new(), stall).await.unwrap_err();
+        assert!(e.contains("went away"), "{e}");
+    }
 
     #[test]
     fn auto_compression_starts_on_a_backed_up_queue_and_keeps_on_while_it_pays() {
