@@ -257,19 +257,31 @@ impl Flavor {
         }
     }
 
-    /// Creates or updates the replication account with least privilege.
+    /// The statements that create or update the replication account with
+    /// least privilege. They are binary-logged (the replicas need the
+    /// account), so the binary and relay logs hold what they say of the
+    /// password: MySQL logs the account's hash by itself; MariaDB logs a
+    /// statement as it came, so it is given the hash, made here (no query,
+    /// and no server log, ever sees the password in clear).
     pub fn ensure_replication_user(self, user: &str, password: &str) -> Vec<String> {
-        let (u, p) = (
-            crate::net::sql::quote(user),
-            crate::net::sql::quote(password),
-        );
-        let privileges = match self {
-            Flavor::Mysql => mysql::REPLICATION_PRIVILEGES,
-            Flavor::Mariadb => mariadb::REPLICATION_PRIVILEGES,
+        use crate::net::sql::quote;
+        let (privileges, identified) = match self {
+            Flavor::Mysql => (
+                mysql::REPLICATION_PRIVILEGES,
+                format!("IDENTIFIED BY {}", quote(password)),
+            ),
+            Flavor::Mariadb => (
+                mariadb::REPLICATION_PRIVILEGES,
+                format!(
+                    "IDENTIFIED BY PASSWORD {}",
+                    quote(&mariadb::native_password_hash(password))
+                ),
+            ),
         };
+        let u = quote(user);
         vec![
-            format!("CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {p}"),
-            format!("ALTER USER {u}@'%' IDENTIFIED BY {p}"),
+            format!("CREATE USER IF NOT EXISTS {u}@'%' {identified}"),
+            format!("ALTER USER {u}@'%' {identified}"),
             format!("GRANT {privileges} ON *.* TO {u}@'%'"),
         ]
     }

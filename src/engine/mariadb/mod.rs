@@ -88,6 +88,20 @@ pub const HEARTBEATS: &str = "SELECT \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
       WHERE VARIABLE_NAME = 'SLAVE_HEARTBEAT_PERIOD')";
 
+/// The `mysql_native_password` hash of `password`, as `PASSWORD()` makes
+/// it: `*` and the upper-case hex of SHA-1(SHA-1(password)). It lets a
+/// server check a password, not log in with it.
+pub fn native_password_hash(password: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let twice = Sha1::digest(Sha1::digest(password.as_bytes()));
+    let mut out = String::with_capacity(41);
+    out.push('*');
+    for b in twice {
+        out.push_str(&format!("{b:02X}"));
+    }
+    out
+}
+
 /// Sets the position a freshly cloned replica starts from.
 pub fn set_start_position(gtid: &str) -> String {
     format!("SET GLOBAL gtid_slave_pos={}", quote(gtid))
@@ -174,4 +188,16 @@ pub async fn continue_sequence(conn: &mut Conn, cloned: &str) -> Result<()> {
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn native_password_hash_is_what_password_makes() {
+        // SELECT PASSWORD('password') on MariaDB.
+        assert_eq!(
+            super::native_password_hash("password"),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
+    }
 }
