@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 
+/// What the names of the agent's own files in a datadir begin with.
+pub const AGENT_PREFIX: &str = ".mysql-sts";
 /// Present while a clone is under way; its presence means "not data".
 pub const MARKER: &str = ".mysql-sts-clone-in-progress";
 /// Where a clone is assembled before it is moved into the datadir.

@@ -1214,6 +1214,22 @@ async fn bad_inputs(c: &mut Cluster) -> Vec<BadInput> {
                 escaped.is_empty(),
                 "the evil entry was written: {escaped:?}"
             );
+            // A donor whose stream plants one of the agent's own records (a
+            // master's server_id): refused whole, nothing written.
+            let mut planted = xbstream_file("ibdata1", &[7; 4096]);
+            planted.extend(xbstream_file(".mysql-sts-server-id", b"4294967295"));
+            let donor = crafted_donor(&gateway, &real, 100 << 20, Some(planted)).await;
+            case(
+                c,
+                "a donor whose stream names `.mysql-sts-server-id`".into(),
+                &["init"],
+                &[],
+                4,
+                "a file of the agent's own",
+            );
+            donor.abort();
+            // Its listener is gone only once the task has ended.
+            let _ = donor.await;
             // A donor that claims 1 MiB and sends far more: cut off at the
             // cap (twice its estimate plus 256 MiB), the volume spared.
             let mut flood = Vec::with_capacity(300 << 20);

@@ -28,6 +28,7 @@ pub enum Refusal {
     NotXbstream { offset: u64 },
     UnknownChunk { kind: u8, offset: u64 },
     UnsafePath { path: String },
+    AgentFile { path: String },
     TooLarge { cap: u64 },
     Truncated { offset: u64 },
 }
@@ -47,6 +48,10 @@ impl fmt::Display for Refusal {
             Refusal::UnsafePath { path } => write!(
                 f,
                 "the stream names {path:?}, which would land outside the datadir: refused whole"
+            ),
+            Refusal::AgentFile { path } => write!(
+                f,
+                "the stream names {path:?}, a file of the agent's own (a donor's record, or its copy set aside by a re-clone), which only the recipient writes: refused whole"
             ),
             Refusal::TooLarge { cap } => write!(
                 f,
@@ -251,6 +256,17 @@ fn check_path(raw: &[u8]) -> Result<(), Refusal> {
     if raw.split(|b| *b == b'/').any(|c| c == b"..") {
         return Err(unsafe_path());
     }
+    // The agent's records (what a clone was, a re-clone request, a
+    // divergence, a master's server_id, copies set aside) are written by
+    // the recipient alone: a donor that sends one would plant it.
+    if raw
+        .split(|b| *b == b'/')
+        .any(|c| c.starts_with(crate::datadir::AGENT_PREFIX.as_bytes()))
+    {
+        return Err(Refusal::AgentFile {
+            path: String::from_utf8_lossy(raw).into_owned(),
+        });
+    }
     Ok(())
 }
 
@@ -342,6 +358,19 @@ mod tests {
         }
         // Dots inside a name are only a name.
         assert_eq!(run(&file("app/..t.ibd", b"x"), 5, 1 << 20), Ok(()));
+        // The agent's own records are never a donor's to send.
+        for planted in [
+            ".mysql-sts-server-id",
+            ".mysql-sts-diverged",
+            ".mysql-sts-old/1796000000/ibdata1",
+            "app/.mysql-sts-clone.json",
+        ] {
+            let got = run(&file(planted, b"x"), 5, 1 << 20);
+            assert!(
+                matches!(got, Err(Refusal::AgentFile { .. })),
+                "{planted:?}: {got:?}"
+            );
+        }
     }
 
     #[test]
