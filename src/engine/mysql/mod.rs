@@ -124,20 +124,42 @@ pub fn stop_server_expiry(vars: &[(String, String)]) -> Vec<String> {
 /// `binlog_expire_logs_seconds` as the expiry it applies.
 pub const NO_SERVER_EXPIRY: &str = "binlog_expire_logs_auto_purge=OFF\n";
 
+/// How long (seconds) the master may take to commit a transaction a replica
+/// already has, before the replica's copy of it counts as errant: well
+/// inside the sidecar's bound on the whole comparison.
+const IN_FLIGHT_WAIT_S: &str = "0.5";
+
 /// The transactions `ours` has that the master has not, and those the master
-/// has purged that `ours` lacks: the master's own `GTID_SUBTRACT`, in one
-/// statement on the master (the local connection is not used: this may be
-/// cut off by a timeout).
+/// has purged that `ours` lacks: the master's own `GTID_SUBTRACT`, on the
+/// master (the local connection is not used: this may be cut off by a
+/// timeout).
+///
+/// The master's `gtid_executed` takes a transaction in only once it commits,
+/// and with semi-synchronous replication (`AFTER_SYNC`) that is after a
+/// replica has received it, which may have applied it by then: the newest
+/// transactions of a healthy replica can be missing from the master's set
+/// for a moment. What looks errant is therefore given to the master to wait
+/// for (`WAIT_FOR_EXECUTED_GTID_SET`, half a second), and is errant only if
+/// the master has still not executed it.
 pub async fn compare_with_master(master: &mut Conn, ours: &str) -> Result<GtidCheck> {
-    let row = sql::first_row(
-        master,
-        &format!(
-            "SELECT GTID_SUBTRACT({ours}, @@global.gtid_executed), \
-             GTID_SUBTRACT(@@global.gtid_purged, {ours}), @@global.gtid_executed",
-            ours = quote(ours)
-        ),
-    )
-    .await?;
+    let compare = format!(
+        "SELECT GTID_SUBTRACT({ours}, @@global.gtid_executed), \
+         GTID_SUBTRACT(@@global.gtid_purged, {ours}), @@global.gtid_executed",
+        ours = quote(ours)
+    );
+    let mut row = sql::first_row(master, &compare).await?;
+    let errant = sql::column(&row, 0).replace('\n', "");
+    if !errant.is_empty() {
+        sql::scalar(
+            master,
+            &format!(
+                "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {IN_FLIGHT_WAIT_S})",
+                quote(&errant)
+            ),
+        )
+        .await?;
+        row = sql::first_row(master, &compare).await?;
+    }
     let one_line = |i: usize| sql::column(&row, i).replace('\n', "");
     Ok(GtidCheck {
         errant: GtidSet::new(&one_line(0)),
