@@ -280,6 +280,7 @@ async fn lifecycle(engine: Engine, tls: bool) {
 
     master_purged_what_a_replica_needs(&mut c).await;
     errant_then_reclone(&mut c).await;
+    reseed_waits_for_a_stopped_server(&mut c).await;
     reseed_master(&mut c).await;
 
     // No binary or relay log holds a password in clear: the replication
@@ -778,9 +779,55 @@ async fn diverged(c: &Cluster, n: u32) -> (bool, String) {
     (code == 503 && body.contains("errant"), body)
 }
 
+/// mysql-1's server is down while its sidecar runs on, still showing what
+/// it last read; then mysql-0 loses its datadir. What mysql-1 holds is not
+/// known (and it cannot donate): the empty master waits for it rather than
+/// re-seed from it (it used to, and the clone failed on the stopped server),
+/// and says whom it waited for.
+async fn reseed_waits_for_a_stopped_server(c: &mut Cluster) {
+    let e = c.engine.name();
+    c.stop_server(1);
+    let started = Instant::now();
+    while !c.status(1).await["phase"]
+        .as_str()
+        .is_some_and(|p| p.contains("waiting for the local server"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "[{e}] mysql-1's sidecar does not see its server stopped: {}",
+            c.status(1).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.stop_pod(0);
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+    let (status, out) = c.run_init(0, &["--reseed-timeout", "8s"]);
+    assert_eq!(status.code(), Some(3), "[{e}] {out}");
+    assert!(
+        out.contains(&format!("mysql-1.{DOMAIN} did not say what they hold")),
+        "[{e}] {out}"
+    );
+    // Its server back, it says what it holds again (the master is still
+    // away: ready or not, its phase says its server answered).
+    c.start_server(1);
+    let started = Instant::now();
+    while c.status(1).await["phase"] != "replicating" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "[{e}] mysql-1 does not answer again: {}",
+            c.status(1).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// mysql-0 (down, its datadir already lost) re-seeds from the most advanced
+/// replica, with every row they hold.
 async fn reseed_master(c: &mut Cluster) {
     let e = c.engine.name();
-    let rows = row_count(c, 0).await;
+    let rows = row_count(c, 1).await;
     c.stop_pod(0);
     let dd = c.pod(0).datadir();
     std::fs::remove_dir_all(&dd).unwrap();

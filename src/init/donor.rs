@@ -124,12 +124,20 @@ async fn peer_says(http: &AgentClient, peer: &Peer, flavor: Flavor) -> PeerSays 
 }
 
 /// A peer's status, as what its server holds. A sidecar whose last round is
-/// old (its loop held up) says nothing current: unknown.
+/// old (its loop held up) says nothing current: unknown. So does one whose
+/// last round did not reach its server (stopped, or its data set aside for
+/// a re-clone): what it published before is at most a lower bound of what
+/// that server holds, and the server cannot donate.
 fn held(st: Status, flavor: Flavor) -> PeerSays {
-    let stale = st.phase != Phase::WaitingForDonor
-        && st
-            .round_age_s
-            .is_some_and(|age| age > STALE_STATUS.as_secs_f64());
+    let live = matches!(
+        st.phase,
+        Phase::Replicating | Phase::Master | Phase::WaitingForDonor
+    );
+    let stale = !live
+        || st.phase != Phase::WaitingForDonor
+            && st
+                .round_age_s
+                .is_some_and(|age| age > STALE_STATUS.as_secs_f64());
     if st.phase == Phase::WaitingForDonor && !st.aside_copies.is_empty() {
         return PeerSays::SetAside(set_aside(&st, flavor));
     }
@@ -336,6 +344,42 @@ pub async fn reseed_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replica's sidecar, as it answers after a round in `phase`, having
+    /// executed `executed` when it last reached its server.
+    fn sidecar(phase: Phase, executed: &str) -> Status {
+        let id = crate::pod::Identity::new("mysql-1", "mysql-h", 100).unwrap();
+        let mut st = Status::starting(id, Some(Flavor::Mariadb));
+        st.phase = phase;
+        st.gtid_executed = Some(executed.into());
+        st.round_age_s = Some(1.0);
+        st
+    }
+
+    #[test]
+    fn a_sidecar_whose_server_is_away_says_nothing_of_its_data() {
+        assert!(matches!(
+            held(sidecar(Phase::Replicating, "0-100-9"), Flavor::Mariadb),
+            PeerSays::Holds(h) if h.executed == "0-100-9"
+        ));
+        // Its last round found no server: what it published is old.
+        for phase in [Phase::WaitingForServer, Phase::Starting] {
+            assert_eq!(
+                held(sidecar(phase, "0-100-9"), Flavor::Mariadb),
+                PeerSays::Unknown,
+                "{phase:?}"
+            );
+        }
+        // A round long ago says nothing current either.
+        let mut old = sidecar(Phase::Replicating, "0-100-9");
+        old.round_age_s = Some(60.0);
+        assert_eq!(held(old, Flavor::Mariadb), PeerSays::Unknown);
+        // An init waiting for a donor holds nothing.
+        assert_eq!(
+            held(sidecar(Phase::WaitingForDonor, ""), Flavor::Mariadb),
+            PeerSays::Empty
+        );
+    }
 
     #[test]
     fn nearest_donor_first_then_all() {
