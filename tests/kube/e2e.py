@@ -4,7 +4,9 @@
 For each engine, the chart is installed by real Helm and taken through the
 lifecycle a user's cluster lives: scale out and in, pods deleted, the server
 killed through the runtime, the master's volume lost, a rolling upgrade, the
-node rebooted, scale to zero, a drain against the PodDisruptionBudget. A writer
+node rebooted, scale to zero, a drain against the PodDisruptionBudget. The
+engines run side by side, each in a namespace of its own; the node's reboot and
+drain happen once, to every engine's release at the same time. A writer
 pod inserts rows through the chart's write Service and logs each one the server
 acknowledged; after every step each acknowledged row must be on every pod and
 CHECKSUM TABLE must agree. Bad input is tried once on the cluster too.
@@ -21,6 +23,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -283,33 +286,69 @@ echo stopped
             time.sleep(2)
 
 
+def outcome_of(fn, *args):
+    """fn(*args), or the Failed it raised; another exception is a failure of the
+    step too, named by its type (a bug in a step must not pass for a result)."""
+    try:
+        return fn(*args)
+    except Failed as e:
+        return e
+    except Exception as e:  # noqa: BLE001
+        return Failed(f"{type(e).__name__}: {e}")
+
+
 class Suite:
-    def __init__(self, report):
+    def __init__(self, report, engines):
         self.rows = []  # (engine label, step, replication, ok, seconds, acked, lost, note)
         self.report = report
+        self.order = [e.label for e in engines] + ["any"]
 
-    def step(self, release, name, fn, durable=True):
-        """Runs one step and records its row. A step that is not `durable` shows
-        what an acknowledged write is worth without semi-sync: its losses are
-        counted, not failed."""
+    def record(self, release, name, t0, before, outcome, durable=True):
+        """Records a step's row from `outcome`, (note, lost) or the Failed it raised.
+        A step that is not `durable` shows what an acknowledged write is worth
+        without semi-sync: its losses are counted, not failed."""
         label = release.engine.label if release else "any"
-        before = len(release.acked) if release else 0
-        t0 = time.time()
-        try:
-            note, lost = fn()
+        if isinstance(outcome, Failed):
+            ok, note, lost = False, str(outcome), None
+            if release:
+                note += f" (see {release.dump(name)})"
+        else:
+            note, lost = outcome
             ok = lost == 0 or lost is None or not durable
             if lost:
                 note = f"{lost} acknowledged rows missing; {note}"
-        except Failed as e:
-            ok, note, lost = False, str(e), None
-            if release:
-                note += f" (see {release.dump(name)})"
         secs = time.time() - t0
         acked = (len(release.acked) - before) if release else 0
         self.rows.append((label, name, "semi-sync" if durable else "async", ok, secs, acked, lost, note))
         print(f"{'ok' if ok else 'FAILED':6} {label:13} {name:28} {secs:6.1f} s  acked {acked:5}  "
               f"lost {lost if lost is not None else '-'}  {note}", flush=True)
         return ok
+
+    def step(self, release, name, fn, durable=True):
+        """Runs one step of one release; returns whether it passed."""
+        before, t0 = len(release.acked) if release else 0, time.time()
+        return self.record(release, name, t0, before, outcome_of(fn), durable)
+
+    def node_step(self, name, step, releases):
+        """A step that happens to the node once, for every release at the same time:
+        step.before(release) in each, step.action() once, step.after(release, what
+        before returned) in each. Returns the releases it failed in."""
+        t0 = time.time()
+        acked = {r: len(r.acked) for r in releases}
+        state, failed = {}, {}
+        for r in releases:
+            state[r] = outcome_of(step.before, r)
+            if isinstance(state[r], Failed):
+                failed[r] = state[r]
+        done = outcome_of(step.action)
+        if isinstance(done, Failed):
+            failed.update({r: done for r in releases if r not in failed})
+        outcomes = dict(failed)
+
+        def after(r):
+            outcomes[r] = outcome_of(step.after, r, state[r])
+        side_by_side(after, [r for r in releases if r not in failed])
+        return [r for r in releases if not self.record(r, name, t0, acked[r], outcomes[r])]
 
     def write_report(self, engines, started):
         commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
@@ -339,6 +378,10 @@ class Suite:
             "insert the server acknowledged; after the step every acknowledged row must be on every pod and",
             "`CHECKSUM TABLE` must agree. Semi-synchronous replication is on unless the step says otherwise.",
             "",
+            "The engines run side by side, each release in a namespace of its own, so a step's time includes",
+            "the waits for the two cores the node shares. The node reboot and the drain happen once, to every",
+            "release at the same time: their rows share one time.",
+            "",
             "The `async` rows show what semi-sync buys: the same loss of mysql-0 and its volume with",
             "semi-sync off, where the rows the old master acknowledged but had not yet sent are lost,",
             "counted, and not failed.",
@@ -346,7 +389,8 @@ class Suite:
             "| engine | step | replication | result | time (s) | rows acknowledged | rows lost | what was seen |",
             "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
         ]
-        for label, name, setting, ok, secs, acked, lost, note in self.rows:
+        for label, name, setting, ok, secs, acked, lost, note in sorted(
+                self.rows, key=lambda row: self.order.index(row[0])):
             note = note.replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {label} | {name} | {setting} | {'ok' if ok else '**failed**'} | {secs:.0f} | "
                          f"{acked} | {lost if lost is not None else '-'} | {note} |")
@@ -512,19 +556,28 @@ def rolling_upgrade(r):
     return f"replaced in the order {ordinals}", r.check(5)
 
 
-def node_reboot(r):
-    w = r.start_writer("node-reboot")
-    time.sleep(3)
-    try:
-        run([KUBE, "node-stop"], timeout=120)
+class NodeReboot:
+    """The node powered off and on: kubelet and containerd stopped, every container
+    killed, both started again. Every release on the node lives through it at once."""
+
+    def before(self, r):
+        w = r.start_writer("node-reboot")
         time.sleep(3)
-    finally:
-        # The node boots again even when the power-off went wrong.
-        booted = time.time()
-        run([KUBE, "node-start"], timeout=120)
-    r.wait_restarted(5, booted)
-    acked = r.stop_writer(w)  # killed by the reboot; its log says what was acknowledged
-    return f"every container killed, kubelet and containerd started again; {len(acked)} rows before", r.check(5)
+        return w
+
+    def action(self):
+        try:
+            run([KUBE, "node-stop"], timeout=120)
+            time.sleep(3)
+        finally:
+            # The node boots again even when the power-off went wrong.
+            self.booted = time.time()
+            run([KUBE, "node-start"], timeout=120)
+
+    def after(self, r, w):
+        r.wait_restarted(5, self.booted)
+        acked = r.stop_writer(w)  # killed by the reboot; its log says what was acknowledged
+        return f"every container killed, kubelet and containerd started again; {len(acked)} rows before", r.check(5)
 
 
 def scale_zero(r):
@@ -538,31 +591,56 @@ def scale_zero(r):
     return f"CHECKSUM TABLE {after} before and after", lost
 
 
-def drain(r):
-    node = json.loads(run(["kubectl", "get", "nodes", "-o", "json"]))["items"][0]["metadata"]["name"]
-    wait("the PodDisruptionBudget allowing one disruption", lambda: json.loads(
-        r.kubectl("get", "pdb", RELEASE, "-o", "json"))["status"].get("disruptionsAllowed") == 1, 60)
-    seen = []
-    proc = subprocess.Popen(["kubectl", "drain", node, "--pod-selector", f"app.kubernetes.io/instance={RELEASE}",
-                             "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=45s"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    fewest = 3
-    while proc.poll() is None:
-        ready = sorted(n for n, p in r.pods().items() if r.ready(p))
-        if not seen or seen[-1] != ready:
-            seen.append(ready)
-        fewest = min(fewest, len(ready))
-        time.sleep(0.5)
-    out = proc.stdout.read()
-    run(["kubectl", "uncordon", node])
-    r.wait_ready(3)
-    if proc.returncode == 0:
-        raise Failed(f"the drain evicted every pod despite the PodDisruptionBudget: {out[-400:]}")
-    if "disruption budget" not in out:
-        raise Failed(f"the drain failed for another reason: {out[-400:]}")
-    if fewest < 2:
-        raise Failed(f"{3 - fewest} pods were down at once; Ready pods seen: {seen}; drain said: {out[-600:]}")
-    return f"one pod evicted at a time, the rest refused by the budget (at least {fewest} of 3 Ready)", r.check(3)
+class Drain:
+    """`kubectl drain` of the node, every release's pods at once, against each
+    release's PodDisruptionBudget. On one node an evicted pod cannot come back
+    until the node is uncordoned, so the budget must refuse every eviction after
+    the first of each release until the drain gives up."""
+
+    TIMEOUT = 20  # s; the budget is asked again every 5 s
+
+    def before(self, r):
+        wait("the PodDisruptionBudget allowing one disruption", lambda: json.loads(
+            r.kubectl("get", "pdb", RELEASE, "-o", "json"))["status"].get("disruptionsAllowed") == 1, 60)
+        return {n: p["metadata"]["uid"] for n, p in r.pods().items()}
+
+    def action(self):
+        self.node = json.loads(run(["kubectl", "get", "nodes", "-o", "json"]))["items"][0]["metadata"]["name"]
+        selector = f"app.kubernetes.io/instance={RELEASE}"
+        proc = subprocess.Popen(["kubectl", "drain", self.node, "--pod-selector", selector, "--ignore-daemonsets",
+                                 "--delete-emptydir-data", f"--timeout={self.TIMEOUT}s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.gone = set()  # (namespace, pod uid) of each pod the drain took
+        self.fewest = {}  # namespace: fewest pods Ready at once
+        try:
+            while proc.poll() is None:
+                pods = json.loads(run(["kubectl", "get", "pods", "-A", "-l", selector, "-o", "json"]))["items"]
+                ready = {}
+                for p in pods:
+                    ns = p["metadata"]["namespace"]
+                    if p["metadata"].get("deletionTimestamp"):
+                        self.gone.add((ns, p["metadata"]["uid"]))
+                    ready[ns] = ready.get(ns, 0) + Release.ready(p)
+                for ns, n in ready.items():
+                    self.fewest[ns] = min(self.fewest.get(ns, n), n)
+                time.sleep(0.5)
+        finally:
+            self.out = proc.stdout.read()
+            run(["kubectl", "uncordon", self.node])
+        self.returncode = proc.returncode
+
+    def after(self, r, before):
+        now = {p["metadata"]["uid"] for p in r.pods().values()}
+        evicted = sorted(n for n, uid in before.items() if (r.ns, uid) in self.gone or uid not in now)
+        r.wait_ready(3)
+        if self.returncode == 0:
+            raise Failed(f"the drain evicted every pod despite the PodDisruptionBudget: {self.out[-400:]}")
+        if "disruption budget" not in self.out:
+            raise Failed(f"the drain failed for another reason: {self.out[-400:]}")
+        if len(evicted) != 1:
+            raise Failed(f"the drain evicted {evicted}, not exactly one pod; drain said: {self.out[-600:]}")
+        return (f"{evicted[0]} evicted, every other eviction refused by the budget for {self.TIMEOUT} s "
+                f"(at least {self.fewest.get(r.ns, 0)} of 3 Ready)"), r.check(3)
 
 
 def asynchronous(r):
@@ -625,25 +703,53 @@ def remove_namespace(ns):
     run([KUBE, "volumes"])
 
 
-def run_engine(suite, engine):
-    r = Release(engine, f"e2e-{engine.key}")
-    if not suite.step(r, "install (3 pods)", lambda: install(r)):
-        return
-    for name, fn in [("scale 3-5-3-5", scale_out), ("delete pods 2 and 0", delete_pods),
-                     ("kill mysql-0's server", kill_server), ("mysql-0 pod and volume lost", lose_master_volume),
-                     ("helm upgrade rolls all", rolling_upgrade), ("node reboot", node_reboot),
-                     ("scale to 0 and back to 3", scale_zero), ("drain against the PDB", drain)]:
-        if not suite.step(r, name, lambda fn=fn: fn(r)):
-            break
-    else:
-        # The same loss without semi-sync: what the durable setting buys.
-        suite.step(r, "mysql-0 volume lost, async", lambda: asynchronous(r), durable=False)
+# What each release goes through, in order. A list of steps runs in every release
+# side by side; a node step (the node rebooted, drained) happens once, to every
+# release at the same time. A release whose step failed skips the rest.
+PLAN = [
+    [("install (3 pods)", install), ("scale 3-5-3-5", scale_out), ("delete pods 2 and 0", delete_pods),
+     ("kill mysql-0's server", kill_server), ("mysql-0 pod and volume lost", lose_master_volume),
+     ("helm upgrade rolls all", rolling_upgrade)],
+    ("node reboot", NodeReboot),
+    [("scale to 0 and back to 3", scale_zero)],
+    ("drain against the PDB", Drain),
+    # The same loss without semi-sync: what the durable setting buys.
+    [("mysql-0 volume lost, async", asynchronous)],
+]
+ASYNC = {asynchronous}
 
-    def remove():
-        r.helm("uninstall", RELEASE, "--wait", check=False, timeout=300)
-        remove_namespace(r.ns)
-        return "release, namespace and volumes removed", None
-    suite.step(r, "uninstall", remove)
+
+def side_by_side(fn, items):
+    """fn(item) for every item, each in a thread of its own; waits for all."""
+    threads = [threading.Thread(target=fn, args=(i,)) for i in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def run_plan(suite, releases):
+    alive = list(releases)
+    for stage in PLAN:
+        if isinstance(stage, list):
+            def steps(r, stage=stage):
+                for name, fn in stage:
+                    if not suite.step(r, name, lambda fn=fn: fn(r), durable=fn not in ASYNC):
+                        alive.remove(r)
+                        return
+            side_by_side(steps, list(alive))
+        else:
+            name, kind = stage
+            for r in suite.node_step(name, kind(), list(alive)):
+                alive.remove(r)
+
+    def remove(r):
+        def uninstall():
+            r.helm("uninstall", RELEASE, "--wait", check=False, timeout=300)
+            remove_namespace(r.ns)
+            return "release, namespace and volumes removed", None
+        suite.step(r, "uninstall", uninstall)
+    side_by_side(remove, releases)
 
 
 def main():
@@ -654,9 +760,8 @@ def main():
     engines = [ENGINES[k] for k in args.engines.split(",") if k]
     kube_env()
     started = time.time()
-    suite = Suite(args.report)
-    for e in engines:
-        run_engine(suite, e)
+    suite = Suite(args.report, engines)
+    run_plan(suite, [Release(e, f"e2e-{e.key}") for e in engines])
     suite.step(None, "bad input", lambda: bad_input(engines[0]))
     suite.write_report(engines, started)
     passed = sum(1 for row in suite.rows if row[3])
