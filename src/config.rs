@@ -440,6 +440,40 @@ impl CommonArgs {
         })
     }
 
+    /// Refuses semi-synchronous settings under which a commit can never be
+    /// acknowledged: `--replicas` (when known) leaves fewer replicas than a
+    /// commit waits for (MariaDB waits for one, MySQL for
+    /// `--semi-sync-wait-for`; with the flavour not yet known, one). Warns
+    /// when one replica more than that is all there is and commits wait
+    /// without a timeout: while it is down or rebuilt, writes stop.
+    pub fn check_semi_sync(&self, flavor: Option<Flavor>) -> Result<()> {
+        let Some(s) = self.semi_sync().filter(|_| self.replicas > 0) else {
+            return Ok(());
+        };
+        let need = match flavor {
+            Some(Flavor::Mysql) => s.wait_for.max(1),
+            _ => 1,
+        };
+        if self.replicas <= need {
+            return Err(Error::config(format!(
+                "--semi-sync with --replicas {} leaves {} replica(s), and every commit waits for {need}: \
+                 the first write would wait for ever. Run at least {} pods, or lower \
+                 --semi-sync-wait-for, or turn --semi-sync off",
+                self.replicas,
+                self.replicas - 1,
+                need + 1
+            )));
+        }
+        if self.replicas == need + 1 && s.timeout.is_none() {
+            tracing::warn!(
+                replicas = self.replicas,
+                wait_for = need,
+                "semi-sync with no replica to spare and no --semi-sync-timeout: while a replica is down or rebuilt, every commit waits for it"
+            );
+        }
+        Ok(())
+    }
+
     pub fn identity(&self) -> Result<Identity> {
         Identity::new(&self.hostname()?, &self.peer_domain()?, self.server_id_base)
     }
@@ -536,6 +570,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         Some(f) => f,
         None => Flavor::detect(&c.mysqld()?).await?,
     };
+    c.check_semi_sync(Some(flavor))?;
     let credentials = c.secrets().clone_credentials(flavor);
     let credentials = init_credentials(identity.role, credentials)?;
     let (resolver, http) = c.peer_client()?;
@@ -607,6 +642,7 @@ pub struct SidecarConfig {
 pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
     let identity = c.identity()?;
     let flavor = c.flavor.0;
+    c.check_semi_sync(flavor)?;
     let Secrets {
         root,
         replication,

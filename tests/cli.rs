@@ -555,3 +555,65 @@ fn the_server_init_runs_gets_the_default_time_slice() {
         assert_eq!(server, own, "not the slice the test runs on");
     }
 }
+
+/// Semi-synchronous settings no cluster can acknowledge a commit under are
+/// refused by init and the sidecar alike (exit 2, nothing written): one pod,
+/// or fewer replicas than MySQL's `--semi-sync-wait-for`.
+#[test]
+fn semi_sync_that_can_never_acknowledge_is_refused() {
+    for (cmd, flavor, extra, says) in [
+        (
+            "init",
+            "mariadb",
+            &["--replicas", "1"][..],
+            "--replicas 1 leaves 0 replica(s)",
+        ),
+        (
+            "init",
+            "mysql",
+            &["--replicas", "1"],
+            "--replicas 1 leaves 0 replica(s)",
+        ),
+        (
+            "init",
+            "mysql",
+            &["--replicas", "2", "--semi-sync-wait-for", "2"],
+            "every commit waits for 2",
+        ),
+        (
+            "sidecar",
+            "mariadb",
+            &["--replicas", "1"],
+            "--replicas 1 leaves 0 replica(s)",
+        ),
+    ] {
+        let s = Scratch::new("semisync");
+        let out = s
+            .agent()
+            .args([
+                cmd,
+                "--flavor",
+                flavor,
+                "--hostname",
+                "mysql-0",
+                "--semi-sync",
+            ])
+            .args(extra)
+            .env("MYSQL_ROOT_PASSWORD", "x")
+            .env("MYSQL_STS_REPLICATION_PASSWORD", "x")
+            .env("MYSQL_STS_CLONE_TOKEN", "x")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{cmd} {flavor} {extra:?}: {err}"
+        );
+        assert!(err.contains(says), "{cmd} {flavor} {extra:?}: {err}");
+        assert!(
+            s.untouched(),
+            "{cmd} {flavor} {extra:?}: something was written"
+        );
+    }
+}

@@ -69,6 +69,34 @@ def render(values, offline=True):
     return objs
 
 
+def notes(values):
+    """The NOTES.txt an install prints."""
+    out = helm.Chart.load(str(CHART)).render({**values, "renderOffline": True}, name="db",
+                                             namespace="prod", is_install=True)
+    return next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+
+
+def check_semi_sync():
+    """Semi-sync that can never acknowledge a commit is refused by name; one
+    with no replica to spare and no timeout installs with a warning."""
+    for bad in ({"flavor": "mariadb", "replicas": 1}, {"flavor": "mysql", "replicas": 1},
+                {"flavor": "mysql", "replicas": 2, "semiSync": {"waitFor": 2}}):
+        values = {**bad, "semiSync": {"enabled": True, **bad.get("semiSync", {})}}
+        try:
+            render(values)
+            check(False, f"semi-sync values {bad} were accepted")
+        except Exception as e:  # the engine raises its own error types
+            check("the first write would wait for ever" in str(e), f"semi-sync values {bad}: unclear error {e}")
+    stopped = render({"replicas": 0, "semiSync": {"enabled": True}})
+    check(by_kind(stopped, "StatefulSet")[0]["spec"]["replicas"] == 0, "semi-sync with every pod stopped renders")
+    warning = "no replica to spare and no semiSync.timeout"
+    check(warning in notes({"replicas": 2, "semiSync": {"enabled": True}}), "a 2-pod semi-sync cluster is warned of")
+    check(warning not in notes({"replicas": 2, "semiSync": {"enabled": True, "timeout": "10s"}}),
+          "a 2-pod semi-sync cluster with a timeout is not warned of")
+    check(warning not in notes({"replicas": 3, "semiSync": {"enabled": True}}), "3 pods are not warned of")
+    print("ok   semi-sync settings that can never acknowledge a commit are refused; no replica to spare is warned of")
+
+
 def by_kind(objs, kind):
     return [o for o in objs if o["kind"] == kind]
 
@@ -205,6 +233,7 @@ def main():
                   f"values {bad}: unclear error {e}")
     print("ok   bad values are refused by values.schema.json")
 
+    check_semi_sync()
     check_gitops()
     check_same_as_compose()
     if failures:

@@ -675,6 +675,7 @@ def bad_input(engine):
     refused("a missing Secret", ["--set", "auth.existingSecret=nope"], '"nope"')
     refused("values it cannot honour", ["--set", "podManagementPolicy=OrderedReady"], "podManagementPolicy")
     refused("a flavour it does not know", ["--set", "flavor=postgres"], "flavor")
+    refused("semi-sync with one pod", ["--set", "replicas=1"], "would wait for ever")
     # An image that cannot be had: the install goes through, and describe names the image and the cause.
     missing = "127.0.0.1:5999/mysql-sts/none"
     r.helm("install", RELEASE, CHART, *r.values(), "--set", f"agent.image.repository={missing}",

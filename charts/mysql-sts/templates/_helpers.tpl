@@ -154,3 +154,18 @@ checks. Called with (dict "root" . "name" ... "keys" (list ...) "value" ...). */
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* How many replicas a commit waits for under semi-sync: MariaDB one, MySQL semiSync.waitFor. */}}
+{{- define "mysql-sts.semiSyncNeed" -}}
+{{- if eq .Values.flavor "mysql" }}{{ max 1 (int .Values.semiSync.waitFor) }}{{ else }}1{{ end -}}
+{{- end -}}
+
+{{/* Refuses semi-sync settings under which no commit is ever acknowledged. */}}
+{{- define "mysql-sts.semiSyncOrFail" -}}
+{{- if and .Values.semiSync.enabled (gt (int .Values.replicas) 0) -}}
+{{- $need := int (include "mysql-sts.semiSyncNeed" .) -}}
+{{- if le (int .Values.replicas) $need -}}
+{{- fail (printf "mysql-sts: semiSync.enabled with replicas: %d leaves %d replica(s), and every commit waits for %d: the first write would wait for ever. Set replicas to at least %d, lower semiSync.waitFor (MySQL), or turn semiSync off" (int .Values.replicas) (sub (int .Values.replicas) 1) $need (add $need 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
