@@ -280,6 +280,7 @@ async fn lifecycle(engine: Engine, tls: bool) {
 
     master_purged_what_a_replica_needs(&mut c).await;
     errant_then_reclone(&mut c).await;
+    donor_with_a_copy_aside(&mut c).await;
     reseed_waits_for_a_stopped_server(&mut c).await;
     reseed_master(&mut c).await;
 
@@ -777,6 +778,22 @@ async fn diverged(c: &Cluster, n: u32) -> (bool, String) {
         .await
         .unwrap_or((0, "no answer yet".into()));
     (code == 503 && body.contains("errant"), body)
+}
+
+/// mysql-3 keeps the copy its re-clone set aside; a new mysql-4 clones from
+/// it (pod N-1) all the same, and takes nothing of the copy.
+async fn donor_with_a_copy_aside(c: &mut Cluster) {
+    let e = c.engine.name();
+    assert!(c.pod(3).datadir().join(".mysql-sts-old").is_dir());
+    c.start_pod(4).await;
+    c.wait_ready(4, Duration::from_secs(120)).await;
+    assert_eq!(clone_donor(c, 4), format!("mysql-3.{DOMAIN}"), "[{e}]");
+    assert!(
+        !c.pod(4).datadir().join(".mysql-sts-old").exists(),
+        "[{e}] the donor's copy aside came with the clone"
+    );
+    wait_rows(c, 4, row_count(c, 0).await, Duration::from_secs(30)).await;
+    c.remove_pod(4);
 }
 
 /// mysql-1's server is down while its sidecar runs on, still showing what
