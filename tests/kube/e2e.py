@@ -676,6 +676,20 @@ def bad_input(engine):
     refused("values it cannot honour", ["--set", "podManagementPolicy=OrderedReady"], "podManagementPolicy")
     refused("a flavour it does not know", ["--set", "flavor=postgres"], "flavor")
     refused("semi-sync with one pod", ["--set", "replicas=1"], "would wait for ever")
+    # A StatefulSet an earlier chart made with OrderedReady, a field that
+    # cannot change in place: the render says how to replace it.
+    old = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": RELEASE},
+           "spec": {"podManagementPolicy": "OrderedReady", "replicas": 0, "serviceName": f"{RELEASE}-h",
+                    "selector": {"matchLabels": {"e2e": "ordered"}},
+                    "template": {"metadata": {"labels": {"e2e": "ordered"}},
+                                 "spec": {"containers": [{"name": "c", "image": engine.image}]}}}}
+    r.kubectl("apply", "-f", "-", input=json.dumps(old))
+    p = r.helm("install", RELEASE, CHART, *r.values(), check=False, timeout=120)
+    msg = (p.stderr + p.stdout).strip()
+    r.kubectl("delete", "statefulset", RELEASE, "--wait=true")
+    if p.returncode == 0 or "--cascade=orphan" not in msg:
+        raise Failed(f"a StatefulSet made with OrderedReady: {msg[-400:]}")
+    seen.append(f"a StatefulSet made with OrderedReady: `{msg.splitlines()[-1][:260]}`")
     # An image that cannot be had: the install goes through, and describe names the image and the cause.
     missing = "127.0.0.1:5999/mysql-sts/none"
     r.helm("install", RELEASE, CHART, *r.values(), "--set", f"agent.image.repository={missing}",

@@ -169,3 +169,15 @@ checks. Called with (dict "root" . "name" ... "keys" (list ...) "value" ...). */
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Fails an upgrade of a StatefulSet made with podManagementPolicy
+OrderedReady (an earlier chart's, or one made by hand): the field cannot
+change in place, and Kubernetes' own refusal does not say what to do. Only a
+render that can read the cluster checks. */}}
+{{- define "mysql-sts.podPolicyOrFail" -}}
+{{- $name := include "mysql-sts.fullname" . -}}
+{{- $sts := lookup "apps/v1" "StatefulSet" .Release.Namespace $name -}}
+{{- if and $sts (ne ($sts.spec.podManagementPolicy | default "OrderedReady") "Parallel") -}}
+{{- fail (printf "mysql-sts: the StatefulSet %q was made with podManagementPolicy %s, and this chart runs Parallel only (an empty mysql-0 must hear from every pod), a field Kubernetes will not change in place. Delete the StatefulSet and keep its pods and volumes: kubectl -n %s delete statefulset %s --cascade=orphan, then run this upgrade again; the new StatefulSet adopts the pods and their claims" $name ($sts.spec.podManagementPolicy | default "OrderedReady") .Release.Namespace $name) -}}
+{{- end -}}
+{{- end -}}
