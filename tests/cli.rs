@@ -376,9 +376,13 @@ async fn idle_and_slow_clients_leave_the_probes_answered() {
             }
         }
     }
+    // Each one ended by the server (a read that waited 10 s would not count):
+    // the header timeout, not a bound on how fast 2000 closes go on a
+    // loaded machine (alone about 10 s from the first open; 16 s once, beside
+    // the other tests).
     let dropped_after = opened.elapsed();
-    assert_eq!(closed, 2000);
-    assert!(dropped_after < Duration::from_secs(15), "{dropped_after:?}");
+    assert_eq!(closed, 2000, "{closed} closed after {dropped_after:?}");
+    assert!(dropped_after < Duration::from_secs(60), "{dropped_after:?}");
 
     // Oversized request headers are refused.
     let big = "x".repeat(32 << 10);

@@ -283,6 +283,9 @@ async fn lifecycle(engine: Engine, tls: bool) {
     donor_with_a_copy_aside(&mut c).await;
     reseed_waits_for_a_stopped_server(&mut c).await;
     reseed_master(&mut c).await;
+    if engine.is_mariadb() {
+        reseed_over_an_unseen_write(&mut c).await;
+    }
 
     // No binary or relay log holds a password in clear: the replication
     // account the master's sidecar keeps is logged (the replicas need it),
@@ -838,6 +841,65 @@ async fn reseed_waits_for_a_stopped_server(c: &mut Cluster) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// MariaDB: mysql-1 is cut off from the master while the master commits a
+/// row that the other replicas get; the master is lost with its volume, and
+/// then root writes on mysql-1, which no master can compare any more. Its
+/// position (`0-101-N`) and the tip the others hold (`0-100-N`) have the same
+/// sequence number: the re-seed used to take mysql-1 (the first of equals)
+/// and lose the row. Its own server_id names the write as its own: it is
+/// no source, and the master re-seeds from a peer with the row.
+async fn reseed_over_an_unseen_write(c: &mut Cluster) {
+    let e = c.engine.name();
+    let rows = row_count(c, 0).await;
+    for n in 1..4 {
+        wait_rows(c, n, rows, Duration::from_secs(30)).await;
+    }
+    // Both ways: what the master sends on a link already open would arrive.
+    c.partition(1, 0, true);
+    c.partition(0, 1, true);
+    let tip = 5_000_000;
+    insert(c, tip, tip + 1).await;
+    for n in 2..4 {
+        wait_rows(c, n, rows + 1, Duration::from_secs(30)).await;
+    }
+    c.stop_pod(0);
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+    c.partition(1, 0, false);
+    c.partition(0, 1, false);
+    assert_eq!(row_count(c, 1).await, rows, "[{e}] mysql-1 got the row");
+    c.hand_write(1, "INSERT INTO app.t (id, v) VALUES (5000001, 'by hand')")
+        .await;
+    let (status, out) = c.run_init(0, &[]);
+    assert!(status.success(), "[{e}] {out}");
+    assert!(
+        !out.contains(&format!("donor=mysql-1.{DOMAIN}")),
+        "[{e}] re-seeded from the replica written by hand: {out}"
+    );
+    c.start_server(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(120)).await;
+    let mut m = c.root(0).await;
+    let got = scalar(
+        &mut m,
+        &format!("SELECT COUNT(*) FROM app.t WHERE id = {tip}"),
+    )
+    .await;
+    m.disconnect().await.unwrap();
+    assert_eq!(
+        got.as_deref(),
+        Some("1"),
+        "[{e}] the master's last row was lost"
+    );
+    // mysql-1 holds a write of its own: cloned again, it follows once more.
+    std::fs::write(c.pod(1).datadir().join(".mysql-sts-reclone"), b"").unwrap();
+    c.stop_pod(1);
+    c.start_pod(1).await;
+    c.wait_ready(1, Duration::from_secs(120)).await;
+    wait_rows(c, 1, rows + 1, Duration::from_secs(30)).await;
 }
 
 /// mysql-0 (down, its datadir already lost) re-seeds from the most advanced

@@ -332,6 +332,19 @@ impl Flavor {
         }
     }
 
+    /// The writes a replica made itself, read off its own set where the
+    /// engine's GTIDs name their server (MariaDB: a replica's `server_id`
+    /// is never a master's); `None` where they cannot be told from the set
+    /// alone or there are none.
+    pub fn own_writes(self, set: &str, server_id: u32) -> Option<String> {
+        match self {
+            Flavor::Mysql => None,
+            Flavor::Mariadb => {
+                Some(mariadb::gtid::by_server(set, server_id).join(",")).filter(|w| !w.is_empty())
+            }
+        }
+    }
+
     /// What a server that executed `a` and received `b` holds.
     pub fn gtid_union(self, a: &str, b: &str) -> String {
         match self {

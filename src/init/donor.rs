@@ -156,8 +156,18 @@ fn held(st: Status, flavor: Flavor) -> PeerSays {
         r.applied_all_received() || flavor.gtid_contains(&executed, &r.retrieved_gtid)
     });
     // A replica's own writes are not the cluster's: set aside, they neither
-    // make it a source nor must a source hold them.
-    let errant = st.gtid_errant.as_ref().map(|e| e.as_str());
+    // make it a source nor must a source hold them. Its sidecar found them
+    // by comparing with the master; where it could not (the master was
+    // already gone when root wrote), they may still show in the set itself.
+    let errant = st
+        .gtid_errant
+        .as_ref()
+        .map(|e| e.as_str().to_owned())
+        .or_else(|| match st.identity.role {
+            crate::pod::Role::Replica => flavor.own_writes(&executed, st.identity.server_id),
+            crate::pod::Role::Master => None,
+        });
+    let errant = errant.as_deref();
     let without = |set: &str| errant.map_or(set.to_owned(), |e| flavor.gtid_subtract(set, e));
     PeerSays::Holds(Held {
         executed: without(&executed),
@@ -374,6 +384,15 @@ mod tests {
         let mut old = sidecar(Phase::Replicating, "0-100-9");
         old.round_age_s = Some(60.0);
         assert_eq!(held(old, Flavor::Mariadb), PeerSays::Unknown);
+        // A write made on the replica by hand, which no master compared: its
+        // own server_id names it; the rest of its data is still counted.
+        match held(sidecar(Phase::Replicating, "0-101-50"), Flavor::Mariadb) {
+            PeerSays::Holds(h) => {
+                assert!(h.diverged, "{h:?}");
+                assert_eq!(h.executed, "0-101-49");
+            }
+            other => panic!("{other:?}"),
+        }
         // An init waiting for a donor holds nothing.
         assert_eq!(
             held(sidecar(Phase::WaitingForDonor, ""), Flavor::Mariadb),

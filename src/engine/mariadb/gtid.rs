@@ -62,6 +62,15 @@ pub fn errant(
         .collect()
 }
 
+/// The GTIDs of a position (or list) that name `server_id`: on a replica,
+/// whose id no master ever takes, writes made on it by hand.
+pub fn by_server(pos: &str, server_id: u32) -> Vec<String> {
+    triples(pos)
+        .filter(|(_, s, _)| *s == server_id)
+        .map(|(d, s, n)| format!("{d}-{s}-{n}"))
+        .collect()
+}
+
 /// Per domain, the highest sequence number of a GTID list.
 fn starts(list: &str) -> BTreeMap<u32, u64> {
     position(list)
@@ -269,6 +278,14 @@ mod tests {
         );
         assert_eq!(subtract("0-100-900", "0-102-816"), "0-100-900");
         assert_eq!(subtract("0-102-1", "0-102-1"), "");
+    }
+
+    #[test]
+    fn a_replicas_own_writes_name_its_server() {
+        assert_eq!(by_server("0-100-49,1-101-3", 101), ["1-101-3"]);
+        assert_eq!(by_server("0-101-50", 101), ["0-101-50"]);
+        assert_eq!(by_server("0-100-50", 101), Vec::<String>::new());
+        assert_eq!(by_server("", 101), Vec::<String>::new());
     }
 
     #[test]
