@@ -62,6 +62,14 @@ async fn assert_checksums_agree(c: &Cluster) {
     );
 }
 
+/// mysql-0 stopped and its datadir emptied, as a lost volume leaves it.
+fn lose_master_volume(c: &mut Cluster) {
+    c.stop_pod(0);
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+}
+
 fn clone_donor(c: &Cluster, n: u32) -> String {
     let info = std::fs::read_to_string(c.pod(n).datadir().join(".mysql-sts-clone.json"))
         .unwrap_or_else(|e| panic!("mysql-{n} has no clone record: {e}"));
@@ -376,10 +384,8 @@ async fn lifecycle(engine: Engine, tls: bool) {
 async fn aside_copies_are_not_empty(c: &mut Cluster) {
     let e = c.engine.name();
     let rows = row_count(c, 1).await;
-    c.stop_pod(0);
+    lose_master_volume(c);
     let dd = c.pod(0).datadir();
-    std::fs::remove_dir_all(&dd).unwrap();
-    std::fs::create_dir(&dd).unwrap();
     let mut waiting = Vec::new();
     for n in 1..4 {
         std::fs::write(c.pod(n).datadir().join(".mysql-sts-reclone"), b"").unwrap();
@@ -600,10 +606,7 @@ async fn fresh_master_over_replicas(c: &mut Cluster) {
     // has passed every sequence number it holds, with no record of anything.
     assert_eq!(row_count(c, 2).await, rows);
     c.stop_pod(2);
-    c.stop_pod(0);
-    let dd = c.pod(0).datadir();
-    std::fs::remove_dir_all(&dd).unwrap();
-    std::fs::create_dir(&dd).unwrap();
+    lose_master_volume(c);
     let (status, out) = c.run_init(0, &["--fresh-master"]);
     assert!(status.success(), "{out}");
     c.entrypoint_or_skip(0).await;
@@ -819,10 +822,7 @@ async fn reseed_waits_for_a_stopped_server(c: &mut Cluster) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    c.stop_pod(0);
-    let dd = c.pod(0).datadir();
-    std::fs::remove_dir_all(&dd).unwrap();
-    std::fs::create_dir(&dd).unwrap();
+    lose_master_volume(c);
     let (status, out) = c.run_init(0, &["--reseed-timeout", "8s"]);
     assert_eq!(status.code(), Some(3), "[{e}] {out}");
     assert!(
@@ -864,10 +864,7 @@ async fn reseed_over_an_unseen_write(c: &mut Cluster) {
     for n in 2..4 {
         wait_rows(c, n, rows + 1, Duration::from_secs(30)).await;
     }
-    c.stop_pod(0);
-    let dd = c.pod(0).datadir();
-    std::fs::remove_dir_all(&dd).unwrap();
-    std::fs::create_dir(&dd).unwrap();
+    lose_master_volume(c);
     c.partition(1, 0, false);
     c.partition(0, 1, false);
     assert_eq!(row_count(c, 1).await, rows, "[{e}] mysql-1 got the row");
@@ -907,10 +904,7 @@ async fn reseed_over_an_unseen_write(c: &mut Cluster) {
 async fn reseed_master(c: &mut Cluster) {
     let e = c.engine.name();
     let rows = row_count(c, 1).await;
-    c.stop_pod(0);
-    let dd = c.pod(0).datadir();
-    std::fs::remove_dir_all(&dd).unwrap();
-    std::fs::create_dir(&dd).unwrap();
+    lose_master_volume(c);
     let started = Instant::now();
     let (status, out) = c.run_init(0, &[]);
     assert!(status.success(), "{out}");

@@ -129,9 +129,8 @@ impl Project {
         .to_owned()
     }
 
-    /// Every container of the project runs as a non-root user with a
-    /// read-only root filesystem.
-    fn assert_hardened(&self) {
+    /// The ids of the project's containers, running or not.
+    fn containers(&self) -> Vec<String> {
         let out = Command::new("docker")
             .args([
                 "ps",
@@ -141,10 +140,16 @@ impl Project {
             ])
             .output()
             .unwrap();
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .map(str::to_owned)
-            .collect();
+            .collect()
+    }
+
+    /// Every container of the project runs as a non-root user with a
+    /// read-only root filesystem.
+    fn assert_hardened(&self) {
+        let ids = self.containers();
         assert!(ids.len() >= 13, "containers: {ids:?}");
         for id in ids {
             let out = Command::new("docker")
@@ -178,17 +183,8 @@ impl Project {
     /// Every container that runs the agent (init, the server's init, the
     /// sidecar) knows the StatefulSet's size.
     fn assert_replicas_known(&self) {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", self.name),
-            ])
-            .output()
-            .unwrap();
         let mut agents = 0;
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        for id in &self.containers() {
             let out = Command::new("docker")
                 .args([
                     "inspect",

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use mysql_async::prelude::Queryable;
 
-async fn replica_starts_under_a_waiting_commit(engine: Engine) {
-    let e = engine.name();
+/// mysql-0 and mysql-1 ready with semi-sync on, and an empty table `app.t`.
+async fn semi_sync_pair(engine: Engine) -> Cluster {
     let mut c = Cluster::new(engine);
     c.extra_env
         .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
@@ -30,6 +30,12 @@ async fn replica_starts_under_a_waiting_commit(engine: Engine) {
         .await
         .unwrap();
     m.disconnect().await.unwrap();
+    c
+}
+
+async fn replica_starts_under_a_waiting_commit(engine: Engine) {
+    let e = engine.name();
+    let mut c = semi_sync_pair(engine).await;
 
     // The only replica stops: the next commits wait for an acknowledgement
     // (two clients, as an application has: the second queues behind the first).
@@ -97,19 +103,7 @@ async fn mysql_replica_starts_under_a_waiting_commit() {
 /// transaction as a divergence and stop replicating for good).
 async fn no_errant_transactions_under_load(engine: Engine) {
     let e = engine.name();
-    let mut c = Cluster::new(engine);
-    c.extra_env
-        .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
-    for n in 0..2 {
-        c.start_pod(n).await;
-        c.wait_ready(n, Duration::from_secs(120)).await;
-    }
-    let mut m = c.root(0).await;
-    m.query_drop("CREATE DATABASE app").await.unwrap();
-    m.query_drop("CREATE TABLE app.t (id BIGINT PRIMARY KEY) ENGINE=InnoDB")
-        .await
-        .unwrap();
-    m.disconnect().await.unwrap();
+    let c = semi_sync_pair(engine).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..4u64 {
