@@ -130,7 +130,7 @@ async fn no_errant_transactions_under_load(engine: Engine) {
             .await
             .unwrap_or_default();
         let check = flavor
-            .compare_with_master(&facts, &mut master, &ours, None)
+            .compare_with_master(&facts, &mut master, &ours, "", None)
             .await
             .unwrap();
         compared += 1;

@@ -371,22 +371,28 @@ impl Flavor {
         }
     }
 
-    /// Compares a replica (`ours`, and the `facts` read from it) with the
+    /// Compares a replica (`ours`, what it executed, `received` what its
+    /// relay log holds beside, and the `facts` read from it) with the
     /// master, asking only the master: a timeout may cut this off, and the
-    /// local connection must not be left half-read. `binlog_start`: where the
-    /// master's oldest binary log starts, as its sidecar published it, if the
-    /// engine needs it ([`Flavor::compares_with_binlog_start`]).
+    /// local connection must not be left half-read. What the master purged
+    /// is missing only if the replica has neither executed nor received it:
+    /// what waits in its relay log it applies without the master.
+    /// `binlog_start`: where the master's oldest binary log starts, as its
+    /// sidecar published it, if the engine needs it
+    /// ([`Flavor::compares_with_binlog_start`]).
     pub async fn compare_with_master(
         self,
         facts: &ReplicaFacts,
         master: &mut Conn,
         ours: &str,
+        received: &str,
         binlog_start: Option<&str>,
     ) -> Result<GtidCheck> {
+        let held = self.gtid_union(ours, received);
         match self {
-            Flavor::Mysql => mysql::compare_with_master(master, ours).await,
+            Flavor::Mysql => mysql::compare_with_master(master, ours, &held).await,
             Flavor::Mariadb => {
-                mariadb::compare_with_master(facts, master, ours, binlog_start).await
+                mariadb::compare_with_master(facts, master, &held, binlog_start).await
             }
         }
     }

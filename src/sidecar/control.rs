@@ -170,7 +170,14 @@ impl Control {
                 cloned_gtid.as_deref(),
                 &local.executed,
             );
-            if let Some(check) = self.check_against_master(conn, flavor, ours).await {
+            let received = local
+                .replica
+                .as_ref()
+                .map_or("", |r| r.retrieved_gtid.as_str());
+            if let Some(check) = self
+                .check_against_master(conn, flavor, ours, received)
+                .await
+            {
                 self.against_master = check;
                 self.compared = true;
             }
@@ -341,13 +348,14 @@ impl Control {
         conn: &mut Conn,
         flavor: Flavor,
         ours: &str,
+        received: &str,
     ) -> Option<GtidCheck> {
         // A master that did not answer is asked again only a while later, so
         // that the rounds in between (readiness among them) stay quick.
         if self.master_check_after.is_some_and(|t| Instant::now() < t) {
             return None;
         }
-        let check = self.try_master_check(conn, flavor, ours).await;
+        let check = self.try_master_check(conn, flavor, ours, received).await;
         self.master_check_after = check
             .is_none()
             .then(|| Instant::now() + MASTER_CHECK_BACKOFF);
@@ -359,6 +367,7 @@ impl Control {
         conn: &mut Conn,
         flavor: Flavor,
         ours: &str,
+        received: &str,
     ) -> Option<GtidCheck> {
         let mut master = match self.master_conn.take() {
             Some(c) => c,
@@ -388,7 +397,7 @@ impl Control {
                 _ => None,
             };
             flavor
-                .compare_with_master(&facts, &mut master, ours, published.as_deref())
+                .compare_with_master(&facts, &mut master, ours, received, published.as_deref())
                 .await
         };
         match tokio::time::timeout(MASTER_CHECK_TIMEOUT, compare).await {

@@ -128,7 +128,7 @@ pub async fn replica_facts(local: &mut Conn) -> Result<ReplicaFacts> {
 pub async fn compare_with_master(
     facts: &ReplicaFacts,
     master: &mut Conn,
-    ours: &str,
+    held: &str,
     published: Option<&str>,
 ) -> Result<GtidCheck> {
     let (state, own) = (&facts.binlog_state, facts.server_id);
@@ -143,7 +143,7 @@ pub async fn compare_with_master(
     let errant = gtid::errant(state, own, &master_state, &oldest).join(",");
     Ok(GtidCheck {
         errant: GtidSet::new(&errant),
-        missing: GtidSet::new(&gtid::missing(ours, &oldest).join(",")),
+        missing: GtidSet::new(&gtid::missing(held, &oldest).join(",")),
         master_gtid: Some(master_state),
     })
 }

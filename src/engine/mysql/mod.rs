@@ -130,7 +130,8 @@ pub const NO_SERVER_EXPIRY: &str = "binlog_expire_logs_auto_purge=OFF\n";
 const IN_FLIGHT_WAIT_S: &str = "0.5";
 
 /// The transactions `ours` has that the master has not, and those the master
-/// has purged that `ours` lacks: the master's own `GTID_SUBTRACT`, on the
+/// has purged that `held` (`ours` and what the relay log holds) lacks: the
+/// master's own `GTID_SUBTRACT`, on the
 /// master (the local connection is not used: this may be cut off by a
 /// timeout).
 ///
@@ -141,11 +142,12 @@ const IN_FLIGHT_WAIT_S: &str = "0.5";
 /// for a moment. What looks errant is therefore given to the master to wait
 /// for (`WAIT_FOR_EXECUTED_GTID_SET`, half a second), and is errant only if
 /// the master has still not executed it.
-pub async fn compare_with_master(master: &mut Conn, ours: &str) -> Result<GtidCheck> {
+pub async fn compare_with_master(master: &mut Conn, ours: &str, held: &str) -> Result<GtidCheck> {
     let compare = format!(
         "SELECT GTID_SUBTRACT({ours}, @@global.gtid_executed), \
-         GTID_SUBTRACT(@@global.gtid_purged, {ours}), @@global.gtid_executed",
-        ours = quote(ours)
+         GTID_SUBTRACT(@@global.gtid_purged, {held}), @@global.gtid_executed",
+        ours = quote(ours),
+        held = quote(held)
     );
     let mut row = sql::first_row(master, &compare).await?;
     let errant = sql::column(&row, 0).replace('\n', "");
