@@ -531,9 +531,12 @@ impl Cluster {
             self.pod(n).name
         );
         self.entrypoint_or_skip(n).await;
-        if self.server_via_init {
+        if self.server_via_init && self.pod(n).server.is_none() {
             // The kubelet starts the sidecar right after the server container,
             // whose init may still hold the agent port while it asks the peers.
+            // (An entrypoint that initialised the datadir left its server
+            // running: a second one would only wait on its lock, and replace
+            // the first one's handle, which then outlived the test.)
             let server = self.spawn_server(n);
             self.start_sidecar(n);
             self.wait_server(n, server);
