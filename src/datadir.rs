@@ -120,6 +120,13 @@ pub struct AsideCopy {
     pub record: Option<RecloneRecord>,
 }
 
+/// The records the `copies` kept of their re-clones, oldest first.
+pub fn records(copies: &[AsideCopy]) -> Vec<RecloneRecord> {
+    let mut out: Vec<RecloneRecord> = copies.iter().filter_map(|c| c.record.clone()).collect();
+    out.sort_by_key(|r| r.at);
+    out
+}
+
 /// A datadir on disk.
 #[derive(Debug, Clone)]
 pub struct Datadir {
@@ -274,13 +281,7 @@ impl Datadir {
     /// The records of the re-clones that moved data aside, oldest first (a
     /// request made by hand, an empty file, has none).
     pub fn reclones(&self) -> Vec<RecloneRecord> {
-        let mut out: Vec<RecloneRecord> = self
-            .aside_copies()
-            .into_iter()
-            .filter_map(|c| c.record)
-            .collect();
-        out.sort_by_key(|r| r.at);
-        out
+        records(&self.aside_copies())
     }
 
     /// The copies of old data moved aside for a re-clone, oldest first, each

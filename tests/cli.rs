@@ -9,6 +9,13 @@ use std::process::{Command, Output};
 
 use common::agent_binary;
 
+/// Every secret the agent reads, each set to something.
+const SECRETS: [(&str, &str); 3] = [
+    ("MYSQL_ROOT_PASSWORD", "x"),
+    ("MYSQL_STS_REPLICATION_PASSWORD", "x"),
+    ("MYSQL_STS_CLONE_TOKEN", "x"),
+];
+
 struct Scratch {
     dir: PathBuf,
 }
@@ -107,9 +114,7 @@ fn init_on_a_bad_hostname_exits_2_and_touches_nothing() {
             let out = s
                 .agent()
                 .args(["init", "--flavor", flavor, &format!("--hostname={host}")])
-                .env("MYSQL_ROOT_PASSWORD", "x")
-                .env("MYSQL_STS_REPLICATION_PASSWORD", "x")
-                .env("MYSQL_STS_CLONE_TOKEN", "x")
+                .envs(SECRETS)
                 .output()
                 .unwrap();
             let err = stderr(&out);
@@ -537,9 +542,7 @@ fn the_server_init_runs_gets_the_default_time_slice() {
         .agent()
         .args(["init", "--flavor", "mariadb", "--hostname", "mysql-0"])
         .args(["--fresh-master", "--", "cat", "/proc/self/sched"])
-        .env("MYSQL_ROOT_PASSWORD", "x")
-        .env("MYSQL_STS_REPLICATION_PASSWORD", "x")
-        .env("MYSQL_STS_CLONE_TOKEN", "x")
+        .envs(SECRETS)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -603,9 +606,7 @@ fn semi_sync_that_can_never_acknowledge_is_refused() {
                 "--semi-sync",
             ])
             .args(extra)
-            .env("MYSQL_ROOT_PASSWORD", "x")
-            .env("MYSQL_STS_REPLICATION_PASSWORD", "x")
-            .env("MYSQL_STS_CLONE_TOKEN", "x")
+            .envs(SECRETS)
             .output()
             .unwrap();
         let err = stderr(&out);

@@ -62,6 +62,30 @@ async fn assert_checksums_agree(c: &Cluster) {
     );
 }
 
+/// Waits until pod `n`'s `/status` (its init's or its sidecar's) says
+/// `phase`; panics with what it said last and the pod's logs.
+async fn wait_phase(c: &Cluster, n: u32, phase: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let said = c
+            .get(n, "/status")
+            .await
+            .map_or_else(|e| e, |(_, body)| body);
+        let st: serde_json::Value = serde_json::from_str(&said).unwrap_or_default();
+        if st["phase"] == phase {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "[{}] mysql-{n} is not {phase:?} after {within:?}: {said}\ninit log:\n{}\nsidecar log:\n{}",
+            c.engine.name(),
+            tail(&c.pod(n).log("init")),
+            tail(&c.pod(n).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// mysql-0 stopped and its datadir emptied, as a lost volume leaves it.
 fn lose_master_volume(c: &mut Cluster) {
     c.stop_pod(0);
@@ -393,19 +417,7 @@ async fn aside_copies_are_not_empty(c: &mut Cluster) {
         waiting.push(c.spawn_init(n, &["--donor-timeout", "10m"]));
     }
     for n in 1..4 {
-        let started = Instant::now();
-        while c
-            .get(n, "/status")
-            .await
-            .map_or(true, |(_, body)| !body.contains("waiting for a donor"))
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "[{e}] mysql-{n} does not wait for a donor with its copy aside: {}",
-                tail(&c.pod(n).log("init"))
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_phase(c, n, "waiting for a donor", Duration::from_secs(60)).await;
     }
     let (status, out) = c.run_init(0, &["--reseed-timeout", "60s"]);
     assert_eq!(status.code(), Some(3), "[{e}] {out}");
@@ -810,18 +822,13 @@ async fn donor_with_a_copy_aside(c: &mut Cluster) {
 async fn reseed_waits_for_a_stopped_server(c: &mut Cluster) {
     let e = c.engine.name();
     c.stop_server(1);
-    let started = Instant::now();
-    while !c.status(1).await["phase"]
-        .as_str()
-        .is_some_and(|p| p.contains("waiting for the local server"))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "[{e}] mysql-1's sidecar does not see its server stopped: {}",
-            c.status(1).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_phase(
+        c,
+        1,
+        "waiting for the local server",
+        Duration::from_secs(30),
+    )
+    .await;
     lose_master_volume(c);
     let (status, out) = c.run_init(0, &["--reseed-timeout", "8s"]);
     assert_eq!(status.code(), Some(3), "[{e}] {out}");
@@ -832,15 +839,7 @@ async fn reseed_waits_for_a_stopped_server(c: &mut Cluster) {
     // Its server back, it says what it holds again (the master is still
     // away: ready or not, its phase says its server answered).
     c.start_server(1);
-    let started = Instant::now();
-    while c.status(1).await["phase"] != "replicating" {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "[{e}] mysql-1 does not answer again: {}",
-            c.status(1).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_phase(c, 1, "replicating", Duration::from_secs(30)).await;
 }
 
 /// MariaDB: mysql-1 is cut off from the master while the master commits a

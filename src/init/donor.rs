@@ -167,8 +167,7 @@ fn held(st: Status, flavor: Flavor) -> PeerSays {
             crate::pod::Role::Replica => flavor.own_writes(&executed, st.identity.server_id),
             crate::pod::Role::Master => None,
         });
-    let errant = errant.as_deref();
-    let without = |set: &str| errant.map_or(set.to_owned(), |e| flavor.gtid_subtract(set, e));
+    let without = |set: &str| without_errant(flavor, set, errant.as_deref());
     PeerSays::Holds(Held {
         executed: without(&executed),
         received: without(&received),
@@ -187,14 +186,15 @@ fn set_aside(st: &Status, flavor: Flavor) -> Aside {
             .iter()
             .map(|c| {
                 let r = c.record.as_ref()?;
-                Some(
-                    r.errant
-                        .as_deref()
-                        .map_or(r.executed.clone(), |e| flavor.gtid_subtract(&r.executed, e)),
-                )
+                Some(without_errant(flavor, &r.executed, r.errant.as_deref()))
             })
             .collect(),
     }
+}
+
+/// `set` without a replica's own writes, `errant`, if it has any.
+fn without_errant(flavor: Flavor, set: &str, errant: Option<&str>) -> String {
+    errant.map_or(set.to_owned(), |e| flavor.gtid_subtract(set, e))
 }
 
 /// What an empty master says when `copies` (peer: copy) hold data that it

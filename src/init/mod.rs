@@ -123,19 +123,19 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
             .await?;
             // The port is the sidecar's (or the clone's) from here on.
             drop(answer);
-            // This pod's own old data, set aside by a re-clone, is not for
-            // an empty start to ignore either.
-            let own = dd.aside_copies();
-            if source.is_none() && !own.is_empty() {
-                let copies: Vec<String> = own
-                    .iter()
-                    .map(|c| format!("this pod holds {}", c.dir))
-                    .collect();
-                return Err(Error::SetAside {
-                    detail: donor::set_aside_refusal(&copies),
-                });
-            }
             if source.is_none() {
+                // This pod's own old data, set aside by a re-clone, is not
+                // for an empty start to ignore either.
+                let own = dd.aside_copies();
+                if !own.is_empty() {
+                    let copies: Vec<String> = own
+                        .iter()
+                        .map(|c| format!("this pod holds {}", c.dir))
+                        .collect();
+                    return Err(Error::SetAside {
+                        detail: donor::set_aside_refusal(&copies),
+                    });
+                }
                 info!("empty datadir on the master: the server image initialises it");
                 return Ok(Outcome::LeftEmptyForMaster);
             }

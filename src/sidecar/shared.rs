@@ -57,8 +57,9 @@ impl Shared {
     }
 
     /// Reads what init recorded in the datadir: where the data was cloned
-    /// from, the last re-clone's record and the copies set aside. At start-up, and whenever the
-    /// server starts again (a re-clone may have replaced the data).
+    /// from, the copies re-clones set aside and the last one's record. At
+    /// start-up, and whenever the server starts again (a re-clone may have
+    /// replaced the data).
     pub fn read_datadir(&self) {
         let dd = Datadir::new(&self.datadir);
         let cloned_from = dd.clone_info();
@@ -69,7 +70,7 @@ impl Shared {
             m.clone_failed_attempts.set(i64::from(c.failed_attempts));
         }
         let aside_copies = dd.aside_copies();
-        let reclone = dd.reclones().pop();
+        let reclone = crate::datadir::records(&aside_copies).pop();
         let binlog_start = match self.identity.role {
             Role::Master => dd.binlog_start(),
             Role::Replica => None,

@@ -253,19 +253,18 @@ fn check_path(raw: &[u8]) -> Result<(), Refusal> {
     if raw.first() == Some(&b'/') || raw.contains(&0) {
         return Err(unsafe_path());
     }
-    if raw.split(|b| *b == b'/').any(|c| c == b"..") {
-        return Err(unsafe_path());
-    }
-    // The agent's records (what a clone was, a re-clone request, a
-    // divergence, a master's server_id, copies set aside) are written by
-    // the recipient alone: a donor that sends one would plant it.
-    if raw
-        .split(|b| *b == b'/')
-        .any(|c| c.starts_with(crate::datadir::AGENT_PREFIX.as_bytes()))
-    {
-        return Err(Refusal::AgentFile {
-            path: String::from_utf8_lossy(raw).into_owned(),
-        });
+    for c in raw.split(|b| *b == b'/') {
+        if c == b".." {
+            return Err(unsafe_path());
+        }
+        // The agent's records (what a clone was, a re-clone request, a
+        // divergence, a master's server_id, copies set aside) are written
+        // by the recipient alone: a donor that sends one would plant it.
+        if c.starts_with(crate::datadir::AGENT_PREFIX.as_bytes()) {
+            return Err(Refusal::AgentFile {
+                path: String::from_utf8_lossy(raw).into_owned(),
+            });
+        }
     }
     Ok(())
 }

@@ -149,8 +149,9 @@ pub async fn compare_with_master(master: &mut Conn, ours: &str, held: &str) -> R
         ours = quote(ours),
         held = quote(held)
     );
+    let one_line = |row: &_, i: usize| sql::column(row, i).replace('\n', "");
     let mut row = sql::first_row(master, &compare).await?;
-    let errant = sql::column(&row, 0).replace('\n', "");
+    let errant = one_line(&row, 0);
     if !errant.is_empty() {
         sql::scalar(
             master,
@@ -162,10 +163,9 @@ pub async fn compare_with_master(master: &mut Conn, ours: &str, held: &str) -> R
         .await?;
         row = sql::first_row(master, &compare).await?;
     }
-    let one_line = |i: usize| sql::column(&row, i).replace('\n', "");
     Ok(GtidCheck {
-        errant: GtidSet::new(&one_line(0)),
-        missing: GtidSet::new(&one_line(1)),
-        master_gtid: Some(one_line(2)),
+        errant: GtidSet::new(&one_line(&row, 0)),
+        missing: GtidSet::new(&one_line(&row, 1)),
+        master_gtid: Some(one_line(&row, 2)),
     })
 }
