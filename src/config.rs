@@ -450,10 +450,7 @@ impl CommonArgs {
         let Some(s) = self.semi_sync().filter(|_| self.replicas > 0) else {
             return Ok(());
         };
-        let need = match flavor {
-            Some(Flavor::Mysql) => s.wait_for.max(1),
-            _ => 1,
-        };
+        let need = flavor.unwrap_or(Flavor::Mariadb).semi_sync_acks(&s);
         if self.replicas <= need {
             return Err(Error::config(format!(
                 "--semi-sync with --replicas {} leaves {} replica(s), and every commit waits for {need}: \

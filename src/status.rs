@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::datadir::{AsideCopy, CloneInfo, RecloneRecord};
 use crate::engine::Flavor;
-use crate::engine::replication::{GtidSet, ReplicaStatus};
+use crate::engine::replication::{GtidSet, ReplicaStatus, SemiSyncState};
 use crate::net::agent_client::AgentClient;
 use crate::pod::Identity;
 use crate::sidecar::readiness::Readiness;
@@ -55,6 +55,10 @@ pub struct Status {
     /// master never takes such a pod for empty.
     #[serde(default)]
     pub aside_copies: Vec<AsideCopy>,
+    /// On a master with semi-synchronous replication configured: its side
+    /// of it, as the server reports it.
+    #[serde(default)]
+    pub semi_sync: Option<SemiSyncState>,
     pub version: String,
 }
 
@@ -100,6 +104,7 @@ impl Status {
             reclone: None,
             reclone_held: None,
             aside_copies: Vec::new(),
+            semi_sync: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }

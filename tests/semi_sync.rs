@@ -175,3 +175,104 @@ async fn mariadb11_no_errant_transactions_under_load() {
 async fn mysql_no_errant_transactions_under_load() {
     no_errant_transactions_under_load(Engine::Mysql).await;
 }
+
+/// The only replica loses its volume while a commit on the master waits for
+/// its acknowledgement, with no `--semi-sync-timeout`: the copy it needs
+/// cannot finish (MariaDB's backup waits at `BACKUP STAGE BLOCK_COMMIT`
+/// behind the waiting commit, MySQL's CLONE for the prepared transaction),
+/// and nothing but that replica could acknowledge. Init says so at once,
+/// naming the setting that resolves it, instead of waiting for ever; the
+/// datadir stays empty; and the master shows the waiting session.
+async fn rebuild_under_a_waiting_commit(engine: Engine) {
+    let e = engine.name();
+    let mut c = semi_sync_pair(engine).await;
+    c.stop_pod(1);
+    let dd = c.pod(1).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+
+    let mut m = c.root(0).await;
+    let write = tokio::spawn(async move {
+        let _ = m.query_drop("INSERT INTO app.t VALUES (1)").await;
+    });
+    let started = Instant::now();
+    loop {
+        let st = c.status(0).await;
+        if st["semi_sync"]["waiting_sessions"].as_u64() == Some(1) {
+            assert_eq!(st["semi_sync"]["clients"], 0, "[{e}] {st}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "[{e}] mysql-0 does not show the waiting commit: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, body) = c.get(0, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("mysql_sts_semi_sync_waiting_sessions 1"),
+        "[{e}] {body}"
+    );
+
+    let mut init = c.spawn_init(1, &[]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = init.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            kill_group(init);
+            panic!(
+                "[{e}] init still runs 120 s into a copy that cannot finish:\n{}",
+                tail(&c.pod(1).log("init"))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let log = std::fs::read_to_string(c.pod(1).log("init")).unwrap();
+    eprintln!(
+        "[{e}] init gave up after {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        log.lines()
+            .rev()
+            .find(|l| l.contains("semi-sync"))
+            .unwrap_or("")
+    );
+    assert_eq!(
+        status.code(),
+        Some(4),
+        "[{e}] {}",
+        tail(&c.pod(1).log("init"))
+    );
+    assert!(
+        log.contains("semi-sync") && log.contains("--semi-sync-timeout"),
+        "[{e}] the error names neither the cause nor the setting:\n{}",
+        tail(&c.pod(1).log("init"))
+    );
+    let left: Vec<_> = std::fs::read_dir(&dd)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "[{e}] the datadir holds {left:?}");
+    assert!(
+        !write.is_finished(),
+        "[{e}] the commit returned with no replica"
+    );
+    write.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_rebuild_under_a_waiting_commit() {
+    rebuild_under_a_waiting_commit(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_rebuild_under_a_waiting_commit() {
+    rebuild_under_a_waiting_commit(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_rebuild_under_a_waiting_commit() {
+    rebuild_under_a_waiting_commit(Engine::Mysql).await;
+}

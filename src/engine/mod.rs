@@ -180,6 +180,38 @@ impl Flavor {
         }
     }
 
+    /// How many replicas' acknowledgements a commit waits for under `s`
+    /// (MariaDB always waits for one).
+    pub fn semi_sync_acks(self, s: &SemiSync) -> u32 {
+        match self {
+            Flavor::Mysql => s.wait_for.max(1),
+            Flavor::Mariadb => 1,
+        }
+    }
+
+    /// The master side's semi-synchronous state, from its status variables.
+    pub async fn semi_sync_state(
+        self,
+        conn: &mut Conn,
+        s: &SemiSync,
+    ) -> Result<replication::SemiSyncState> {
+        let enabled = crate::net::sql::scalar(conn, self.semi_sync_source_query()).await? == "1";
+        let rows =
+            crate::net::sql::rows(conn, "SHOW GLOBAL STATUS LIKE 'Rpl\\_semi\\_sync\\_%'").await?;
+        let vars = rows.iter().filter_map(|r| {
+            Some((
+                r.get("Variable_name")?.as_deref()?,
+                r.get("Value")?.as_deref()?,
+            ))
+        });
+        Ok(replication::SemiSyncState::from_status(
+            vars,
+            enabled,
+            self.semi_sync_acks(s),
+            s,
+        ))
+    }
+
     pub fn enable_semi_sync_source(self) -> &'static str {
         match self {
             Flavor::Mysql => mysql::ENABLE_SEMI_SYNC_SOURCE,

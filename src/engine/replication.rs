@@ -69,6 +69,66 @@ impl SemiSync {
     }
 }
 
+/// The master's side of semi-synchronous replication, as the server
+/// reports it, with the settings it runs under.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SemiSyncState {
+    /// Switched on (by the master's sidecar).
+    pub enabled: bool,
+    /// Commits wait for acknowledgements now; off once the master fell back
+    /// to asynchronous replication after the timeout.
+    pub active: bool,
+    /// Semi-synchronous replicas connected.
+    pub clients: u32,
+    /// Commits waiting for an acknowledgement now.
+    pub waiting_sessions: u32,
+    /// Acknowledgements a commit waits for.
+    pub wait_for: u32,
+    /// How long a commit waits before the master falls back; `None`: for ever.
+    pub timeout_ms: Option<u64>,
+}
+
+impl SemiSyncState {
+    /// Reads the server's `Rpl_semi_sync_{master,source}_*` status variables
+    /// (name, value), MariaDB's and MySQL's names alike.
+    pub fn from_status<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+        enabled: bool,
+        wait_for: u32,
+        settings: &SemiSync,
+    ) -> SemiSyncState {
+        let mut st = SemiSyncState {
+            enabled,
+            wait_for,
+            timeout_ms: settings.timeout.map(|_| settings.timeout_ms()),
+            ..SemiSyncState::default()
+        };
+        for (name, value) in vars {
+            let name = name.to_ascii_lowercase();
+            let Some(key) = ["rpl_semi_sync_master_", "rpl_semi_sync_source_"]
+                .iter()
+                .find_map(|p| name.strip_prefix(p))
+            else {
+                continue;
+            };
+            match key {
+                "clients" => st.clients = value.parse().unwrap_or(0),
+                "wait_sessions" => st.waiting_sessions = value.parse().unwrap_or(0),
+                "status" => st.active = value.eq_ignore_ascii_case("ON"),
+                _ => {}
+            }
+        }
+        st
+    }
+
+    /// Commits wait, with no timeout, for more acknowledgements than the
+    /// connected replicas can give: only a replica that comes back (or is
+    /// rebuilt, which a copy from this master cannot be meanwhile) ends it.
+    pub fn stalled(&self) -> bool {
+        self.waiting_sessions > 0 && self.clients < self.wait_for && self.timeout_ms.is_none()
+    }
+}
+
 /// Where the replica should replicate from, and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source<'a> {
@@ -281,5 +341,40 @@ mod tests {
             ..s
         };
         assert!(!no_gtid.points_at("mysql-0", 3306, "repl"));
+    }
+
+    #[test]
+    fn semi_sync_state() {
+        let never = SemiSync {
+            wait_for: 1,
+            timeout: None,
+        };
+        let mariadb = [
+            ("Rpl_semi_sync_master_clients", "0"),
+            ("Rpl_semi_sync_master_status", "ON"),
+            ("Rpl_semi_sync_master_wait_sessions", "2"),
+            ("Rpl_semi_sync_slave_status", "OFF"),
+        ];
+        let st = SemiSyncState::from_status(mariadb, true, 1, &never);
+        assert_eq!((st.clients, st.waiting_sessions, st.active), (0, 2, true));
+        assert!(st.stalled());
+        let mysql = [
+            ("Rpl_semi_sync_source_clients", "1"),
+            ("Rpl_semi_sync_source_status", "ON"),
+            ("Rpl_semi_sync_source_wait_sessions", "3"),
+        ];
+        // One replica connected of the two a commit waits for.
+        let st = SemiSyncState::from_status(mysql, true, 2, &never);
+        assert!(st.stalled());
+        // Enough replicas: the waits end with their acknowledgements.
+        assert!(!SemiSyncState::from_status(mysql, true, 1, &never).stalled());
+        // A timeout ends every wait.
+        let fallback = SemiSync {
+            timeout: Some(std::time::Duration::from_secs(10)),
+            ..never
+        };
+        let st = SemiSyncState::from_status(mariadb, true, 1, &fallback);
+        assert_eq!(st.timeout_ms, Some(10_000));
+        assert!(!st.stalled());
     }
 }

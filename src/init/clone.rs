@@ -13,6 +13,12 @@ use crate::engine::CloneCredentials;
 use crate::engine::clone::{Donor, Request};
 use crate::error::{Error, Result};
 use crate::init::donor;
+use crate::net::agent_client::AgentClient;
+use crate::status::Status;
+
+/// How long a donor must report a semi-synchronous stall before the copy
+/// from it is given up (a replica that reconnects ends a stall at once).
+const STALL_GRACE: Duration = Duration::from_secs(6);
 
 /// Clones into the (empty) datadir, from `fixed` first when given (the
 /// master's re-seed source), else from the first ready donor.
@@ -86,7 +92,10 @@ async fn clone_once(
         compression: cfg.clone_compression,
     };
     let result = async {
-        let (data, mut info) = credentials.clone(&req).await?;
+        let (data, mut info) = tokio::select! {
+            r = credentials.clone(&req) => r?,
+            e = semi_sync_stall(&cfg.http, &donor.name) => return Err(e),
+        };
         info.failed_attempts = failed_before;
         if let Some(o) = owner {
             crate::datadir::chown_tree(&data, o)?;
@@ -109,4 +118,40 @@ async fn clone_once(
         });
     }
     Ok(())
+}
+
+/// Ends, with the error to give, once `donor` (a master) has reported for
+/// [`STALL_GRACE`] commits that wait, with no timeout, for acknowledgements
+/// no connected replica can give. A copy from it cannot finish while they
+/// wait: MariaDB's backup waits behind them at `BACKUP STAGE BLOCK_COMMIT`,
+/// MySQL's CLONE for their prepared transactions; and the replica being
+/// made is the one that could acknowledge them. Never ends otherwise.
+async fn semi_sync_stall(http: &AgentClient, donor: &str) -> Error {
+    let mut since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let stalled = Status::fetch(http, donor, Duration::from_secs(3))
+            .await
+            .ok()
+            .and_then(|st| st.semi_sync)
+            .filter(|s| s.stalled());
+        let Some(s) = stalled else {
+            since = None;
+            continue;
+        };
+        if since.get_or_insert_with(std::time::Instant::now).elapsed() < STALL_GRACE {
+            continue;
+        }
+        return Error::CloneRefused {
+            donor: donor.to_owned(),
+            why: format!(
+                "{} commit(s) on it wait for a semi-sync acknowledgement that no replica can give \
+                 ({} of the {} a commit waits for connected), and a copy from it cannot finish while \
+                 they wait. Bring another replica back, or set --semi-sync-timeout \
+                 (MYSQL_STS_SEMI_SYNC_TIMEOUT; the chart's semiSync.timeout) so that commits fall \
+                 back to asynchronous replication after it",
+                s.waiting_sessions, s.clients, s.wait_for
+            ),
+        };
+    }
 }

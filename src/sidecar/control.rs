@@ -182,12 +182,18 @@ impl Control {
                 self.compared = true;
             }
         }
-        let semi_sync_source = match (role, self.s.semi_sync) {
-            (Role::Master, Some(_)) => {
-                Some(sql::scalar(conn, flavor.semi_sync_source_query()).await? == "1")
-            }
+        let semi_sync = match (role, &self.s.semi_sync) {
+            (Role::Master, Some(s)) => Some(flavor.semi_sync_state(conn, s).await?),
             _ => None,
         };
+        if let Some(st) = &semi_sync {
+            let m = &self.shared.metrics;
+            m.semi_sync_clients.set(i64::from(st.clients));
+            m.semi_sync_waiting_sessions
+                .set(i64::from(st.waiting_sessions));
+        }
+        self.shared.update(|s| s.semi_sync = semi_sync);
+        let semi_sync_source = semi_sync.map(|s| s.enabled);
         let datadir = Datadir::new(&self.shared.datadir);
         let diverged = match role {
             Role::Replica => datadir.diverged(),

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub binlog_cap_bytes: Gauge,
     pub binlog_forced_purges: Counter,
     binlog_held_for: Family<ReplicaLabel, Gauge>,
+    pub semi_sync_clients: Gauge,
+    pub semi_sync_waiting_sessions: Gauge,
 }
 
 impl Metrics {
@@ -119,6 +121,8 @@ impl Metrics {
             binlog_cap_bytes: Gauge::default(),
             binlog_forced_purges: Counter::default(),
             binlog_held_for: Family::default(),
+            semi_sync_clients: Gauge::default(),
+            semi_sync_waiting_sessions: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -184,6 +188,16 @@ impl Metrics {
                 "binlog_held_for",
                 "1 for the replica that expired binary logs are kept for",
                 m.binlog_held_for.clone(),
+            );
+            r.register(
+                "semi_sync_clients",
+                "Semi-synchronous replicas connected to the master (0 with semi-sync off)",
+                m.semi_sync_clients.clone(),
+            );
+            r.register(
+                "semi_sync_waiting_sessions",
+                "Commits on the master waiting for a replica's acknowledgement now",
+                m.semi_sync_waiting_sessions.clone(),
             );
         }
         r.register(

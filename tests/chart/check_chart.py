@@ -245,7 +245,7 @@ def main():
 # What the README's Day two section lists.
 ALERTS = {"MysqlStsPodNotReady", "MysqlStsErrantTransactions", "MysqlStsPurgedTransactions",
           "MysqlStsReplicationLag", "MysqlStsCloneFailures", "MysqlStsBinlogRetentionNearCap",
-          "MysqlStsBinlogForcedPurge"}
+          "MysqlStsBinlogForcedPurge", "MysqlStsSemiSyncWaiting"}
 
 
 def promtool_check_rules(groups, what):
