@@ -293,6 +293,9 @@ pub struct SidecarArgs {
     /// donor master's writes keep their latency; `0`: no cap (MariaDB)
     #[arg(long, env = "MYSQL_STS_CLONE_MAX_RATE", default_value = "0")]
     pub clone_max_rate: crate::units::Rate,
+    /// Every statement the sidecar sends must answer within this
+    #[arg(long, env = "MYSQL_STS_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub statement_timeout: Duration,
     /// With --auto-reclone: at most one automatic re-clone per this interval
     #[arg(long, env = "MYSQL_STS_AUTO_RECLONE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub auto_reclone_interval: Duration,
@@ -640,6 +643,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
     let identity = c.identity()?;
     let flavor = c.flavor.0;
     c.check_semi_sync(flavor)?;
+    crate::net::sql::set_statement_timeout(args.statement_timeout);
     let Secrets {
         root,
         replication,

@@ -17,9 +17,15 @@ use mysql_async::prelude::Queryable;
 
 /// mysql-0 and mysql-1 ready with semi-sync on, and an empty table `app.t`.
 async fn semi_sync_pair(engine: Engine) -> Cluster {
+    semi_sync_pair_with(engine, &[]).await
+}
+
+async fn semi_sync_pair_with(engine: Engine, env: &[(&str, &str)]) -> Cluster {
     let mut c = Cluster::new(engine);
     c.extra_env
         .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
+    c.extra_env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     for n in 0..2 {
         c.start_pod(n).await;
         c.wait_ready(n, Duration::from_secs(120)).await;
@@ -275,4 +281,115 @@ async fn mariadb11_rebuild_under_a_waiting_commit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_rebuild_under_a_waiting_commit() {
     rebuild_under_a_waiting_commit(Engine::Mysql).await;
+}
+
+/// While commits on the master wait for an acknowledgement, statements of
+/// its sidecar can wait too (a restarted sidecar's account upkeep). One that
+/// timed out is killed on the server, not left running while the next
+/// round sends another: the sessions do not pile up towards
+/// `max_connections`, which would keep the returning replica out.
+async fn timed_out_statements_are_killed(engine: Engine) {
+    let e = engine.name();
+    let mut c = semi_sync_pair_with(engine, &[("MYSQL_STS_STATEMENT_TIMEOUT", "2s")]).await;
+    c.stop_pod(1);
+    let mut m = c.root(0).await;
+    let write = tokio::spawn(async move {
+        let _ = m.query_drop("INSERT INTO app.t VALUES (1)").await;
+        m
+    });
+    // The master's sidecar starts again meanwhile: its first round makes
+    // sure of the replication account, a write that waits as well.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.kill_sidecar(0);
+    c.start_sidecar(0);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let mut probe = c.root(0).await;
+    let pending: Vec<(u64, String, u64)> = probe
+        .query(
+            "SELECT ID, INFO, TIME FROM information_schema.PROCESSLIST \
+             WHERE INFO IS NOT NULL AND ID <> CONNECTION_ID() AND INFO NOT LIKE 'INSERT%'",
+        )
+        .await
+        .unwrap();
+    eprintln!("[{e}] 20 s into the wait, statements running besides the commit: {pending:?}");
+    assert!(
+        pending.len() <= 1,
+        "[{e}] statements that timed out still run on the server: {pending:?}"
+    );
+    c.start_pod(1).await;
+    tokio::time::timeout(Duration::from_secs(60), write)
+        .await
+        .unwrap_or_else(|_| panic!("[{e}] the commit was not acknowledged once mysql-1 was back"))
+        .unwrap();
+    c.wait_ready(0, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_timed_out_statements_are_killed() {
+    timed_out_statements_are_killed(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_timed_out_statements_are_killed() {
+    timed_out_statements_are_killed(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_timed_out_statements_are_killed() {
+    timed_out_statements_are_killed(Engine::Mysql).await;
+}
+
+/// A statement of the agent's that does not answer within the statement
+/// timeout is killed on the server, not left running there once the agent
+/// stopped waiting for it (the statements of these tests run in this
+/// process with a 2 s timeout).
+async fn a_statement_that_times_out_is_killed(engine: Engine) {
+    let e = engine.name();
+    mysql_sts::net::sql::set_statement_timeout(Duration::from_secs(2));
+    let mut c = Cluster::new(engine);
+    c.start_pod(0).await;
+    c.wait_ready(0, Duration::from_secs(120)).await;
+    let mut conn = c.root(0).await;
+    let started = Instant::now();
+    let err = mysql_sts::net::sql::exec(&mut conn, "SELECT SLEEP(60)")
+        .await
+        .expect_err("SLEEP(60) answered within the 2 s timeout");
+    eprintln!(
+        "[{e}] after {:.1} s: {err}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        err.to_string().contains("killed on the server"),
+        "[{e}] {err}"
+    );
+    let mut probe = c.root(0).await;
+    let mut running: Vec<String> = Vec::new();
+    for _ in 0..20 {
+        running = probe
+            .query(
+                "SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+            )
+            .await
+            .unwrap();
+        if running.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running.is_empty(), "[{e}] still running: {running:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_a_statement_that_times_out_is_killed() {
+    a_statement_that_times_out_is_killed(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_a_statement_that_times_out_is_killed() {
+    a_statement_that_times_out_is_killed(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_a_statement_that_times_out_is_killed() {
+    a_statement_that_times_out_is_killed(Engine::Mysql).await;
 }

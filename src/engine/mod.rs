@@ -318,6 +318,35 @@ impl Flavor {
         ]
     }
 
+    /// Whether `user` logs in with `password` to the server behind `conn`
+    /// and holds the replication privileges: then nothing need be written.
+    /// (A write on a master whose commits wait for a semi-synchronous
+    /// acknowledgement waits as well; MySQL's account statements hold the
+    /// lock that every login takes meanwhile.)
+    pub async fn replication_user_in_place(self, conn: &Conn, user: &str, password: &str) -> bool {
+        let privileges = match self {
+            Flavor::Mysql => mysql::REPLICATION_PRIVILEGES,
+            Flavor::Mariadb => mariadb::REPLICATION_PRIVILEGES,
+        };
+        let opts = mysql_async::OptsBuilder::from_opts(conn.opts().clone())
+            .user(Some(user))
+            .pass(Some(password));
+        let check = async {
+            let mut c = Conn::new(opts).await.ok()?;
+            let grants: Vec<String> = mysql_async::prelude::Queryable::query(&mut c, "SHOW GRANTS")
+                .await
+                .ok()?;
+            let _ = c.disconnect().await;
+            let grants = grants.join("\n").to_ascii_uppercase();
+            Some(privileges.split(", ").all(|p| grants.contains(p)))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), check)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
     /// Sets the position a freshly cloned replica starts from, where the
     /// engine needs to be told (MySQL's clone carries it).
     pub fn set_start_position(self, gtid: &str) -> Option<String> {

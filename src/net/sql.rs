@@ -11,8 +11,20 @@ use mysql_async::{Conn, OptsBuilder, Value};
 use crate::error::{Error, Result, SqlContext};
 use crate::secret::Secret;
 
-/// Every statement the agent sends must answer within this.
+/// Every statement the agent sends must answer within this, unless
+/// [`set_statement_timeout`] said otherwise.
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets how long every statement may take, once, before the first one.
+pub fn set_statement_timeout(t: Duration) {
+    let _ = TIMEOUT.set(t.max(Duration::from_secs(1)));
+}
+
+fn statement_timeout() -> Duration {
+    *TIMEOUT.get().unwrap_or(&STATEMENT_TIMEOUT)
+}
 
 /// How to reach a server.
 #[derive(Debug, Clone)]
@@ -63,28 +75,62 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-async fn bounded<T>(
+/// Runs `run` on `conn` for at most the statement timeout. A statement that
+/// did not answer in time is not left running on the server, where it would
+/// hold its locks and its session (under a semi-sync stall, sessions pile up
+/// towards `max_connections`): its connection is killed from a second one,
+/// and the caller, given the error, drops `conn`.
+async fn bounded<'c, T, F>(
+    conn: &'c mut Conn,
     sql: &str,
-    fut: impl std::future::Future<Output = std::result::Result<T, mysql_async::Error>>,
-) -> Result<T> {
-    let what = || format!("statement `{}` failed", redact(sql));
-    match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
+    run: impl FnOnce(&'c mut Conn) -> F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = std::result::Result<T, mysql_async::Error>> + 'c,
+{
+    let (id, opts) = (conn.id(), conn.opts().clone());
+    let after = statement_timeout();
+    match tokio::time::timeout(after, run(conn)).await {
+        Ok(r) => r.sql_context(|| format!("statement `{}` failed", redact(sql))),
+        Err(_) => {
+            let killed = match kill(opts, id).await {
+                Ok(()) => "its connection was killed on the server".to_owned(),
+                Err(e) => format!("its connection could not be killed ({e})"),
+            };
+            Err(Error::Timeout {
+                what: format!("statement `{}` ({killed})", redact(sql)),
+                after,
+            })
+        }
+    }
+}
+
+/// Kills connection `id` through a new connection made with `opts`.
+async fn kill(opts: mysql_async::Opts, id: u32) -> Result<()> {
+    let deadline = Duration::from_secs(5);
+    let what = || format!("KILL {id}");
+    let run = async {
+        let mut c = Conn::new(opts).await?;
+        c.query_drop(format!("KILL {id}")).await?;
+        c.disconnect().await
+    };
+    match tokio::time::timeout(deadline, run).await {
         Ok(r) => r.sql_context(what),
         Err(_) => Err(Error::Timeout {
-            what: format!("statement `{}`", redact(sql)),
-            after: STATEMENT_TIMEOUT,
+            what: what(),
+            after: deadline,
         }),
     }
 }
 
 /// Runs a statement that returns no rows.
 pub async fn exec(conn: &mut Conn, sql: &str) -> Result<()> {
-    bounded(sql, conn.query_drop(sql)).await
+    bounded(conn, sql, |c| c.query_drop(sql)).await
 }
 
 /// Runs a query and returns its rows as column → text.
 pub async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<HashMap<String, Option<String>>>> {
-    let rows: Vec<mysql_async::Row> = bounded(sql, conn.query(sql)).await?;
+    let rows: Vec<mysql_async::Row> = bounded(conn, sql, |c| c.query(sql)).await?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -99,7 +145,7 @@ pub async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<HashMap<String, Opti
 
 /// Runs a query and returns the columns of its first row as text.
 pub async fn first_row(conn: &mut Conn, sql: &str) -> Result<Vec<Option<String>>> {
-    let rows: Vec<mysql_async::Row> = bounded(sql, conn.query(sql)).await?;
+    let rows: Vec<mysql_async::Row> = bounded(conn, sql, |c| c.query(sql)).await?;
     Ok(rows
         .first()
         .map(|row| {

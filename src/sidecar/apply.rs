@@ -24,6 +24,13 @@ pub async fn apply(
     for action in actions {
         match action {
             Action::EnsureReplicationUser => {
+                if flavor
+                    .replication_user_in_place(conn, &master.user, password.expose())
+                    .await
+                {
+                    info!(user = %master.user, "replication user in place");
+                    continue;
+                }
                 // Logged, unlike the agent's other statements: the replicas need it.
                 sql::exec(conn, "SET SESSION sql_log_bin = 1").await?;
                 for stmt in flavor.ensure_replication_user(&master.user, password.expose()) {
