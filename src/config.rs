@@ -293,6 +293,11 @@ pub struct SidecarArgs {
     /// donor master's writes keep their latency; `0`: no cap (MariaDB)
     #[arg(long, env = "MYSQL_STS_CLONE_MAX_RATE", default_value = "0")]
     pub clone_max_rate: crate::units::Rate,
+    /// Copies of old data that re-clones set aside are deleted once older
+    /// than this, while the pod is ready (its new data serves); `0s`: kept
+    /// until deleted by hand
+    #[arg(long, env = "MYSQL_STS_ASIDE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub aside_retention: Duration,
     /// Every statement the sidecar sends must answer within this
     #[arg(long, env = "MYSQL_STS_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub statement_timeout: Duration,
@@ -693,6 +698,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
             semi_sync: c.semi_sync(),
             tls_ca: c.tls_ca_file.clone(),
             auto_reclone: args.auto_reclone.then_some(args.auto_reclone_interval),
+            aside_retention: Some(args.aside_retention).filter(|d| !d.is_zero()),
             http: Some(c.peer_client()?.1),
         },
         listen: SocketAddr::new(args.listen_address, c.agent_port),

@@ -118,6 +118,16 @@ pub struct RecloneRecord {
 pub struct AsideCopy {
     pub dir: String,
     pub record: Option<RecloneRecord>,
+    /// The bytes it takes on the volume.
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+impl AsideCopy {
+    /// When it was set aside (unix seconds: its directory's name).
+    pub fn at(&self) -> Option<u64> {
+        self.dir.rsplit('/').next()?.parse().ok()
+    }
 }
 
 /// The records the `copies` kept of their re-clones, oldest first.
@@ -298,6 +308,7 @@ impl Datadir {
                 record: fs::read(e.path().join(RECLONE_REQUEST))
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok()),
+                bytes: crate::progress::dir_size(&e.path()),
             })
             .collect();
         out.sort_by(|a, b| a.dir.cmp(&b.dir));
@@ -357,10 +368,8 @@ impl Datadir {
         }
     }
 
-    /// Checks that a clone fits beside the data a re-clone moves aside
-    /// (which stays on the volume): about the live data's size, plus a
-    /// tenth and 64 MiB. Refused, the data stays where it is.
-    pub fn room_for_reclone(&self) -> Result<()> {
+    /// The bytes of the data itself: everything but the copies set aside.
+    pub fn live_bytes(&self) -> Result<u64> {
         let mut live = 0;
         for name in self.entries()? {
             if name == OLD_DIR {
@@ -373,6 +382,24 @@ impl Datadir {
                 Err(_) => 0,
             };
         }
+        Ok(live)
+    }
+
+    /// Deletes the copy set aside in `dir` (as [`AsideCopy::dir`] names it).
+    pub fn remove_aside(&self, dir: &str) -> Result<()> {
+        let name = dir.strip_prefix(&format!("{OLD_DIR}/")).unwrap_or(dir);
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(self.err(format!("{dir:?} is not a copy set aside")));
+        }
+        let p = self.path.join(OLD_DIR).join(name);
+        fs::remove_dir_all(&p).io_context(|| format!("cannot delete {}", p.display()))
+    }
+
+    /// Checks that a clone fits beside the data a re-clone moves aside
+    /// (which stays on the volume): about the live data's size, plus a
+    /// tenth and 64 MiB. Refused, the data stays where it is.
+    pub fn room_for_reclone(&self) -> Result<()> {
+        let live = self.live_bytes()?;
         let need = live + live / 10 + (64 << 20);
         let free = free_bytes(&self.path)?;
         if free < need {
@@ -704,6 +731,17 @@ mod tests {
         assert_eq!(copies.len(), 1);
         assert_eq!(dd.path.join(&copies[0].dir), aside);
         assert_eq!(copies[0].record, None);
+        // Its bytes are counted apart from the live data's, and it can go.
+        assert_eq!(copies[0].bytes, 3);
+        fs::write(dd.path.join("ibdata1"), b"live").unwrap();
+        assert_eq!(dd.live_bytes().unwrap(), 4);
+        assert!(copies[0].at().is_some());
+        for bad in [".mysql-sts-old/../mysql", ".mysql-sts-old/", "a/b"] {
+            assert!(dd.remove_aside(bad).is_err(), "{bad}");
+        }
+        dd.remove_aside(&copies[0].dir).unwrap();
+        assert_eq!(dd.aside_copies(), []);
+        assert!(dd.path.join("ibdata1").exists());
         fs::remove_dir_all(&dd.path).unwrap();
     }
 

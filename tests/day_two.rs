@@ -548,3 +548,76 @@ async fn mariadb11_received_is_not_missing() {
 async fn mysql_received_is_not_missing() {
     received_is_not_missing(Engine::Mysql).await;
 }
+
+/// Copies of old data that re-clones set aside are shown with their size
+/// (status, metric) and go once they pass `--aside-retention` while the pod
+/// serves; a newer copy stays. The donor's size estimate leaves them out.
+async fn aside_copies_are_reclaimed(engine: Engine) {
+    let e = engine.name();
+    let mut c = Cluster::new(engine);
+    c.extra_env
+        .push(("MYSQL_STS_ASIDE_RETENTION".into(), "1h".into()));
+    for n in 0..2 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(120)).await;
+    }
+    c.stop_pod(1);
+    let old_dir = c.pod(1).datadir().join(".mysql-sts-old");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // One copy two hours old, one a minute old.
+    for (at, bytes) in [(now - 7200, 3 << 20), (now - 60, 1 << 20)] {
+        let d = old_dir.join(at.to_string());
+        std::fs::create_dir_all(d.join("app")).unwrap();
+        std::fs::write(d.join("app").join("t.ibd"), vec![7u8; bytes]).unwrap();
+    }
+    let newer = format!(".mysql-sts-old/{}", now - 60);
+    c.start_pod(1).await;
+    c.wait_ready(1, Duration::from_secs(60)).await;
+    let started = Instant::now();
+    loop {
+        let st = c.status(1).await;
+        let dirs: Vec<&str> = st["aside_copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["dir"].as_str().unwrap())
+            .collect();
+        if dirs == [newer.as_str()] {
+            assert_eq!(st["aside_copies"][0]["bytes"], 1 << 20, "[{e}] {st}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "[{e}] the copy past the retention is still there: {dirs:?}\n{}",
+            tail(&c.pod(1).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        !old_dir.join((now - 7200).to_string()).exists(),
+        "[{e}] its files are still there"
+    );
+    let (_, metrics) = c.get(1, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains(&format!("mysql_sts_aside_copies_bytes {}\n", 1 << 20)),
+        "[{e}] {metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_aside_copies_are_reclaimed() {
+    aside_copies_are_reclaimed(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_aside_copies_are_reclaimed() {
+    aside_copies_are_reclaimed(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_aside_copies_are_reclaimed() {
+    aside_copies_are_reclaimed(Engine::Mysql).await;
+}

@@ -393,3 +393,51 @@ async fn mariadb11_a_statement_that_times_out_is_killed() {
 async fn mysql_a_statement_that_times_out_is_killed() {
     a_statement_that_times_out_is_killed(Engine::Mysql).await;
 }
+
+/// mysql-0 restarts (init, then its server) while no replica is there to
+/// acknowledge, and root writes before the sidecar's first round: the
+/// commit waits like any other under semi-sync, instead of being
+/// acknowledged asynchronously in the seconds before the sidecar switches
+/// semi-sync on (a lost volume then would lose it).
+async fn restarted_master_waits_from_its_first_commit(engine: Engine) {
+    let e = engine.name();
+    let mut c = semi_sync_pair(engine).await;
+    c.stop_pod(1);
+    c.stop_pod(0);
+    let (status, out) = c.run_init(0, &[]);
+    assert!(status.success(), "[{e}] {out}");
+    c.start_server(0);
+    let mut m = c.root(0).await;
+    let write = tokio::spawn(async move {
+        m.query_drop("INSERT INTO app.t VALUES (7)").await.unwrap();
+        m
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !write.is_finished(),
+        "[{e}] a commit on the restarted master was acknowledged with no replica"
+    );
+    c.start_sidecar(0);
+    c.start_pod(1).await;
+    tokio::time::timeout(Duration::from_secs(60), write)
+        .await
+        .unwrap_or_else(|_| panic!("[{e}] the commit was not acknowledged once mysql-1 was back"))
+        .unwrap();
+    c.wait_ready(0, Duration::from_secs(30)).await;
+    c.wait_ready(1, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_restarted_master_waits_from_its_first_commit() {
+    restarted_master_waits_from_its_first_commit(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_restarted_master_waits_from_its_first_commit() {
+    restarted_master_waits_from_its_first_commit(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_restarted_master_waits_from_its_first_commit() {
+    restarted_master_waits_from_its_first_commit(Engine::Mysql).await;
+}

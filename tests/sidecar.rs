@@ -59,6 +59,7 @@ fn start(flavor: Option<Flavor>) -> Sidecar {
         semi_sync: None,
         tls_ca: None,
         auto_reclone: None,
+        aside_retention: None,
         http: None,
     };
     let listener = mysql_sts::sidecar::bind("127.0.0.1:0".parse().unwrap()).unwrap();

@@ -123,7 +123,10 @@ impl Flavor {
     }
 
     /// The server settings init writes to `<conf-dir>/mysql-sts.cnf`.
-    pub fn render_cnf(self, id: &Identity, semi_sync: Option<&SemiSync>) -> String {
+    /// `restart`: the datadir holds data (the replication account among
+    /// it), so a master's side of semi-sync is on from its first commit;
+    /// on a first start its sidecar switches it on once it made the account.
+    pub fn render_cnf(self, id: &Identity, semi_sync: Option<&SemiSync>, restart: bool) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -154,8 +157,8 @@ impl Flavor {
         }
         if let Some(semi) = semi_sync {
             s.push_str(&match self {
-                Flavor::Mysql => mysql::semi_sync_cnf(id.role, semi),
-                Flavor::Mariadb => mariadb::semi_sync_cnf(id.role, semi),
+                Flavor::Mysql => mysql::semi_sync_cnf(id.role, semi, restart),
+                Flavor::Mariadb => mariadb::semi_sync_cnf(id.role, semi, restart),
             });
         }
         s
@@ -531,7 +534,7 @@ mod tests {
 
     #[test]
     fn mysql_master_cnf() {
-        let cnf = Flavor::Mysql.render_cnf(&id("mysql-0"), None);
+        let cnf = Flavor::Mysql.render_cnf(&id("mysql-0"), None, false);
         assert!(cnf.contains("[mysqld]\n"));
         let s = settings(&cnf);
         for want in [
@@ -555,7 +558,7 @@ mod tests {
 
     #[test]
     fn mysql_replica_cnf_is_super_read_only() {
-        let cnf = Flavor::Mysql.render_cnf(&id("mysql-2"), None);
+        let cnf = Flavor::Mysql.render_cnf(&id("mysql-2"), None, false);
         let s = settings(&cnf);
         assert!(s.contains(&"server_id=102"));
         assert!(s.contains(&"super_read_only=ON"));
@@ -564,8 +567,8 @@ mod tests {
 
     #[test]
     fn mariadb_cnf() {
-        let master = Flavor::Mariadb.render_cnf(&id("mysql-0"), None);
-        let replica = Flavor::Mariadb.render_cnf(&id("mysql-1"), None);
+        let master = Flavor::Mariadb.render_cnf(&id("mysql-0"), None, false);
+        let replica = Flavor::Mariadb.render_cnf(&id("mysql-1"), None, false);
         for cnf in [&master, &replica] {
             let s = settings(cnf);
             for want in [
@@ -591,10 +594,10 @@ mod tests {
             timeout: None,
         };
         for flavor in [Flavor::Mysql, Flavor::Mariadb] {
-            let plain = flavor.render_cnf(&id("mysql-1"), None);
+            let plain = flavor.render_cnf(&id("mysql-1"), None, false);
             assert!(!plain.contains("semi"), "{plain}");
-            let master = flavor.render_cnf(&id("mysql-0"), Some(&semi));
-            let replica = flavor.render_cnf(&id("mysql-1"), Some(&semi));
+            let master = flavor.render_cnf(&id("mysql-0"), Some(&semi), false);
+            let replica = flavor.render_cnf(&id("mysql-1"), Some(&semi), false);
             for cnf in [&master, &replica] {
                 assert!(cnf.contains("wait_point=AFTER_SYNC"), "{cnf}");
                 assert!(
@@ -604,10 +607,19 @@ mod tests {
             }
             assert!(!master.contains("replica_enabled") && !master.contains("slave_enabled"));
             assert!(replica.contains("replica_enabled=ON") || replica.contains("slave_enabled=ON"));
-            // The master side is switched on by the sidecar, never at start.
+            // On a first start the master side is switched on by the
+            // sidecar (after it made the account); on data, from the start.
             assert!(!master.contains("source_enabled") && !master.contains("master_enabled"));
+            let restarted = flavor.render_cnf(&id("mysql-0"), Some(&semi), true);
+            assert!(
+                restarted.contains("rpl_semi_sync_source_enabled=ON")
+                    || restarted.contains("rpl_semi_sync_master_enabled=ON"),
+                "{restarted}"
+            );
+            let replica = flavor.render_cnf(&id("mysql-1"), Some(&semi), true);
+            assert!(!replica.contains("source_enabled") && !replica.contains("master_enabled"));
         }
-        let mysql = Flavor::Mysql.render_cnf(&id("mysql-0"), Some(&semi));
+        let mysql = Flavor::Mysql.render_cnf(&id("mysql-0"), Some(&semi), false);
         assert!(mysql.contains("wait_for_replica_count=2"), "{mysql}");
         let fallback = SemiSync {
             wait_for: 1,
@@ -615,7 +627,7 @@ mod tests {
         };
         assert!(
             Flavor::Mariadb
-                .render_cnf(&id("mysql-0"), Some(&fallback))
+                .render_cnf(&id("mysql-0"), Some(&fallback), false)
                 .contains("master_timeout=10000")
         );
     }

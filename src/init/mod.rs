@@ -81,7 +81,8 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         Role::Master => dd.server_id(),
         Role::Replica => None,
     };
-    let cnf = write_server_cnf(cfg, own_id)?;
+    let holds_data = state == State::Initialised && !reclone;
+    let cnf = write_server_cnf(cfg, own_id, holds_data)?;
     info!(pod = %id.hostname, role = %id.role, server_id = own_id.unwrap_or(id.server_id), flavor = %cfg.flavor, cnf = %cnf.display(), "server config written");
 
     let p = plan::plan(id.role, state, reclone, cfg.fresh_master);
@@ -101,7 +102,7 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         }
         Then::StartEmpty => {
             warn!("--fresh-master: starting an empty master without asking the peers");
-            begin_history(cfg, &dd, "")?;
+            begin_history(cfg, &dd, "", false)?;
             return Ok(Outcome::LeftEmptyForMaster);
         }
         Then::AskPeers => {
@@ -159,8 +160,9 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
     };
     clone::clone_with_retries(cfg, credentials, &dd, donor).await?;
     if id.role == Role::Master {
+        write_server_cnf(cfg, None, true)?;
         let held = dd.clone_info().map(|i| i.gtid).unwrap_or_default();
-        begin_history(cfg, &dd, &held)?;
+        begin_history(cfg, &dd, &held, true)?;
     }
     Ok(Outcome::Cloned)
 }
@@ -170,12 +172,16 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
 /// first compares it with the master, so diverged data takes nothing from
 /// it; a master re-seeded from a replica's copy, which still says where that
 /// replica replicated from, must not replicate at all.
-fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>) -> Result<PathBuf> {
+/// `holds_data`: the server starts on data of its own (see
+/// [`Flavor::render_cnf`](crate::engine::Flavor::render_cnf)).
+fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>, holds_data: bool) -> Result<PathBuf> {
     let mut id = cfg.identity.clone();
     if let Some(s) = server_id {
         id.server_id = s;
     }
-    let mut text = cfg.flavor.render_cnf(&id, cfg.semi_sync.as_ref());
+    let mut text = cfg
+        .flavor
+        .render_cnf(&id, cfg.semi_sync.as_ref(), holds_data);
     text.push_str(cfg.flavor.skip_replica_start());
     // The server serves its clients (replicas, the MySQL clone's
     // recipients) over TLS with the agents' certificate, which names every pod.
@@ -200,13 +206,13 @@ fn write_server_cnf(cfg: &InitConfig, server_id: Option<u32>) -> Result<PathBuf>
 /// takes a `server_id` of its own where the engine's GTIDs name the server,
 /// so that its transactions never take the names of ones a peer holds for
 /// other data; recorded in the datadir for its later starts.
-fn begin_history(cfg: &InitConfig, dd: &Datadir, held: &str) -> Result<()> {
+fn begin_history(cfg: &InitConfig, dd: &Datadir, held: &str, holds_data: bool) -> Result<()> {
     if let Some(server_id) = cfg
         .flavor
         .new_history_server_id(crate::datadir::unix_now(), held)
     {
         dd.record_server_id(server_id)?;
-        write_server_cnf(cfg, Some(server_id))?;
+        write_server_cnf(cfg, Some(server_id), holds_data)?;
         info!(
             server_id,
             "a new history: this master's transactions take a server_id that no peer's data names"

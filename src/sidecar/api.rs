@@ -143,9 +143,14 @@ async fn clone(
     match started {
         Ok(rx) => {
             let datadir = s.datadir.clone();
-            let estimate = tokio::task::spawn_blocking(move || crate::progress::dir_size(&datadir))
-                .await
-                .unwrap_or_default();
+            // The data the stream carries: copies set aside stay here.
+            let estimate = tokio::task::spawn_blocking(move || {
+                crate::datadir::Datadir::new(&datadir)
+                    .live_bytes()
+                    .unwrap_or(0)
+            })
+            .await
+            .unwrap_or_default();
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
             });

@@ -50,6 +50,8 @@ pub struct LoopSettings {
     /// `--auto-reclone`: a replica whose data cannot follow the master is
     /// cloned again, at most once per this interval.
     pub auto_reclone: Option<Duration>,
+    /// `--aside-retention`: copies set aside by re-clones go once older.
+    pub aside_retention: Option<Duration>,
 }
 
 struct Control {
@@ -124,6 +126,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
             }
         };
         c.publish(&obs);
+        c.reclaim_aside_copies().await;
         *c.shared.last_tick.lock().expect("tick lock") = Instant::now();
     }
     if let Some(conn) = c.conn.take() {
@@ -430,6 +433,50 @@ impl Control {
             user: self.master.user.clone(),
             password: Some(self.s.replication_password.clone()),
         }
+    }
+
+    /// Deletes the copies set aside by re-clones that are older than
+    /// `--aside-retention`, once the pod is ready: its new data serves, and
+    /// what a copy holds beyond it is what made it be set aside (a replica's
+    /// own writes, or less than the master has).
+    async fn reclaim_aside_copies(&self) {
+        let Some(keep) = self.s.aside_retention else {
+            return;
+        };
+        let st = self.shared.status();
+        if !st.ready.ready {
+            return;
+        }
+        let now = crate::datadir::unix_now();
+        let old: Vec<String> = st
+            .aside_copies
+            .iter()
+            .filter(|c| {
+                c.at()
+                    .is_some_and(|at| now.saturating_sub(at) > keep.as_secs())
+            })
+            .map(|c| c.dir.clone())
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        let dd = Datadir::new(&self.shared.datadir);
+        let removed = tokio::task::spawn_blocking(move || {
+            old.into_iter()
+                .map(|dir| (dd.remove_aside(&dir), dir))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (r, dir) in removed {
+            match r {
+                Ok(()) => {
+                    info!(copy = %dir, retention = %humantime::format_duration(keep), "deleted a copy set aside by a re-clone, past --aside-retention")
+                }
+                Err(e) => warn!(copy = %dir, error = %e, "cannot delete a copy set aside"),
+            }
+        }
+        self.shared.read_datadir();
     }
 
     fn publish(&self, obs: &Observation) {

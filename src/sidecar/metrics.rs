@@ -57,6 +57,7 @@ pub struct Metrics {
     binlog_held_for: Family<ReplicaLabel, Gauge>,
     pub semi_sync_clients: Gauge,
     pub semi_sync_waiting_sessions: Gauge,
+    pub aside_copies_bytes: Gauge,
 }
 
 impl Metrics {
@@ -123,6 +124,7 @@ impl Metrics {
             binlog_held_for: Family::default(),
             semi_sync_clients: Gauge::default(),
             semi_sync_waiting_sessions: Gauge::default(),
+            aside_copies_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -200,6 +202,11 @@ impl Metrics {
                 m.semi_sync_waiting_sessions.clone(),
             );
         }
+        r.register(
+            "aside_copies_bytes",
+            "Bytes of old data that re-clones set aside on this pod's volume (see --aside-retention)",
+            m.aside_copies_bytes.clone(),
+        );
         r.register(
             "clone_streams_in_progress",
             "Clone streams being served",

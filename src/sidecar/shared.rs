@@ -70,6 +70,9 @@ impl Shared {
             m.clone_failed_attempts.set(i64::from(c.failed_attempts));
         }
         let aside_copies = dd.aside_copies();
+        self.metrics
+            .aside_copies_bytes
+            .set(aside_copies.iter().map(|c| c.bytes as i64).sum());
         let reclone = crate::datadir::records(&aside_copies).pop();
         let binlog_start = match self.identity.role {
             Role::Master => dd.binlog_start(),

@@ -245,7 +245,8 @@ def main():
 # What the README's Day two section lists.
 ALERTS = {"MysqlStsPodNotReady", "MysqlStsErrantTransactions", "MysqlStsPurgedTransactions",
           "MysqlStsReplicationLag", "MysqlStsCloneFailures", "MysqlStsBinlogRetentionNearCap",
-          "MysqlStsBinlogForcedPurge", "MysqlStsSemiSyncWaiting"}
+          "MysqlStsBinlogForcedPurge", "MysqlStsSemiSyncWaiting",
+          "MysqlStsAsideCopiesKept"}
 
 
 def promtool_check_rules(groups, what):

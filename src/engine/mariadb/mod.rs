@@ -27,14 +27,17 @@ pub fn cnf() -> String {
 
 /// The semi-synchronous lines of `mysql-sts.cnf` (built into the server; one
 /// replica's acknowledgement is all MariaDB waits for). The master side is
-/// switched on by its sidecar, once the replication account exists.
-pub fn semi_sync_cnf(role: Role, s: &SemiSync) -> String {
+/// on from the start of a master that holds data (`restart`), else switched
+/// on by its sidecar once the replication account exists.
+pub fn semi_sync_cnf(role: Role, s: &SemiSync, restart: bool) -> String {
     let mut out = format!(
         "rpl_semi_sync_master_wait_point=AFTER_SYNC\nrpl_semi_sync_master_timeout={}\n",
         s.timeout_ms()
     );
-    if role == Role::Replica {
-        out.push_str("rpl_semi_sync_slave_enabled=ON\n");
+    match role {
+        Role::Replica => out.push_str("rpl_semi_sync_slave_enabled=ON\n"),
+        Role::Master if restart => out.push_str("rpl_semi_sync_master_enabled=ON\n"),
+        Role::Master => {}
     }
     out
 }

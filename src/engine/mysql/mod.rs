@@ -24,9 +24,10 @@ pub fn cnf(role: Role) -> String {
 }
 
 /// The semi-synchronous lines of `mysql-sts.cnf`: both plugins on every pod
-/// (a replica may become a master's copy); the source side is switched on
-/// by the master's sidecar, once the replication account exists.
-pub fn semi_sync_cnf(role: Role, s: &SemiSync) -> String {
+/// (a replica may become a master's copy); the source side is on from the
+/// start of a master that holds data (`restart`), else switched on by its
+/// sidecar once the replication account exists.
+pub fn semi_sync_cnf(role: Role, s: &SemiSync, restart: bool) -> String {
     let mut out = format!(
         "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\
          loose-rpl_semi_sync_source_wait_point=AFTER_SYNC\n\
@@ -35,8 +36,10 @@ pub fn semi_sync_cnf(role: Role, s: &SemiSync) -> String {
         s.timeout_ms(),
         s.wait_for
     );
-    if role == Role::Replica {
-        out.push_str("loose-rpl_semi_sync_replica_enabled=ON\n");
+    match role {
+        Role::Replica => out.push_str("loose-rpl_semi_sync_replica_enabled=ON\n"),
+        Role::Master if restart => out.push_str("loose-rpl_semi_sync_source_enabled=ON\n"),
+        Role::Master => {}
     }
     out
 }
