@@ -136,6 +136,21 @@ async fn lifecycle(engine: Engine, tls: bool) {
         "{metrics}"
     );
     assert_eq!(clone_donor(&c, 2), format!("mysql-1.{DOMAIN}"));
+    // A MariaDB donor's backup tool runs in the agent's container: its
+    // peak memory is measured, and must fit the chart's sidecar limit.
+    if engine.is_mariadb() {
+        let (_, metrics) = c.get(0, "/metrics").await.unwrap();
+        let peak: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("mysql_sts_clone_backup_peak_rss_bytes "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no backup peak memory: {metrics}"));
+        eprintln!(
+            "[{e}] mariadb-backup peak RSS serving mysql-1: {} MiB",
+            peak >> 20
+        );
+        assert!(peak > 1 << 20 && peak < 256 << 20, "{peak}");
+    }
     for n in 1..3 {
         let st = c.status(n).await;
         assert_eq!(st["identity"]["role"], "replica");
@@ -584,6 +599,21 @@ async fn errant_then_reclone(c: &mut Cluster) {
         .collect();
     assert_eq!(aside.len(), 1, "the old data must be kept aside");
     assert!(aside[0].path().join("mysql").is_dir());
+    // MySQL walks the datadir for tablespaces at start-up and refuses two
+    // with the same id: the copy aside holds the same system tablespaces
+    // as the new one, and the server must start beside it all the same.
+    if c.engine.flavor() == mysql_sts::engine::Flavor::Mysql {
+        for f in ["mysql.ibd", "undo_001", "ibdata1"] {
+            assert!(
+                aside[0].path().join(f).exists(),
+                "{f} not in the copy aside"
+            );
+            assert!(
+                c.pod(3).datadir().join(f).exists(),
+                "{f} not in the new copy"
+            );
+        }
+    }
     c.start_server(3);
     c.start_sidecar(3);
     c.wait_ready(3, Duration::from_secs(120)).await;

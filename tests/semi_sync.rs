@@ -441,3 +441,80 @@ async fn mariadb11_restarted_master_waits_from_its_first_commit() {
 async fn mysql_restarted_master_waits_from_its_first_commit() {
     restarted_master_waits_from_its_first_commit(Engine::Mysql).await;
 }
+
+/// Under semi-sync a replica acknowledges what it received, not what it
+/// applied. mysql-1 is the only replica up and its applier is held back (a
+/// table lock): the master's commits are acknowledged with the rows only
+/// in mysql-1's relay log. Then mysql-1's server is killed and mysql-0
+/// loses its volume. Every pod starts again: the re-seed must hold every
+/// acknowledged row (the relay log survives the crash and is applied
+/// before the re-seed takes the copy).
+async fn received_not_applied_survives(engine: Engine) {
+    let e = engine.name();
+    let mut c = semi_sync_pair_with(engine, &[("MYSQL_STS_REPLICAS", "3")]).await;
+    c.start_pod(2).await;
+    c.wait_ready(2, Duration::from_secs(120)).await;
+    c.stop_pod(2);
+
+    let mut lock = c.root(1).await;
+    lock.query_drop("LOCK TABLES app.t WRITE").await.unwrap();
+    let mut m = c.root(0).await;
+    for id in 1..=20u64 {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            m.exec_drop("INSERT INTO app.t VALUES (?)", (id,)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("[{e}] commit {id} was not acknowledged"))
+        .unwrap();
+    }
+    drop(m);
+    // Acknowledged by mysql-1's receipt alone: its applier waits on the lock.
+    let st = c.status(1).await;
+    eprintln!(
+        "[{e}] mysql-1 received {} and executed {}",
+        st["replication"]["retrieved_gtid"], st["gtid_executed"]
+    );
+    c.kill_sidecar(1);
+    c.kill_server(1);
+    drop(lock);
+    c.stop_pod(0);
+    let dd = c.pod(0).datadir();
+    std::fs::remove_dir_all(&dd).unwrap();
+    std::fs::create_dir(&dd).unwrap();
+
+    c.start_pod(1).await;
+    c.start_pod(2).await;
+    let started = Instant::now();
+    let (status, out) = c.run_init(0, &[]);
+    assert!(status.success(), "[{e}] the re-seed failed: {out}");
+    c.start_server(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(60)).await;
+    let mut m = c.root(0).await;
+    let rows: u64 = m
+        .query_first("SELECT COUNT(*) FROM app.t")
+        .await
+        .unwrap()
+        .unwrap();
+    eprintln!(
+        "[{e}] re-seeded in {:.1} s with {rows} of the 20 acknowledged rows",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(rows, 20, "[{e}] acknowledged rows were lost:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_received_not_applied_survives() {
+    received_not_applied_survives(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_received_not_applied_survives() {
+    received_not_applied_survives(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_received_not_applied_survives() {
+    received_not_applied_survives(Engine::Mysql).await;
+}

@@ -68,6 +68,8 @@ pub trait StreamWatcher: Send + Sync {
     fn started(&self, peer: &str);
     /// `n` more bytes went out, `total` so far, `elapsed` since the start.
     fn sent(&self, n: u64, total: u64, elapsed: Duration);
+    /// The backup tool's peak resident memory during the stream, in bytes.
+    fn backup_peak_rss(&self, bytes: u64);
     /// The stream ended, with its trailer (`ok`) or cut short.
     fn finished(&self, ok: bool);
 }

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub semi_sync_clients: Gauge,
     pub semi_sync_waiting_sessions: Gauge,
     pub aside_copies_bytes: Gauge,
+    pub clone_backup_peak_rss_bytes: Gauge,
 }
 
 impl Metrics {
@@ -125,6 +126,7 @@ impl Metrics {
             semi_sync_clients: Gauge::default(),
             semi_sync_waiting_sessions: Gauge::default(),
             aside_copies_bytes: Gauge::default(),
+            clone_backup_peak_rss_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -226,6 +228,11 @@ impl Metrics {
             "clone_sent_bytes",
             "Bytes of backup data served to recipients",
             m.clone_bytes_sent.clone(),
+        );
+        r.register(
+            "clone_backup_peak_rss_bytes",
+            "Peak resident memory of the backup tool (mariadb-backup) in the last clone stream served (0: none yet)",
+            m.clone_backup_peak_rss_bytes.clone(),
         );
         r.register(
             "clone_unauthorized_requests",

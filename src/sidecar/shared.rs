@@ -137,6 +137,10 @@ impl StreamWatcher for StreamReport {
         });
     }
 
+    fn backup_peak_rss(&self, bytes: u64) {
+        self.0.metrics.clone_backup_peak_rss_bytes.set(bytes as i64);
+    }
+
     fn finished(&self, ok: bool) {
         let m = &self.0.metrics;
         if !ok {

@@ -159,6 +159,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         let mut wire = 0u64;
         let mut auto = AutoCompression::default();
         let pool = FramePool::new(pieces.size, pieces.queue + 2);
+        let mut memory = PeakMemory::new(child.id());
         let outcome: std::result::Result<(), String> = loop {
             let mut frame = pool.frame();
             let mut room = frame.fill();
@@ -168,6 +169,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
             };
             match read {
                 Ok(0) => {
+                    memory.sample();
                     let status = child.wait().await;
                     let tail = tail.await.unwrap_or_default();
                     match status {
@@ -194,6 +196,7 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
                     }
                     sent += n as u64;
                     watcher.sent(n as u64, sent, started.elapsed());
+                    memory.sample_now_and_then();
                     let compress = match compression {
                         Compression::None => false,
                         Compression::Zstd => true,
@@ -225,12 +228,13 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         let secs = started.elapsed().as_secs_f64();
         match &outcome {
             Ok(()) => {
-                info!(recipient = %peer, bytes = sent, wire_bytes = wire, secs, "clone stream complete")
+                info!(recipient = %peer, bytes = sent, wire_bytes = wire, secs, backup_peak_rss = memory.peak, "clone stream complete")
             }
             Err(why) => {
                 warn!(recipient = %peer, bytes = sent, secs, why = %why, "clone stream failed")
             }
         }
+        watcher.backup_peak_rss(memory.peak);
         watcher.finished(outcome.is_ok());
         let _ = std::fs::remove_dir_all(&run);
         drop(permit);
@@ -321,6 +325,49 @@ fn client_options(user: &str, password: &str) -> Result<std::os::fd::OwnedFd> {
     writeln!(file, "[client]\nuser={user}\npassword=\"{quoted}\"")
         .io_context(|| "cannot write the in-memory option file for mariadb-backup".into())?;
     Ok(file.into())
+}
+
+/// The backup tool's peak resident memory (its `VmHWM`), read from
+/// `/proc` at most once a second while it streams, and at its end: what a
+/// donor's container must hold beside the agent.
+struct PeakMemory {
+    pid: Option<u32>,
+    peak: u64,
+    sampled: Option<Instant>,
+}
+
+impl PeakMemory {
+    fn new(pid: Option<u32>) -> PeakMemory {
+        PeakMemory {
+            pid,
+            peak: 0,
+            sampled: None,
+        }
+    }
+
+    fn sample_now_and_then(&mut self) {
+        if self
+            .sampled
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            self.sample();
+        }
+    }
+
+    fn sample(&mut self) {
+        self.sampled = Some(Instant::now());
+        let Some(pid) = self.pid else { return };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return;
+        };
+        let kib = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        if let Some(k) = kib {
+            self.peak = self.peak.max(k * 1024);
+        }
+    }
 }
 
 #[cfg(test)]

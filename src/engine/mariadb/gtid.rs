@@ -15,9 +15,15 @@ pub fn position(pos: &str) -> BTreeMap<u32, (u32, u64)> {
     out
 }
 
-/// Per (domain, server), the last sequence number of a `gtid_binlog_state`.
+/// Per (domain, server), the last sequence number of a `gtid_binlog_state`
+/// (of several lists joined, the furthest).
 pub fn state(state: &str) -> BTreeMap<(u32, u32), u64> {
-    triples(state).map(|(d, s, n)| ((d, s), n)).collect()
+    let mut out: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+    for (d, s, n) in triples(state) {
+        let last = out.entry((d, s)).or_default();
+        *last = (*last).max(n);
+    }
+    out
 }
 
 fn triples(list: &str) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
@@ -209,6 +215,16 @@ mod tests {
                 "0-2147483003-6449",
                 vec!["0-2147483001-6452"],
             ),
+            // A replica cloned a moment ago (an empty binary log state, its
+            // copy's position joined to it) under a master that started over.
+            (
+                ",0-3944096785-834",
+                "0-3944096810-9",
+                "",
+                vec!["0-3944096785-834"],
+            ),
+            // The same GTID in the state and in the position: one, the furthest.
+            ("0-100-4,0-100-5", "0-100-5", "", vec![]),
         ] {
             assert_eq!(
                 errant(replica, 103, master, first),

@@ -143,7 +143,10 @@ pub async fn compare_with_master(
             None => String::new(),
         },
     };
-    let errant = gtid::errant(state, own, &master_state, &oldest).join(",");
+    // What the replica holds beyond its binary log: a copy's position (a
+    // replica cloned a moment ago has logged nothing yet) and its relay log.
+    let holds = format!("{state},{held}");
+    let errant = gtid::errant(&holds, own, &master_state, &oldest).join(",");
     Ok(GtidCheck {
         errant: GtidSet::new(&errant),
         missing: GtidSet::new(&gtid::missing(held, &oldest).join(",")),
