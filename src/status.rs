@@ -138,6 +138,10 @@ pub enum Phase {
     Master,
     #[serde(rename = "replicating")]
     Replicating,
+    /// A replica whose server started again, applying what its relay log
+    /// held before it fetches more: what it holds is still growing.
+    #[serde(rename = "applying its relay log")]
+    ApplyingRelayLog,
     /// Init of a pod with an empty datadir, waiting for a donor to clone.
     #[serde(rename = "waiting for a donor")]
     WaitingForDonor,

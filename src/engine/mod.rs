@@ -140,7 +140,11 @@ impl Flavor {
         // datadir that is copied to another pod.
         s.push_str("log_bin=binlog\nrelay_log=relay\n");
         s.push_str("sync_binlog=1\ninnodb_flush_log_at_trx_commit=1\n");
-        s.push_str("relay_log_recovery=ON\n");
+        // What a replica received (and, under semi-sync, acknowledged) is
+        // on disk before it says so, and survives a crash: its sidecar
+        // applies it before the replica fetches more (MariaDB's GTID mode
+        // throws the relay log away when the fetching thread starts).
+        s.push_str("relay_log_recovery=OFF\nsync_relay_log=1\n");
         // Every pod starts read-only, the master too: its sidecar makes it
         // writable once it has checked it (replication user, GTID state).
         s.push_str(&match self {
@@ -273,6 +277,31 @@ impl Flavor {
         match self {
             Flavor::Mysql => mysql::RESET_REPLICA_ALL,
             Flavor::Mariadb => mariadb::RESET_REPLICA_ALL,
+        }
+    }
+
+    /// Starts the applier alone, on what the relay log holds. MariaDB in
+    /// GTID mode throws the relay log away when replication starts with
+    /// both threads stopped: its applier is started by position, from where
+    /// it stopped in the relay log, and replication is pointed at the master
+    /// by GTID again once that is applied.
+    pub async fn apply_relay_log(self, conn: &mut Conn) -> Result<()> {
+        use crate::net::sql;
+        match self {
+            Flavor::Mysql => sql::exec(conn, "START REPLICA SQL_THREAD").await,
+            Flavor::Mariadb => {
+                if let Some((file, pos)) = mariadb::relay_log_resume(conn).await? {
+                    sql::exec(
+                        conn,
+                        &format!(
+                            "CHANGE MASTER TO MASTER_USE_GTID=no, RELAY_LOG_FILE={}, RELAY_LOG_POS={pos}",
+                            sql::quote(&file)
+                        ),
+                    )
+                    .await?;
+                }
+                sql::exec(conn, "START SLAVE SQL_THREAD").await
+            }
         }
     }
 

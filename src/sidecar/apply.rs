@@ -73,6 +73,14 @@ pub async fn apply(
                 warn!("stopping replication: this replica's data diverged");
                 sql::exec(conn, flavor.stop_replica()).await?;
             }
+            Action::ApplyRelayLog => {
+                info!("applying what the relay log holds before fetching more");
+                // One attempt: a relay log that cannot be applied is fetched
+                // again from the master.
+                if let Err(e) = flavor.apply_relay_log(conn).await {
+                    warn!(error = %e, "cannot apply the relay log; the replica fetches from the master instead");
+                }
+            }
             Action::StartReplica => {
                 info!("replication is stopped without an error; starting it");
                 sql::exec(conn, flavor.start_replica()).await?;

@@ -76,6 +76,8 @@ struct Control {
     /// The last check for room for a re-clone (it sizes the whole datadir):
     /// when, and why there was none.
     room_checked: Option<(Instant, Option<String>)>,
+    /// Where applying the relay log stands since the server started.
+    relay: Relay,
 }
 
 /// Runs until `stop` fires.
@@ -101,6 +103,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         master_check_after: None,
         reclone_held: None,
         room_checked: None,
+        relay: Relay::Unknown,
     };
     let mut tick = tokio::time::interval(c.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -207,10 +210,25 @@ impl Control {
                 || self.against_master.errant.is_some()
                 || self.against_master.missing.is_some());
         let may_reclone = cannot_follow && self.may_reclone(&datadir);
+        // Done once the applier has read all the relay log while nothing was
+        // fetched, once the replica fetches (then it applies as usual), or
+        // once the one attempt ended otherwise (an error is left for a human).
+        if role == Role::Replica
+            && local.replica.as_ref().is_none_or(|r| {
+                r.io == Some(IoState::Yes)
+                    || r.applied_all_received()
+                    || r.sql_errno != 0
+                    || (self.relay == Relay::Applying && !r.sql_running)
+            })
+        {
+            self.relay = Relay::Done;
+        }
+        let relay_pending = role == Role::Replica && self.relay != Relay::Done && !cannot_follow;
         let seen = Seen {
             diverged,
             executed: local.executed.clone(),
             may_reclone,
+            relay_pending,
             semi_sync_source,
             read_only: local.read_only,
             replica: local.replica,
@@ -221,6 +239,9 @@ impl Control {
 
         // Plan and apply.
         let actions = plan::plan(role, &seen, self.memory, &self.master);
+        if actions.contains(&Action::ApplyRelayLog) {
+            self.relay = Relay::Applying;
+        }
         debug!(?actions, compared = self.compared, replica = ?seen.replica, "round planned");
         crate::sidecar::apply::apply(
             conn,
@@ -281,6 +302,7 @@ impl Control {
             st.gtid_missing_on_master = check.missing.clone();
             st.phase = match role {
                 Role::Master => Phase::Master,
+                Role::Replica if relay_pending => Phase::ApplyingRelayLog,
                 Role::Replica => Phase::Replicating,
             };
         });
@@ -303,6 +325,7 @@ impl Control {
         self.against_master = GtidCheck::default();
         self.compared = false;
         self.master_check_after = None;
+        self.relay = Relay::Unknown;
     }
 
     /// Whether `--auto-reclone` may ask for a re-clone now: on, none asked
@@ -507,4 +530,13 @@ async fn published_binlog_start(http: &AgentClient, master: &str) -> Option<Stri
         .await
         .ok()?
         .binlog_start
+}
+
+/// Applying what a replica's relay log held when its server started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    Unknown,
+    /// The applier was started alone on it.
+    Applying,
+    Done,
 }

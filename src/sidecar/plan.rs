@@ -34,6 +34,9 @@ pub struct Seen {
     /// Whether a replica whose data cannot be replicated to may ask for a
     /// re-clone now (`--auto-reclone`, its interval passed, room on the volume).
     pub may_reclone: bool,
+    /// A replica whose server started again has not yet applied what its
+    /// relay log held: the applier runs alone until it has.
+    pub relay_pending: bool,
 }
 
 /// Why a replica asks for its data to be cloned again.
@@ -79,6 +82,9 @@ pub enum Action {
     RecordBinlogStart,
     /// Replication points at the master and stopped without an error.
     StartReplica,
+    /// Start the applier alone, on what the relay log holds (received, and
+    /// under semi-sync acknowledged, before the server stopped).
+    ApplyRelayLog,
     /// Record in the datadir that this replica's data diverged (these
     /// errant transactions), so that it stays off replication across restarts.
     RecordDivergence(String),
@@ -183,6 +189,18 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
     if seen.against_master.missing.is_some() {
         if seen.may_reclone {
             actions.push(reclone(seen, "purged transactions"));
+        }
+        return actions;
+    }
+    // What the relay log holds is applied first, master or no master: it
+    // came from the master, and a re-seed may need it.
+    if seen.relay_pending {
+        if seen
+            .replica
+            .as_ref()
+            .is_some_and(|st| !st.sql_running && st.sql_errno == 0)
+        {
+            actions.push(Action::ApplyRelayLog);
         }
         return actions;
     }
@@ -334,6 +352,7 @@ mod tests {
             diverged: None,
             executed: "0-100-5".into(),
             may_reclone: false,
+            relay_pending: false,
         }
     }
 
@@ -445,7 +464,27 @@ mod tests {
             ..s
         };
         let healthy = pointed(IoState::Yes, true, 0, 0);
+        let restarted = |s: Seen| Seen {
+            relay_pending: true,
+            compared_with_master: false,
+            ..s
+        };
         for (what, s, want) in [
+            (
+                "restarted: the relay log is applied first, with or without a master",
+                restarted(seen(true, Some(pointed(IoState::No, false, 0, 0)))),
+                vec![Action::ApplyRelayLog],
+            ),
+            (
+                "applying the relay log: nothing more until it is done",
+                restarted(seen(true, Some(pointed(IoState::No, true, 0, 0)))),
+                vec![],
+            ),
+            (
+                "the applier failed on the relay log: left for a human",
+                restarted(seen(true, Some(pointed(IoState::No, false, 0, 1062)))),
+                vec![],
+            ),
             ("healthy", seen(true, Some(healthy.clone())), vec![]),
             (
                 "writable",

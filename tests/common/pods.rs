@@ -826,7 +826,13 @@ fn install_agent_in_chroot(root: &Path) {
         _ => false,
     };
     if !same {
-        let tmp = root.join(format!("usr/local/bin/.mysql-sts.{}", std::process::id()));
+        // Tests of one binary run side by side: each copy its own name.
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = root.join(format!(
+            "usr/local/bin/.mysql-sts.{}.{n}",
+            std::process::id()
+        ));
         fs::copy(&src, &tmp).unwrap();
         fs::rename(&tmp, &dst).unwrap();
     }

@@ -531,6 +531,17 @@ def lose_master_volume(r, label="master-volume-lost", replicas=5, check_timeout=
 
 
 def rolling_upgrade(r):
+    # A password changed under the running release is refused, and the
+    # Secret keeps what the databases use.
+    secret = r.kubectl("get", "secret", RELEASE, "-o", "jsonpath={.data}")
+    for value in ("rootPassword", "replicationPassword"):
+        p = r.helm("upgrade", RELEASE, CHART, "--reuse-values", "--set", f"auth.{value}=changed-{value}",
+                   check=False, timeout=120)
+        msg = (p.stderr + p.stdout).strip()
+        if p.returncode == 0 or f"auth.{value}" not in msg:
+            raise Failed(f"a changed auth.{value} was not refused: {msg[-400:]}")
+    if r.kubectl("get", "secret", RELEASE, "-o", "jsonpath={.data}") != secret:
+        raise Failed("a refused upgrade changed the Secret")
     w = r.start_writer("rolling-upgrade")
     before = {n: p["metadata"]["uid"] for n, p in r.pods().items()}
     order = []

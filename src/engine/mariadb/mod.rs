@@ -20,7 +20,8 @@ pub fn cnf() -> String {
     // MariaDB would list the old data moved aside as a database.
     format!(
         "binlog_format=ROW\nlog_slave_updates=ON\ngtid_strict_mode=ON\n\
-         ignore_db_dirs={}\nread_only=ON\nslave_net_timeout=10\n",
+         ignore_db_dirs={}\nread_only=ON\nslave_net_timeout=10\n\
+         sync_relay_log_info=1\nsync_master_info=1\n",
         crate::datadir::OLD_DIR
     )
 }
@@ -179,6 +180,63 @@ pub fn stop_server_expiry(vars: &[(String, String)]) -> Vec<String> {
 /// expiring binary logs by itself.
 pub const NO_SERVER_EXPIRY: &str = "binlog_expire_logs_seconds=0\nexpire_logs_days=0\n";
 
+/// Where in the relay log the applier must resume: the first transaction
+/// (its GTID event) that `gtid_slave_pos` does not hold, in the relay log
+/// the applier stopped in or a later one; else the end of the last. `None`
+/// without a relay log. (The relay log's own record of the applier's
+/// place lags behind in GTID mode.)
+pub async fn relay_log_resume(conn: &mut Conn) -> Result<Option<(String, u64)>> {
+    let status = sql::rows(conn, "SHOW SLAVE STATUS").await?;
+    let Some(first) = status
+        .first()
+        .and_then(|r| r.get("Relay_Log_File").cloned().flatten())
+        .filter(|f| !f.is_empty())
+    else {
+        return Ok(None);
+    };
+    let applied = sql::scalar(conn, "SELECT @@global.gtid_slave_pos").await?;
+    let mut file = first;
+    let mut end = None;
+    // relay.000002, relay.000003, ... until one is missing.
+    for _ in 0..10_000 {
+        let Ok(events) =
+            sql::rows(conn, &format!("SHOW RELAYLOG EVENTS IN {}", quote(&file))).await
+        else {
+            break;
+        };
+        for e in &events {
+            let get = |k: &str| e.get(k).cloned().flatten().unwrap_or_default();
+            let pos: u64 = get("Pos").parse().unwrap_or(4);
+            end = Some((file.clone(), get("End_log_pos").parse().unwrap_or(pos)));
+            if get("Event_type") != "Gtid" {
+                continue;
+            }
+            let info = get("Info");
+            let Some(id) = info
+                .split_whitespace()
+                .find(|w| w.matches('-').count() == 2)
+            else {
+                continue;
+            };
+            if !gtid::contains(&applied, id) {
+                return Ok(Some((file, pos)));
+            }
+        }
+        match next_log_name(&file) {
+            Some(next) => file = next,
+            None => break,
+        }
+    }
+    Ok(end)
+}
+
+/// `relay.000002` → `relay.000003`.
+fn next_log_name(name: &str) -> Option<String> {
+    let (base, n) = name.rsplit_once('.')?;
+    let next = n.parse::<u64>().ok()? + 1;
+    Some(format!("{base}.{next:0width$}", width = n.len()))
+}
+
 /// A master whose data came from a clone has an empty binary log: its next
 /// transaction would reuse sequence numbers the replicas already have.
 /// Continue the GTID sequence from where the copy stands.
@@ -198,6 +256,15 @@ pub async fn continue_sequence(conn: &mut Conn, cloned: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn next_relay_log() {
+        assert_eq!(
+            super::next_log_name("./relay.000009").as_deref(),
+            Some("./relay.000010")
+        );
+        assert_eq!(super::next_log_name("relay"), None);
+    }
+
     #[test]
     fn native_password_hash_is_what_password_makes() {
         // SELECT PASSWORD('password') on MariaDB.

@@ -115,6 +115,10 @@ pub async fn clone(
         .map_err(|e| fail(format!("the copy does not start: {e}")))?;
     let mut conn = server.target.connect(Duration::from_secs(10)).await?;
     let gtid = db::scalar(&mut conn, super::GTID_EXECUTED).await?;
+    // A donor that is a replica hands over its replication settings, which
+    // name relay logs that did not come with the copy: this pod's sidecar
+    // sets replication up afresh.
+    db::exec(&mut conn, "RESET REPLICA ALL").await?;
     drop(conn);
     server
         .shutdown()
