@@ -505,11 +505,35 @@ async fn received_not_applied_survives(engine: Engine) {
     );
     assert_eq!(rows, 20, "[{e}] acknowledged rows were lost:\n{out}");
     // mysql-1, whose applier ran alone, follows the new master by GTID again.
-    // (mysql-2, down since before the rows, lacks what comes before the new
-    // master's binary log: stranded by the re-seed, not waited for here.)
     c.wait_ready(1, Duration::from_secs(60)).await;
     let st = c.status(1).await;
     assert_eq!(st["replication"]["gtid_positioning"], true, "[{e}] {st}");
+    // mysql-2, down since before the rows, lacks what came before the new
+    // master's binary log: it fetches that from mysql-1, whose copy the
+    // master is, then follows the master, with no clone.
+    let started = Instant::now();
+    c.wait_ready(2, Duration::from_secs(60)).await;
+    let st = c.status(2).await;
+    assert_eq!(
+        st["replication"]["source_host"],
+        format!("mysql-0.{DOMAIN}"),
+        "[{e}] {st}"
+    );
+    assert!(
+        st["aside_copies"].as_array().unwrap().is_empty(),
+        "[{e}] mysql-2 was cloned again: {st}"
+    );
+    let mut r = c.root(2).await;
+    let rows: u64 = r
+        .query_first("SELECT COUNT(*) FROM app.t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows, 20, "[{e}] mysql-2 holds {rows} rows");
+    eprintln!(
+        "[{e}] mysql-2, behind the re-seed's donor, caught up without a clone in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

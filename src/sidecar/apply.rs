@@ -99,6 +99,19 @@ pub async fn apply(
                 datadir.request_reclone(&record)?;
                 sql::exec(conn, "SHUTDOWN").await?;
             }
+            Action::PointAtPeer { host } => {
+                info!(peer = %host, "fetching what the master purged from the peer it was re-seeded from");
+                sql::exec(conn, flavor.stop_replica()).await?;
+                let src = Source {
+                    host,
+                    port: master.port,
+                    user: &master.user,
+                    password: password.expose(),
+                    ca: master.ca.as_deref(),
+                };
+                sql::exec(conn, &flavor.change_source(&src)).await?;
+                sql::exec(conn, flavor.start_replica()).await?;
+            }
             Action::PointAtMaster { start_gtid } => {
                 info!(master = %master.host, "pointing replication at the master");
                 sql::exec(conn, flavor.stop_replica()).await?;

@@ -78,6 +78,8 @@ struct Control {
     room_checked: Option<(Instant, Option<String>)>,
     /// Where applying the relay log stands since the server started.
     relay: Relay,
+    /// The peer this replica fetches what the master purged from.
+    catch_up: Option<String>,
 }
 
 /// Runs until `stop` fires.
@@ -104,6 +106,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         reclone_held: None,
         room_checked: None,
         relay: Relay::Unknown,
+        catch_up: None,
     };
     let mut tick = tokio::time::interval(c.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -187,6 +190,11 @@ impl Control {
                 self.against_master = check;
                 self.compared = true;
             }
+            self.catch_up = match (&self.against_master.missing, self.catch_up.take()) {
+                (None, _) => None,
+                (Some(_), Some(peer)) => Some(peer),
+                (Some(_), None) => self.reseed_donor().await,
+            };
         }
         let semi_sync = match (role, &self.s.semi_sync) {
             (Role::Master, Some(s)) => Some(flavor.semi_sync_state(conn, s).await?),
@@ -229,6 +237,7 @@ impl Control {
             executed: local.executed.clone(),
             may_reclone,
             relay_pending,
+            catch_up_from: self.catch_up.clone(),
             semi_sync_source,
             read_only: local.read_only,
             replica: local.replica,
@@ -312,6 +321,7 @@ impl Control {
             replica,
             errant: check.errant,
             missing: check.missing,
+            catching_up_from: self.catch_up.clone(),
             io_down_for,
             silent_for,
         })
@@ -446,6 +456,20 @@ impl Control {
                 None
             }
         }
+    }
+
+    /// The peer the master was re-seeded from, as the master's sidecar
+    /// says (its clone record), unless that is this pod.
+    async fn reseed_donor(&self) -> Option<String> {
+        let http = self.s.http.as_ref()?;
+        let st = crate::status::Status::fetch(http, &self.master.host, MASTER_CHECK_TIMEOUT)
+            .await
+            .ok()?;
+        let donor = st.cloned_from?.donor;
+        (donor != self.shared.identity.fqdn).then(|| {
+            info!(peer = %donor, "this replica lacks what the master purged: catching up from the peer the master was re-seeded from");
+            donor
+        })
     }
 
     fn master_target(&self) -> Target {

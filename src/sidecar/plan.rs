@@ -37,6 +37,9 @@ pub struct Seen {
     /// A replica whose server started again has not yet applied what its
     /// relay log held: the applier runs alone until it has.
     pub relay_pending: bool,
+    /// For a replica that lacks what the master purged: the peer the master
+    /// was re-seeded from, whose binary logs hold it.
+    pub catch_up_from: Option<String>,
 }
 
 /// Why a replica asks for its data to be cloned again.
@@ -90,6 +93,11 @@ pub enum Action {
     RecordDivergence(String),
     /// Stop replication: the data diverged and must take nothing more.
     StopReplica,
+    /// Point replication at a peer (the one the master was re-seeded from),
+    /// to fetch from its binary logs what the master purged.
+    PointAtPeer {
+        host: String,
+    },
     /// Point replication at the master, from the cloned position if it has
     /// never replicated.
     PointAtMaster {
@@ -187,6 +195,24 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
     // Pointing it at a master that purged what it lacks would only fail in a
     // loop; an error stays for a human to see (or a re-clone is asked for).
     if seen.against_master.missing.is_some() {
+        // The peer the master was re-seeded from holds, in its binary logs,
+        // what came before the master's: fetched from there, then from the
+        // master again once this replica holds where the master's begin.
+        if let Some(peer) = &seen.catch_up_from {
+            let status = seen.replica.as_ref();
+            let on_peer = status.is_some_and(|st| st.points_at(peer, master.port, &master.user));
+            let failed = status.is_some_and(|st| st.io_errno != 0 || st.sql_errno != 0);
+            if !on_peer {
+                actions.push(Action::PointAtPeer { host: peer.clone() });
+                return actions;
+            }
+            if !failed {
+                if status.is_some_and(|st| st.io == Some(IoState::No) || !st.sql_running) {
+                    actions.push(Action::StartReplica);
+                }
+                return actions;
+            }
+        }
         if seen.may_reclone {
             actions.push(reclone(seen, "purged transactions"));
         }
@@ -353,6 +379,7 @@ mod tests {
             executed: "0-100-5".into(),
             may_reclone: false,
             relay_pending: false,
+            catch_up_from: None,
         }
     }
 
@@ -469,7 +496,32 @@ mod tests {
             compared_with_master: false,
             ..s
         };
+        let behind = |s: Seen| Seen {
+            catch_up_from: Some("mysql-1.h".into()),
+            ..purged(s)
+        };
+        let on_peer = |io: IoState, sql: bool, io_errno: u32| ReplicaStatus {
+            source_host: "mysql-1.h".into(),
+            ..pointed(io, sql, io_errno, 0)
+        };
         for (what, s, want) in [
+            (
+                "behind the re-seed's donor: fetches from it",
+                behind(seen(true, Some(healthy.clone()))),
+                vec![Action::PointAtPeer {
+                    host: "mysql-1.h".into(),
+                }],
+            ),
+            (
+                "fetching from the donor",
+                behind(seen(true, Some(on_peer(IoState::Yes, true, 0)))),
+                vec![],
+            ),
+            (
+                "the donor purged it too: as without one",
+                behind(seen(true, Some(on_peer(IoState::No, true, 1236)))),
+                vec![],
+            ),
             (
                 "restarted: the relay log is applied first, with or without a master",
                 restarted(seen(true, Some(pointed(IoState::No, false, 0, 0)))),

@@ -20,6 +20,9 @@ pub struct Observation {
     /// Transactions the replica lacks that the master has purged from its
     /// binary logs: it can never catch up.
     pub missing: Option<GtidSet>,
+    /// The peer a replica that lacks what the master purged catches up from
+    /// (the one the master was re-seeded from), if any.
+    pub catching_up_from: Option<String>,
     /// How long the IO thread has been away from `Yes` after having been
     /// connected; `None` while connected, or when it never was.
     pub io_down_for: Option<Duration>,
@@ -40,6 +43,7 @@ pub enum Cause {
     ReplicaWritable,
     ErrantTransactions,
     PurgedTransactions,
+    CatchingUp,
     NotReplicating,
     SqlError,
     SqlStopped,
@@ -55,7 +59,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 19] = [
+    pub const ALL: [Cause; 20] = [
         Cause::Starting,
         Cause::ServerUnreachable,
         Cause::MasterWritable,
@@ -63,6 +67,7 @@ impl Cause {
         Cause::ReplicaWritable,
         Cause::ErrantTransactions,
         Cause::PurgedTransactions,
+        Cause::CatchingUp,
         Cause::NotReplicating,
         Cause::SqlError,
         Cause::SqlStopped,
@@ -86,6 +91,7 @@ impl Cause {
             Cause::ReplicaWritable => "replica_writable",
             Cause::ErrantTransactions => "errant_transactions",
             Cause::PurgedTransactions => "purged_transactions",
+            Cause::CatchingUp => "catching_up",
             Cause::NotReplicating => "not_replicating",
             Cause::SqlError => "sql_error",
             Cause::SqlStopped => "sql_stopped",
@@ -168,6 +174,14 @@ pub fn decide(role: Role, obs: &Observation, policy: Policy) -> Readiness {
             format!(
                 "errant transactions the master does not have: {}; re-clone this replica (see README: errant transactions)",
                 errant
+            ),
+        );
+    }
+    if let (Some(missing), Some(peer)) = (&obs.missing, &obs.catching_up_from) {
+        return Readiness::no(
+            Cause::CatchingUp,
+            format!(
+                "catching up from {peer}, whose binary logs hold what the master purged and this replica lacks: {missing}"
             ),
         );
     }
