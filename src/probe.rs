@@ -9,7 +9,14 @@ pub async fn run(cfg: &ProbeConfig) -> (bool, String) {
         ProbeKind::Live => "/livez",
     };
     let url = cfg.http.url(&cfg.host, path);
-    match cfg.http.client.get(&url).timeout(cfg.timeout).send().await {
+    match cfg
+        .http
+        .client()
+        .get(&url)
+        .timeout(cfg.timeout)
+        .send()
+        .await
+    {
         Ok(r) => {
             let ok = r.status().is_success();
             let body = r.text().await.unwrap_or_default();

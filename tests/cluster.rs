@@ -990,3 +990,82 @@ async fn init_without_donor_exits_3() {
         assert!(left.is_empty(), "init wrote into the datadir: {left:?}");
     }
 }
+
+/// Certificates renewed in place, as cert-manager renews a mounted Secret,
+/// with no pod restarted: the first certificate lives 40 s and is replaced
+/// at once; once it has expired, the sidecars serve the new one, the
+/// servers too (a replica reconnects, verifying the master), and a new pod
+/// clones (verifying its donor); the expiry metric tells the new date.
+async fn certificates_renewed_in_place(engine: Engine) {
+    let e = engine.name();
+    let mut c = Cluster::new(engine);
+    c.enable_tls();
+    let first = Instant::now();
+    c.renew_tls(Duration::from_secs(40));
+    for n in 0..2 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(120)).await;
+    }
+    let renewed = c.renew_tls(Duration::from_secs(3600));
+    let want = mysql_sts::sidecar::tls::not_after_pem(renewed.as_bytes()).unwrap();
+    // Past the first certificate's expiry, and one reload round.
+    let wait = Duration::from_secs(52).saturating_sub(first.elapsed());
+    tokio::time::sleep(wait).await;
+
+    for n in 0..2 {
+        let (code, body) = c.get(n, "/metrics").await.unwrap_or_else(|err| {
+            panic!("[{e}] mysql-{n}'s sidecar serves an expired certificate: {err}")
+        });
+        assert_eq!(code, 200);
+        let line =
+            format!("mysql_sts_tls_certificate_expiry_timestamp_seconds{{file=\"cert\"}} {want}\n");
+        assert!(
+            body.contains(&line),
+            "[{e}] mysql-{n}: {line:?} not in\n{body}"
+        );
+    }
+    // The replica connects again: the master's server must serve the new one.
+    let flavor = engine.flavor();
+    let mut r = c.root(1).await;
+    r.query_drop(flavor.stop_replica()).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let st = mysql_sts::sidecar::observe::replica_status(&mut r, flavor)
+            .await
+            .unwrap()
+            .unwrap();
+        if st.io == Some(mysql_sts::engine::replication::IoState::Yes) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "[{e}] the replica does not reconnect to the master: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(r);
+    c.wait_ready(1, Duration::from_secs(60)).await;
+    eprintln!(
+        "[{e}] the replica reconnected over TLS past the first certificate's expiry in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // A new pod clones from mysql-1 (its server or its sidecar, over TLS).
+    c.start_pod(2).await;
+    c.wait_ready(2, Duration::from_secs(120)).await;
+    eprintln!("[{e}] mysql-2 cloned over TLS past the first certificate's expiry");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_certificates_renewed_in_place() {
+    certificates_renewed_in_place(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_certificates_renewed_in_place() {
+    certificates_renewed_in_place(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_certificates_renewed_in_place() {
+    certificates_renewed_in_place(Engine::Mysql).await;
+}

@@ -350,6 +350,15 @@ impl Flavor {
         ]
     }
 
+    /// The statement that makes the server load its certificate, key and CA
+    /// files again (renewed in place).
+    pub fn reload_tls(self) -> &'static str {
+        match self {
+            Flavor::Mysql => "ALTER INSTANCE RELOAD TLS",
+            Flavor::Mariadb => "FLUSH SSL",
+        }
+    }
+
     /// Whether `user` logs in with `password` to the server behind `conn`
     /// and holds the replication privileges: then nothing need be written.
     /// (A write on a master whose commits wait for a semi-synchronous

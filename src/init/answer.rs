@@ -66,7 +66,9 @@ pub async fn serve(cfg: &InitConfig, phase: Phase) -> Option<Answer> {
     let started = async {
         let listener = crate::sidecar::bind(cfg.agent_listen)?;
         let handle = axum_server::Handle::new();
-        crate::sidecar::spawn_api(shared.clone(), listener, cfg.tls.as_ref(), &handle).await
+        crate::sidecar::spawn_api(shared.clone(), listener, cfg.tls.as_ref(), &handle)
+            .await
+            .map(|(task, _)| task)
     };
     let task = match started.await {
         Ok(task) => task,

@@ -20,12 +20,21 @@ pub const KEEPALIVE: Duration = Duration::from_secs(15);
 /// closed (`TCP_USER_TIMEOUT`).
 pub const UNACKED_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How this agent reaches other agents.
+/// How this agent reaches other agents. Clones share one client, which
+/// [`AgentClient::reload`] replaces when the CA file changes.
 #[derive(Clone)]
 pub struct AgentClient {
-    pub client: reqwest::Client,
+    current: Arc<std::sync::RwLock<reqwest::Client>>,
+    build: Arc<Build>,
     scheme: &'static str,
     port: u16,
+}
+
+/// What the client is made from, to make it again.
+struct Build {
+    ca: Option<std::path::PathBuf>,
+    resolver: Option<TokioResolver>,
+    pin: Option<(String, SocketAddr)>,
 }
 
 impl AgentClient {
@@ -38,13 +47,61 @@ impl AgentClient {
         resolver: Option<TokioResolver>,
         pin: Option<(&str, SocketAddr)>,
     ) -> Result<AgentClient> {
+        let build = Build {
+            ca: ca.map(Path::to_path_buf),
+            resolver,
+            pin: pin.map(|(n, a)| (n.to_owned(), a)),
+        };
+        let client = build.client()?;
+        Ok(AgentClient {
+            current: Arc::new(std::sync::RwLock::new(client)),
+            build: Arc::new(build),
+            scheme: if ca.is_some() { "https" } else { "http" },
+            port,
+        })
+    }
+
+    /// The client as it is now (cheap: a shared handle).
+    pub fn client(&self) -> reqwest::Client {
+        self.current.read().expect("client lock").clone()
+    }
+
+    /// Makes the client again from the CA file as it is now, for every clone.
+    pub fn reload(&self) -> Result<()> {
+        let client = self.build.client()?;
+        *self.current.write().expect("client lock") = client;
+        Ok(())
+    }
+
+    /// GET `path` from the agent of `host`, giving up after `timeout`.
+    pub async fn get(
+        &self,
+        host: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<reqwest::Response, reqwest::Error> {
+        self.client()
+            .get(self.url(host, path))
+            .timeout(timeout)
+            .send()
+            .await
+    }
+
+    /// The URL of `path` on the agent of `host`.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("{}://{host}:{}{path}", self.scheme, self.port)
+    }
+}
+
+impl Build {
+    fn client(&self) -> Result<reqwest::Client> {
         // A peer that vanishes without a reset (a node gone, packets
         // dropped) is given up within seconds, not TCP's quarter of an hour.
         let mut b = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_keepalive(KEEPALIVE)
             .tcp_user_timeout(UNACKED_TIMEOUT);
-        b = match ca {
+        b = match &self.ca {
             Some(path) => {
                 let pem = std::fs::read(path)
                     .io_context(|| format!("cannot read --tls-ca-file {}", path.display()))?;
@@ -65,39 +122,14 @@ impl AgentClient {
             // No trust store is loaded for plain HTTP: none may exist (scratch image).
             None => b.tls_certs_only([]),
         };
-        if let Some(r) = resolver {
-            b = b.dns_resolver(Arc::new(Hickory(r)));
+        if let Some(r) = &self.resolver {
+            b = b.dns_resolver(Arc::new(Hickory(r.clone())));
         }
-        if let Some((name, addr)) = pin {
-            b = b.resolve(name, addr);
+        if let Some((name, addr)) = &self.pin {
+            b = b.resolve(name, *addr);
         }
-        let client = b
-            .build()
-            .map_err(|e| Error::Other(format!("cannot build the HTTP client: {e}")))?;
-        Ok(AgentClient {
-            client,
-            scheme: if ca.is_some() { "https" } else { "http" },
-            port,
-        })
-    }
-
-    /// GET `path` from the agent of `host`, giving up after `timeout`.
-    pub async fn get(
-        &self,
-        host: &str,
-        path: &str,
-        timeout: std::time::Duration,
-    ) -> std::result::Result<reqwest::Response, reqwest::Error> {
-        self.client
-            .get(self.url(host, path))
-            .timeout(timeout)
-            .send()
-            .await
-    }
-
-    /// The URL of `path` on the agent of `host`.
-    pub fn url(&self, host: &str, path: &str) -> String {
-        format!("{}://{host}:{}{path}", self.scheme, self.port)
+        b.build()
+            .map_err(|e| Error::Other(format!("cannot build the HTTP client: {e}")))
     }
 }
 

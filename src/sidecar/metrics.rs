@@ -29,6 +29,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    file: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReplicaLabel {
     replica: String,
 }
@@ -59,6 +64,7 @@ pub struct Metrics {
     pub semi_sync_waiting_sessions: Gauge,
     pub aside_copies_bytes: Gauge,
     pub clone_backup_peak_rss_bytes: Gauge,
+    tls_expiry: Family<FileLabel, Gauge>,
 }
 
 impl Metrics {
@@ -127,6 +133,7 @@ impl Metrics {
             semi_sync_waiting_sessions: Gauge::default(),
             aside_copies_bytes: Gauge::default(),
             clone_backup_peak_rss_bytes: Gauge::default(),
+            tls_expiry: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -235,6 +242,11 @@ impl Metrics {
             m.clone_backup_peak_rss_bytes.clone(),
         );
         r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the certificate in the file (cert: this pod's, ca: the CA) expires, in unix seconds; 0: unreadable",
+            m.tls_expiry.clone(),
+        );
+        r.register(
             "clone_unauthorized_requests",
             "Clone requests refused for a missing or wrong token",
             m.clone_unauthorized.clone(),
@@ -254,6 +266,11 @@ impl Metrics {
             "Clone attempts that failed before the one this pod's data came from",
             m.clone_failed_attempts.clone(),
         );
+        // Without TLS the series say 0 (no certificate), so that the alert's
+        // query has them from the start.
+        for file in ["cert", "ca"] {
+            m.tls_expiry(file, 0);
+        }
         Metrics { registry, ..m }
     }
 
@@ -264,6 +281,11 @@ impl Metrics {
                 .get_or_create(&CauseLabel { cause: c.as_str() })
                 .set(i64::from(c == cause));
         }
+    }
+
+    /// Sets when the certificate of `file` (`cert` or `ca`) expires.
+    pub fn tls_expiry(&self, file: &'static str, unix: i64) {
+        self.tls_expiry.get_or_create(&FileLabel { file }).set(unix);
     }
 
     /// Counts a failed control-loop round under its kind of failure.

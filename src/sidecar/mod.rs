@@ -16,6 +16,7 @@ pub mod plan;
 pub mod readiness;
 pub mod retention;
 pub mod shared;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,13 +107,16 @@ pub async fn serve(
 
 /// The agent port's HTTP endpoints over `shared`, served on `listener`
 /// (HTTPS with `tls` = (cert, key)) by a task of their own, stopped through
-/// `handle`.
+/// `handle`; with HTTPS, its configuration, to load renewed files into.
 pub async fn spawn_api(
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
     tls: Option<&(PathBuf, PathBuf)>,
     handle: &axum_server::Handle<SocketAddr>,
-) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+) -> Result<(
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    Option<RustlsConfig>,
+)> {
     let listen = listener.local_addr().io_context(|| "the listener".into())?;
     let app = api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
     limits::raise_open_files();
@@ -126,18 +130,21 @@ pub async fn spawn_api(
                     key.display()
                 ))
             })?;
-            let mut server = axum_server::from_tcp_rustls(listener, config)
+            let mut server = axum_server::from_tcp_rustls(listener, config.clone())
                 .io_context(|| format!("cannot serve on {listen}"))?
                 .map(|tls| tls.acceptor(limit));
             limits::configure(server.http_builder());
-            tokio::spawn(server.handle(handle.clone()).serve(app))
+            (
+                tokio::spawn(server.handle(handle.clone()).serve(app)),
+                Some(config),
+            )
         }
         None => {
             let mut server = axum_server::from_tcp(listener)
                 .io_context(|| format!("cannot serve on {listen}"))?
                 .acceptor(limit);
             limits::configure(server.http_builder());
-            tokio::spawn(server.handle(handle.clone()).serve(app))
+            (tokio::spawn(server.handle(handle.clone()).serve(app)), None)
         }
     })
 }
@@ -155,8 +162,22 @@ pub async fn run(
     let listen = listener.local_addr().io_context(|| "the listener".into())?;
     let handle = axum_server::Handle::<SocketAddr>::new();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = spawn_api(shared.clone(), listener, tls.as_ref(), &handle).await?;
+    let (server, https) = spawn_api(shared.clone(), listener, tls.as_ref(), &handle).await?;
     let mut server = std::pin::pin!(server);
+    if let Some((cert, key)) = &tls {
+        let files = tls::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: settings.tls_ca.clone(),
+        };
+        tokio::spawn(tls::run(
+            shared.clone(),
+            files,
+            https,
+            settings.http.clone(),
+            shared.shutdown.clone(),
+        ));
+    }
     info!(listen = %listen, scheme, pod = %shared.identity.hostname, role = %shared.identity.role, "sidecar serving");
     let control = tokio::spawn(control::run(
         shared.clone(),

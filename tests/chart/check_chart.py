@@ -246,7 +246,7 @@ def main():
 ALERTS = {"MysqlStsPodNotReady", "MysqlStsErrantTransactions", "MysqlStsPurgedTransactions",
           "MysqlStsReplicationLag", "MysqlStsCloneFailures", "MysqlStsBinlogRetentionNearCap",
           "MysqlStsBinlogForcedPurge", "MysqlStsSemiSyncWaiting",
-          "MysqlStsAsideCopiesKept"}
+          "MysqlStsAsideCopiesKept", "MysqlStsCertificateExpiring"}
 
 
 def promtool_check_rules(groups, what):

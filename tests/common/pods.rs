@@ -55,6 +55,8 @@ pub struct Cluster {
     dns_overrides: Vec<(u32, String)>,
     /// With TLS: the CA's PEM; the agents serve and speak HTTPS.
     pub tls_ca: Option<String>,
+    /// The CA behind `tls_ca`, to sign renewed certificates.
+    pub tls_issuer: Option<super::tls::Ca>,
     /// Run each server as the chart does: through `mysql-sts init --`, and
     /// again (init first) whenever it exits, as the kubelet restarts a
     /// container.
@@ -112,6 +114,7 @@ impl Cluster {
             extra_env: Vec::new(),
             dns_overrides: Vec::new(),
             tls_ca: None,
+            tls_issuer: None,
             server_via_init: false,
         };
         std::thread::sleep(Duration::from_millis(300));
@@ -138,6 +141,21 @@ impl Cluster {
                 .push((var.into(), seen.join(file).display().to_string()));
         }
         self.tls_ca = Some(ca.pem());
+        self.tls_issuer = Some(ca);
+    }
+
+    /// Writes a new certificate and key for the pods in place (as
+    /// cert-manager renews a mounted Secret), valid for `valid_for`.
+    pub fn renew_tls(&self, valid_for: Duration) -> String {
+        let ca = self.tls_issuer.as_ref().expect("enable_tls first");
+        let (cert, key) = super::tls::signed_for(ca, vec![format!("*.{DOMAIN}")], valid_for);
+        let dir = self.base.join("tls");
+        for (name, text) in [("tls.key", &key), ("tls.crt", &cert)] {
+            let tmp = dir.join(format!(".{name}.new"));
+            fs::write(&tmp, text).unwrap();
+            fs::rename(&tmp, dir.join(name)).unwrap();
+        }
+        cert
     }
 
     /// Where the TLS files are: on this host, and as the pods see them.
@@ -404,13 +422,27 @@ impl Cluster {
                 vec!["mysqld".into(), cnf, "--initialize-insecure".into()]
             }
         };
-        let out = self.pod_command(n, &argv).output().unwrap();
+        let mut out = self.pod_command(n, &argv).output().unwrap();
+        if !out.status.success() {
+            // Once more on an empty datadir: a host under the load of the
+            // whole suite has failed a bootstrap now and then.
+            eprintln!(
+                "initialising {} failed, once more: {}",
+                pod.name,
+                tail(&pod.host_dir.join("server-error.log"))
+            );
+            let dd = pod.datadir();
+            let _ = fs::remove_dir_all(&dd);
+            fs::create_dir_all(&dd).unwrap();
+            out = self.pod_command(n, &argv).output().unwrap();
+        }
         assert!(
             out.status.success(),
-            "initialising {}: {}{}",
+            "initialising {}: {}{}\nserver log:\n{}",
             pod.name,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            tail(&pod.host_dir.join("server-error.log"))
         );
         self.start_server(n);
         let mut conn = connect_socket(&self.pod(n).socket(), None).await;

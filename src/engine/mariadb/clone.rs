@@ -39,7 +39,7 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
     let resp = tokio::time::timeout(
         req.stall_timeout,
         req.http
-            .client
+            .client()
             .get(&url)
             .bearer_auth(token.expose())
             .header(wire::COMPRESSION_HEADER, req.compression.as_str())
