@@ -101,37 +101,49 @@ pub async fn apply(
             }
             Action::PointAtPeer { host } => {
                 info!(peer = %host, "fetching what the master purged from the peer it was re-seeded from");
-                sql::exec(conn, flavor.stop_replica()).await?;
-                let src = Source {
-                    host,
-                    port: master.port,
-                    user: &master.user,
-                    password: password.expose(),
-                    ca: master.ca.as_deref(),
-                };
-                sql::exec(conn, &flavor.change_source(&src)).await?;
-                sql::exec(conn, flavor.start_replica()).await?;
+                point_at(conn, flavor, host, None, master, password).await?;
             }
             Action::PointAtMaster { start_gtid } => {
                 info!(master = %master.host, "pointing replication at the master");
-                sql::exec(conn, flavor.stop_replica()).await?;
-                if let Some(gtid) = start_gtid.as_deref()
-                    && let Some(stmt) = flavor.set_start_position(gtid)
-                {
-                    info!(gtid = %gtid, "starting from the cloned position");
-                    sql::exec(conn, &stmt).await?;
-                }
-                let src = Source {
-                    host: &master.host,
-                    port: master.port,
-                    user: &master.user,
-                    password: password.expose(),
-                    ca: master.ca.as_deref(),
-                };
-                sql::exec(conn, &flavor.change_source(&src)).await?;
-                sql::exec(conn, flavor.start_replica()).await?;
+                point_at(
+                    conn,
+                    flavor,
+                    &master.host,
+                    start_gtid.as_deref(),
+                    master,
+                    password,
+                )
+                .await?;
             }
         }
     }
     Ok(())
+}
+
+/// Points replication at `host` (the master, or a peer), as the master's
+/// account, from `start_gtid` where given and the engine needs telling.
+async fn point_at(
+    conn: &mut Conn,
+    flavor: Flavor,
+    host: &str,
+    start_gtid: Option<&str>,
+    master: &MasterRef,
+    password: &Secret,
+) -> Result<()> {
+    sql::exec(conn, flavor.stop_replica()).await?;
+    if let Some(gtid) = start_gtid
+        && let Some(stmt) = flavor.set_start_position(gtid)
+    {
+        info!(gtid = %gtid, "starting from the cloned position");
+        sql::exec(conn, &stmt).await?;
+    }
+    let src = Source {
+        host,
+        port: master.port,
+        user: &master.user,
+        password: password.expose(),
+        ca: master.ca.as_deref(),
+    };
+    sql::exec(conn, &flavor.change_source(&src)).await?;
+    sql::exec(conn, flavor.start_replica()).await
 }
