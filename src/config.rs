@@ -17,8 +17,8 @@ use crate::net::agent_client::AgentClient;
 use crate::net::sql::Target;
 use crate::net::wire::Compression;
 use crate::pod::{Identity, Role};
-use crate::secret::Secret;
-use crate::sidecar::control::LoopSettings;
+use crate::secret::{Secret, SecretSource};
+use crate::sidecar::control::{LoopSettings, SecretSources};
 use crate::sidecar::readiness::Policy;
 use crate::sidecar::retention::RetentionSettings;
 use crate::units::ByteLimit;
@@ -388,31 +388,43 @@ impl CommonArgs {
         ))
     }
 
+    pub fn root_password_source(&self) -> SecretSource {
+        SecretSource {
+            what: "the root password",
+            env: "MYSQL_ROOT_PASSWORD",
+            flag: "--root-password-file",
+            file: self.root_password_file.clone(),
+        }
+    }
+
+    pub fn replication_password_source(&self) -> SecretSource {
+        SecretSource {
+            what: "the replication password",
+            env: "MYSQL_STS_REPLICATION_PASSWORD",
+            flag: "--replication-password-file",
+            file: self.replication_password_file.clone(),
+        }
+    }
+
+    pub fn clone_token_source(&self) -> SecretSource {
+        SecretSource {
+            what: "the clone token",
+            env: "MYSQL_STS_CLONE_TOKEN",
+            flag: "--clone-token-file",
+            file: self.clone_token_file.clone(),
+        }
+    }
+
     pub fn root_password(&self) -> Result<Secret> {
-        Secret::load(
-            "the root password",
-            "MYSQL_ROOT_PASSWORD",
-            "--root-password-file",
-            self.root_password_file.as_deref(),
-        )
+        self.root_password_source().load()
     }
 
     pub fn replication_password(&self) -> Result<Secret> {
-        Secret::load(
-            "the replication password",
-            "MYSQL_STS_REPLICATION_PASSWORD",
-            "--replication-password-file",
-            self.replication_password_file.as_deref(),
-        )
+        self.replication_password_source().load()
     }
 
     pub fn clone_token(&self) -> Result<Secret> {
-        Secret::load(
-            "the clone token",
-            "MYSQL_STS_CLONE_TOKEN",
-            "--clone-token-file",
-            self.clone_token_file.as_deref(),
-        )
+        self.clone_token_source().load()
     }
 
     /// The server binary: --mysqld, else the flavour's usual name when the
@@ -700,6 +712,11 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
             auto_reclone: args.auto_reclone.then_some(args.auto_reclone_interval),
             aside_retention: Some(args.aside_retention).filter(|d| !d.is_zero()),
             http: Some(c.peer_client()?.1),
+            sources: Some(SecretSources {
+                root: c.root_password_source(),
+                replication: c.replication_password_source(),
+                token: c.clone_token_source(),
+            }),
         },
         listen: SocketAddr::new(args.listen_address, c.agent_port),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),

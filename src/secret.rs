@@ -1,6 +1,6 @@
 //! Secrets from files or the environment, kept out of logs and `Debug` output.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -54,6 +54,36 @@ impl Secret {
     }
 }
 
+/// Where a secret comes from: a file, read again on demand so that a Secret
+/// rotated in place (the kubelet swaps a mounted Secret's files) is seen, or
+/// a variable, which never changes.
+#[derive(Debug, Clone)]
+pub struct SecretSource {
+    pub what: &'static str,
+    pub env: &'static str,
+    pub flag: &'static str,
+    pub file: Option<PathBuf>,
+}
+
+impl SecretSource {
+    pub fn load(&self) -> Result<Secret> {
+        Secret::load(self.what, self.env, self.flag, self.file.as_deref())
+    }
+
+    /// The value before the last rotation, where one is kept: the file
+    /// `<name>-previous` beside the secret's file (the chart writes it when
+    /// a password changes), read for a server that was not running while
+    /// the change went round.
+    pub fn previous(&self) -> Option<Secret> {
+        let file = self.file.as_ref()?;
+        let mut name = file.file_name()?.to_os_string();
+        name.push("-previous");
+        let value = std::fs::read_to_string(file.with_file_name(name)).ok()?;
+        let value = value.trim_end_matches(['\n', '\r']);
+        (!value.is_empty()).then(|| Secret(value.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +106,27 @@ mod tests {
         let e = Secret::load("the x", "MYSQL_STS_TEST_UNSET", "--x-file", Some(&p)).unwrap_err();
         assert!(e.to_string().contains("cannot read --x-file"), "{e}");
         assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
+    }
+
+    #[test]
+    fn a_source_reads_its_file_again_and_the_previous_value_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("root-password");
+        let src = SecretSource {
+            what: "the root password",
+            env: "MYSQL_STS_TEST_UNSET",
+            flag: "--root-password-file",
+            file: Some(file.clone()),
+        };
+        std::fs::write(&file, "one\n").unwrap();
+        assert_eq!(src.load().unwrap().expose(), "one");
+        assert_eq!(src.previous(), None);
+        std::fs::write(&file, "two").unwrap();
+        std::fs::write(dir.path().join("root-password-previous"), "one\n").unwrap();
+        assert_eq!(src.load().unwrap().expose(), "two");
+        assert_eq!(src.previous().unwrap().expose(), "one");
+        let env_only = SecretSource { file: None, ..src };
+        assert_eq!(env_only.previous(), None);
     }
 
     #[test]

@@ -1069,3 +1069,189 @@ async fn mariadb11_certificates_renewed_in_place() {
 async fn mysql_certificates_renewed_in_place() {
     certificates_renewed_in_place(Engine::Mysql).await;
 }
+
+/// Waits until `user` logs in to pod `n` with `password` and no longer with
+/// `old`; how long that took.
+async fn wait_password(
+    c: &Cluster,
+    n: u32,
+    user: &str,
+    password: &str,
+    old: &str,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    let ip = c.pod(n).ip.clone();
+    loop {
+        let new = mysql_async::Conn::new(tcp_opts(&ip, user, password)).await;
+        let before = mysql_async::Conn::new(tcp_opts(&ip, user, old)).await;
+        if new.is_ok() && before.is_err() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "mysql-{n}: {user} logs in with the new password: {}, with the old one: {}; sidecar log:\n{}",
+            new.is_ok(),
+            before.is_ok(),
+            tail(&c.pod(n).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until replica `n` fetches from its master, after stopping its
+/// replication (its sidecar starts it again): it has logged in anew.
+async fn reconnects(c: &Cluster, n: u32, within: Duration) -> Duration {
+    let flavor = c.engine.flavor();
+    let mut r = c.root(n).await;
+    r.query_drop(flavor.stop_replica()).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let st = mysql_sts::sidecar::observe::replica_status(&mut r, flavor)
+            .await
+            .unwrap()
+            .unwrap();
+        if st.io == Some(mysql_sts::engine::replication::IoState::Yes) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "mysql-{n} does not fetch from the master again: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Item: passwords and the clone token rotated in place, as the kubelet
+/// updates a mounted Secret, pod by pod. Every server takes the new root
+/// and replication passwords, replication logs in with the new one (a
+/// replica whose files changed first keeps its link until the master takes
+/// it), a pod that was down through the change comes back (its server
+/// still has the old root password: the chart keeps it as
+/// `root-password-previous`), and a new pod clones with the new token.
+async fn passwords_rotated_in_place(engine: Engine) {
+    let e = engine.name();
+    let mut c = Cluster::new(engine);
+    c.use_secret_files();
+    for n in 0..3 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(120)).await;
+    }
+    {
+        let mut m = c.root(0).await;
+        m.query_drop("CREATE DATABASE app").await.unwrap();
+        m.query_drop("CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT) ENGINE=InnoDB")
+            .await
+            .unwrap();
+    }
+    insert(&c, 0, 10).await;
+    for n in 1..3 {
+        wait_rows(&c, n, 10, Duration::from_secs(30)).await;
+    }
+    // mysql-2 is down while the change goes round.
+    c.kill_sidecar(2);
+    c.stop_server(2);
+
+    let (root, repl, token) = (
+        "root-Pw-rotated-51",
+        "repl-Pw-rotated-52",
+        "clone-Tok-rotated-53",
+    );
+    let rotate = |c: &Cluster, n: u32| {
+        c.write_secret(n, "root-password", root);
+        c.write_secret(n, "replication-password", repl);
+        c.write_secret(n, "clone-token", token);
+    };
+    // The replica's files change first: it keeps its link, the master not
+    // taking the new password yet.
+    rotate(&c, 1);
+    let on_replica =
+        wait_password(&c, 1, "root", root, ROOT_PASSWORD, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    insert(&c, 10, 20).await;
+    // From here on the test's own connections give the new root password.
+    c.root_password = root.into();
+    wait_rows(&c, 1, 20, Duration::from_secs(10)).await;
+    let io = {
+        let mut r = c.root(1).await;
+        mysql_sts::sidecar::observe::replica_status(&mut r, engine.flavor())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        io.io,
+        Some(mysql_sts::engine::replication::IoState::Yes),
+        "[{e}] mysql-1 dropped its link before the master took the new password: {io:?}"
+    );
+
+    // Then the master's.
+    rotate(&c, 0);
+    let on_master =
+        wait_password(&c, 0, "root", root, ROOT_PASSWORD, Duration::from_secs(30)).await;
+    let repl_on_master =
+        wait_password(&c, 0, "repl", repl, REPL_PASSWORD, Duration::from_secs(30)).await;
+    wait_password(&c, 1, "repl", repl, REPL_PASSWORD, Duration::from_secs(30)).await;
+    // Replication logs in anew: only the new password lets it.
+    let relogin = reconnects(&c, 1, Duration::from_secs(30)).await;
+    insert(&c, 20, 30).await;
+    wait_rows(&c, 1, 30, Duration::from_secs(30)).await;
+    if engine.flavor() == mysql_sts::engine::Flavor::Mysql {
+        let mut r = c.root(1).await;
+        assert_eq!(
+            scalar(&mut r, "SELECT @@global.super_read_only")
+                .await
+                .as_deref(),
+            Some("1"),
+            "[{e}] mysql-1 left writable by the password change"
+        );
+    }
+
+    // mysql-2 comes back: old passwords in its server, new ones in its files.
+    rotate(&c, 2);
+    c.write_secret(2, "root-password-previous", ROOT_PASSWORD);
+    let back = Instant::now();
+    c.start_server(2);
+    c.start_sidecar(2);
+    c.wait_ready(2, Duration::from_secs(60)).await;
+    wait_rows(&c, 2, 30, Duration::from_secs(30)).await;
+    wait_password(&c, 2, "root", root, ROOT_PASSWORD, Duration::from_secs(10)).await;
+    wait_password(&c, 2, "repl", repl, REPL_PASSWORD, Duration::from_secs(10)).await;
+    let back = back.elapsed();
+    reconnects(&c, 2, Duration::from_secs(30)).await;
+
+    // The old token is refused; a new pod clones with the new one.
+    let (code, _) = c.get_with(0, "/clone", Some(CLONE_TOKEN)).await.unwrap();
+    assert_eq!(code, 401, "[{e}] the old clone token is still taken");
+    c.create_pod(3);
+    rotate(&c, 3);
+    c.start_pod(3).await;
+    c.wait_ready(3, Duration::from_secs(120)).await;
+    wait_rows(&c, 3, 30, Duration::from_secs(30)).await;
+    assert_checksums_agree(&c).await;
+    eprintln!(
+        "[{e}] passwords rotated in place: root changed on the replica {:.1} s and on the master {:.1} s after their files, \
+         the replication account on the master {:.1} s after; replication logged in with the new one in {:.1} s; \
+         mysql-2, down through the change, ready {:.1} s after it started; mysql-3 cloned with the new token",
+        on_replica.as_secs_f64(),
+        on_master.as_secs_f64(),
+        repl_on_master.as_secs_f64(),
+        relogin.as_secs_f64(),
+        back.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_passwords_rotated_in_place() {
+    passwords_rotated_in_place(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_passwords_rotated_in_place() {
+    passwords_rotated_in_place(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_passwords_rotated_in_place() {
+    passwords_rotated_in_place(Engine::Mysql).await;
+}

@@ -61,6 +61,7 @@ fn start(flavor: Option<Flavor>) -> Sidecar {
         auto_reclone: None,
         aside_retention: None,
         http: None,
+        sources: None,
     };
     let listener = mysql_sts::sidecar::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

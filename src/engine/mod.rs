@@ -322,11 +322,11 @@ impl Flavor {
     }
 
     /// The statements that create or update the replication account with
-    /// least privilege. They are binary-logged (the replicas need the
-    /// account), so the binary and relay logs hold what they say of the
-    /// password: MySQL logs the account's hash by itself; MariaDB logs a
-    /// statement as it came, so it is given the hash, made here (no query,
-    /// and no server log, ever sees the password in clear).
+    /// least privilege. Each pod runs them on its own server, unlogged
+    /// ([`Flavor::run_account_statements`]): a copy carries the account, and
+    /// a logged change would wait, under semi-sync, for replicas that can
+    /// log in only once it is made. MariaDB is given the hash, made here, so
+    /// that no statement, and no server log, ever holds the password in clear.
     pub fn ensure_replication_user(self, user: &str, password: &str) -> Vec<String> {
         use crate::net::sql::quote;
         let (privileges, identified) = match self {
@@ -348,6 +348,56 @@ impl Flavor {
             format!("ALTER USER {u}@'%' {identified}"),
             format!("GRANT {privileges} ON *.* TO {u}@'%'"),
         ]
+    }
+
+    /// Runs account statements on this server alone: unlogged (every pod
+    /// keeps its own accounts), and on a replica too. MySQL's
+    /// `super_read_only` is lifted for them (`read_only` stays on: only
+    /// accounts with SUPER could write meanwhile); MariaDB's `read_only`
+    /// does not hold root back.
+    pub async fn run_account_statements(self, conn: &mut Conn, stmts: &[String]) -> Result<()> {
+        use crate::net::sql;
+        sql::exec(conn, "SET SESSION sql_log_bin = 0").await?;
+        let lifted = self == Flavor::Mysql
+            && sql::scalar(conn, "SELECT @@global.super_read_only").await? == "1";
+        if lifted {
+            sql::exec(conn, "SET GLOBAL super_read_only = OFF").await?;
+        }
+        let mut done = Ok(());
+        for stmt in stmts {
+            done = sql::exec(conn, stmt).await;
+            if done.is_err() {
+                break;
+            }
+        }
+        if lifted {
+            sql::exec(conn, "SET GLOBAL super_read_only = ON").await?;
+        }
+        done
+    }
+
+    /// Sets the password of every `root` account of this server (unlogged,
+    /// on a replica too), keeping each account's authentication plugin.
+    pub async fn set_root_password(self, conn: &mut Conn, password: &str) -> Result<()> {
+        use crate::net::sql::{self, quote};
+        let hosts = sql::rows(conn, "SELECT Host FROM mysql.user WHERE User = 'root'").await?;
+        let stmts: Vec<String> = hosts
+            .iter()
+            .filter_map(|row| row.get("Host").cloned().flatten())
+            .map(|host| match self {
+                Flavor::Mysql => format!(
+                    "ALTER USER 'root'@{} IDENTIFIED BY {}",
+                    quote(&host),
+                    quote(password)
+                ),
+                Flavor::Mariadb => format!(
+                    "SET PASSWORD FOR 'root'@{} = PASSWORD({})",
+                    quote(&host),
+                    quote(password)
+                ),
+            })
+            .collect();
+        self.run_account_statements(conn, &stmts).await
     }
 
     /// The statement that makes the server load its certificate, key and CA

@@ -90,13 +90,14 @@ async fn clone(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(token) = &s.clone_token else {
+    let Some(accepted) = s.clone_token_matches(bearer(&headers).unwrap_or_default()) else {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "this sidecar has no clone token configured"}),
         );
     };
-    if !bearer(&headers).is_some_and(|t| token.matches(t)) {
+    // A token is never empty: no header never matches.
+    if !accepted {
         s.metrics.clone_unauthorized.inc();
         tracing::warn!(peer = %peer, "clone request with a missing or wrong token refused");
         return json_response(
@@ -119,7 +120,7 @@ async fn clone(
             .into_response();
     };
     let job = StreamJob {
-        local: s.local.clone(),
+        local: s.local(),
         datadir: s.datadir.clone(),
         shutdown: s.shutdown.clone(),
         permit,

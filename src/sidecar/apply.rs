@@ -31,13 +31,9 @@ pub async fn apply(
                     info!(user = %master.user, "replication user in place");
                     continue;
                 }
-                // Logged, unlike the agent's other statements: the replicas need it.
-                sql::exec(conn, "SET SESSION sql_log_bin = 1").await?;
-                for stmt in flavor.ensure_replication_user(&master.user, password.expose()) {
-                    sql::exec(conn, &stmt).await?;
-                }
-                sql::exec(conn, "SET SESSION sql_log_bin = 0").await?;
-                info!(user = %master.user, "replication user ensured");
+                let stmts = flavor.ensure_replication_user(&master.user, password.expose());
+                flavor.run_account_statements(conn, &stmts).await?;
+                info!(user = %master.user, "replication user set to the replication password");
             }
             Action::RemoveReplication => {
                 warn!("the master has replication configured; removing it");

@@ -40,6 +40,10 @@ pub struct Seen {
     /// For a replica that lacks what the master purged: the peer the master
     /// was re-seeded from, whose binary logs hold it.
     pub catch_up_from: Option<String>,
+    /// Replication must be given the replication password again: it
+    /// changed since replication was pointed (and the master takes the new
+    /// one), or the master refuses what replication was given.
+    pub repoint: bool,
 }
 
 /// Why a replica asks for its data to be cloned again.
@@ -65,7 +69,9 @@ pub struct MasterRef {
 /// One repair, carried out by the apply step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Create or update the replication account (logged, so the replicas get it).
+    /// Create or update the replication account on this server (every pod
+    /// keeps its own: a replica serves it to peers that catch up from it,
+    /// and a master re-seeded from its copy inherits it).
     EnsureReplicationUser,
     /// Remove replication settings from the master (left over from a re-seed,
     /// whose copy came from a replica, or set by hand).
@@ -134,7 +140,7 @@ impl Memory {
 pub fn plan(role: Role, seen: &Seen, memory: Memory, master: &MasterRef) -> Vec<Action> {
     match role {
         Role::Master => master_plan(seen, memory),
-        Role::Replica => replica_plan(seen, master),
+        Role::Replica => replica_plan(seen, memory, master),
     }
 }
 
@@ -167,10 +173,13 @@ fn master_plan(seen: &Seen, memory: Memory) -> Vec<Action> {
     actions
 }
 
-fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
+fn replica_plan(seen: &Seen, memory: Memory, master: &MasterRef) -> Vec<Action> {
     let mut actions = Vec::new();
     if !seen.read_only {
         actions.push(Action::SetReadOnly(true));
+    }
+    if !memory.user_ensured {
+        actions.push(Action::EnsureReplicationUser);
     }
     // Diverged data takes nothing more from the master, even once a master
     // that started over has reached its sequence numbers again (MariaDB would
@@ -200,7 +209,8 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
         // master again once this replica holds where the master's begin.
         if let Some(peer) = &seen.catch_up_from {
             let status = seen.replica.as_ref();
-            let on_peer = status.is_some_and(|st| st.points_at(peer, master.port, &master.user));
+            let on_peer = !seen.repoint
+                && status.is_some_and(|st| st.points_at(peer, master.port, &master.user));
             let failed = status.is_some_and(|st| st.io_errno != 0 || st.sql_errno != 0);
             if !on_peer {
                 actions.push(Action::PointAtPeer { host: peer.clone() });
@@ -238,16 +248,17 @@ fn replica_plan(seen: &Seen, master: &MasterRef) -> Vec<Action> {
     // agent, or by hand) is set up again: silence must mean a cut link.
     // and one set up without verifying the master's certificate, when a CA
     // is configured.
-    let pointed = status.is_some_and(|st| {
-        st.points_at(&master.host, master.port, &master.user)
-            && st
-                .heartbeat_period_ms
-                .is_none_or(|p| p <= u64::from(HEARTBEAT_PERIOD_S) * 1000)
-            && master
-                .ca
-                .as_ref()
-                .is_none_or(|ca| st.ssl_verify && st.ssl_ca == *ca)
-    });
+    let pointed = !seen.repoint
+        && status.is_some_and(|st| {
+            st.points_at(&master.host, master.port, &master.user)
+                && st
+                    .heartbeat_period_ms
+                    .is_none_or(|p| p <= u64::from(HEARTBEAT_PERIOD_S) * 1000)
+                && master
+                    .ca
+                    .as_ref()
+                    .is_none_or(|ca| st.ssl_verify && st.ssl_ca == *ca)
+        });
     // Either thread stopped, and neither with an error: started again (an
     // error stays for a human).
     let stopped_cleanly = status.is_some_and(|st| {
@@ -380,6 +391,7 @@ mod tests {
             may_reclone: false,
             relay_pending: false,
             catch_up_from: None,
+            repoint: false,
         }
     }
 
@@ -707,12 +719,61 @@ mod tests {
                 vec![],
             ),
         ] {
-            assert_eq!(
-                plan(Role::Replica, &s, Memory::default(), &master()),
-                want,
-                "{what}"
-            );
+            let settled = Memory::default().after(&[Action::EnsureReplicationUser]);
+            assert_eq!(plan(Role::Replica, &s, settled, &master()), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_replica_keeps_its_own_account_and_takes_a_new_password() {
+        let running = seen(true, Some(pointed(IoState::Yes, true, 0, 0)));
+        assert_eq!(
+            plan(Role::Replica, &running, Memory::default(), &master()),
+            vec![Action::EnsureReplicationUser],
+            "its first round sets its own copy of the account"
+        );
+        let settled = Memory::default().after(&[Action::EnsureReplicationUser]);
+        assert_eq!(plan(Role::Replica, &running, settled, &master()), vec![]);
+        let repoint = Seen {
+            repoint: true,
+            ..running.clone()
+        };
+        assert_eq!(
+            plan(Role::Replica, &repoint, settled, &master()),
+            vec![Action::PointAtMaster { start_gtid: None }],
+            "a changed password: replication is pointed again, running or not"
+        );
+        let on_peer = ReplicaStatus {
+            source_host: "mysql-1.h".into(),
+            ..pointed(IoState::Yes, true, 0, 0)
+        };
+        let catching_up = Seen {
+            against_master: GtidCheck {
+                missing: GtidSet::new("0-100-3"),
+                ..GtidCheck::default()
+            },
+            catch_up_from: Some("mysql-1.h".into()),
+            ..seen(true, Some(on_peer))
+        };
+        assert_eq!(
+            plan(Role::Replica, &catching_up, settled, &master()),
+            vec![]
+        );
+        assert_eq!(
+            plan(
+                Role::Replica,
+                &Seen {
+                    repoint: true,
+                    ..catching_up
+                },
+                settled,
+                &master()
+            ),
+            vec![Action::PointAtPeer {
+                host: "mysql-1.h".into()
+            }],
+            "so is a replica catching up from a peer"
+        );
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl Retention {
         };
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => self.shared.local.connect(Duration::from_secs(5)).await?,
+            None => self.shared.local().connect(Duration::from_secs(5)).await?,
         };
         self.stop_server_expiry(&mut conn, flavor).await?;
         let replicas = self.replicas().await;

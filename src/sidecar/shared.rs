@@ -21,10 +21,13 @@ pub struct Shared {
     pub status: RwLock<Status>,
     pub metrics: Metrics,
     pub clone_slot: Arc<tokio::sync::Semaphore>,
-    pub clone_token: Option<Secret>,
+    /// The clone tokens a recipient may present: the current one, and the
+    /// one before it while a rotation goes round. Empty: no clone stream is served.
+    clone_tokens: RwLock<Vec<Secret>>,
     /// `--clone-max-rate`: the most bytes per second a clone stream sends.
     pub clone_max_rate: Option<u64>,
-    pub local: Target,
+    /// The local server as root, with the password it last accepted.
+    local: RwLock<Target>,
     pub datadir: std::path::PathBuf,
     pub last_tick: Mutex<Instant>,
     pub shutdown: CancellationToken,
@@ -45,9 +48,9 @@ impl Shared {
             identity,
             status: RwLock::new(status),
             clone_slot: Arc::new(tokio::sync::Semaphore::new(1)),
-            clone_token,
+            clone_tokens: RwLock::new(clone_token.into_iter().collect()),
             clone_max_rate,
-            local,
+            local: RwLock::new(local),
             datadir,
             last_tick: Mutex::new(Instant::now()),
             shutdown: CancellationToken::new(),
@@ -98,6 +101,30 @@ impl Shared {
             .as_ref()
             .map(|c| c.gtid.clone())
             .filter(|g| !g.is_empty())
+    }
+
+    /// The local server as root.
+    pub fn local(&self) -> Target {
+        self.local.read().expect("local lock").clone()
+    }
+
+    /// Root's password as the local server now accepts it.
+    pub fn set_root_password(&self, password: Secret) {
+        self.local.write().expect("local lock").password = Some(password);
+    }
+
+    /// Whether `candidate` is a clone token this donor accepts; `None` when
+    /// it has none and serves no clone stream.
+    pub fn clone_token_matches(&self, candidate: &str) -> Option<bool> {
+        let tokens = self.clone_tokens.read().expect("token lock");
+        (!tokens.is_empty()).then(|| tokens.iter().any(|t| t.matches(candidate)))
+    }
+
+    /// The clone tokens accepted from now on: `current`, and `previous`
+    /// while recipients that read the old one may still ask.
+    pub fn set_clone_tokens(&self, current: Secret, previous: Option<Secret>) {
+        *self.clone_tokens.write().expect("token lock") =
+            std::iter::once(current).chain(previous).collect();
     }
 
     pub fn flavor(&self) -> Option<Flavor> {

@@ -97,7 +97,7 @@ async fn reload_server(shared: &Shared) -> crate::error::Result<()> {
             "the server's flavour is not known yet".into(),
         ));
     };
-    let mut conn = shared.local.connect(Duration::from_secs(5)).await?;
+    let mut conn = shared.local().connect(Duration::from_secs(5)).await?;
     // MariaDB logs a FLUSH: on a replica, a transaction of its own.
     let r = match sql::exec(&mut conn, "SET SESSION sql_log_bin = 0").await {
         Ok(()) => sql::exec(&mut conn, flavor.reload_tls()).await,

@@ -43,6 +43,21 @@ impl Pod {
     }
 }
 
+/// The agents' secret files: their variables, the Secret's keys, the values.
+const SECRET_FILES: [(&str, &str, &str); 3] = [
+    (
+        "MYSQL_STS_ROOT_PASSWORD_FILE",
+        "root-password",
+        ROOT_PASSWORD,
+    ),
+    (
+        "MYSQL_STS_REPLICATION_PASSWORD_FILE",
+        "replication-password",
+        REPL_PASSWORD,
+    ),
+    ("MYSQL_STS_CLONE_TOKEN_FILE", "clone-token", CLONE_TOKEN),
+];
+
 pub struct Cluster {
     pub engine: Engine,
     pub id: u8,
@@ -57,6 +72,8 @@ pub struct Cluster {
     pub tls_ca: Option<String>,
     /// The CA behind `tls_ca`, to sign renewed certificates.
     pub tls_issuer: Option<super::tls::Ca>,
+    /// Root's password as the test's own connections give it.
+    pub root_password: String,
     /// Run each server as the chart does: through `mysql-sts init --`, and
     /// again (init first) whenever it exits, as the kubelet restarts a
     /// container.
@@ -115,6 +132,7 @@ impl Cluster {
             dns_overrides: Vec::new(),
             tls_ca: None,
             tls_issuer: None,
+            root_password: ROOT_PASSWORD.into(),
             server_via_init: false,
         };
         std::thread::sleep(Duration::from_millis(300));
@@ -142,6 +160,26 @@ impl Cluster {
         }
         self.tls_ca = Some(ca.pem());
         self.tls_issuer = Some(ca);
+    }
+
+    /// Gives the agents their passwords and token in files, one directory
+    /// per pod (as each pod mounts the Secret), instead of variables: pods
+    /// created from now on.
+    pub fn use_secret_files(&mut self) {
+        for (var, key, _) in SECRET_FILES {
+            self.extra_env
+                .push((var.into(), format!("{{pod}}/secrets/{key}")));
+        }
+    }
+
+    /// Writes `value` as pod `n`'s secret file `key` in place, as the kubelet
+    /// updates a mounted Secret (a rename: never half a value).
+    pub fn write_secret(&self, n: u32, key: &str, value: &str) {
+        let dir = self.pod(n).host_dir.join("secrets");
+        fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!(".{key}.new"));
+        fs::write(&tmp, value).unwrap();
+        fs::rename(&tmp, dir.join(key)).unwrap();
     }
 
     /// Writes a new certificate and key for the pods in place (as
@@ -273,6 +311,16 @@ impl Cluster {
             fs::create_dir_all(host_dir.join(sub)).unwrap();
         }
         fs::write(host_dir.join("my.cnf"), self.server_cnf(&dir)).unwrap();
+        let files = self
+            .extra_env
+            .iter()
+            .any(|(_, v)| v.contains("{pod}/secrets/"));
+        if files {
+            fs::create_dir_all(host_dir.join("secrets")).unwrap();
+            for (_, key, value) in SECRET_FILES {
+                fs::write(host_dir.join("secrets").join(key), value).unwrap();
+            }
+        }
         self.pods.insert(
             n,
             Pod {
@@ -364,7 +412,7 @@ impl Cluster {
             cmd.env("MYSQL_STS_LOG", level);
         }
         for (k, v) in &self.extra_env {
-            cmd.env(k, v);
+            cmd.env(k, v.replace("{pod}", &pod.dir.display().to_string()));
         }
         cmd
     }
@@ -743,7 +791,7 @@ impl Cluster {
 
     /// A root connection to pod `n`'s server over TCP, as a client would.
     pub async fn root(&self, n: u32) -> mysql_async::Conn {
-        connect_tcp(&self.pod(n).ip, "root", ROOT_PASSWORD).await
+        connect_tcp(&self.pod(n).ip, "root", &self.root_password).await
     }
 
     /// A write made by hand on replica `n`, as root, past its read-only
