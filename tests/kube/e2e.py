@@ -4,7 +4,8 @@
 For each engine, the chart is installed by real Helm and taken through the
 lifecycle a user's cluster lives: scale out and in, pods deleted, the server
 killed through the runtime, the master's volume lost, a rolling upgrade, the
-node rebooted, scale to zero, a drain against the PodDisruptionBudget. The
+passwords rotated in place, the node rebooted, scale to zero, a drain against the
+PodDisruptionBudget. The
 engines run side by side, each in a namespace of its own; the node's reboot and
 drain happen once, to every engine's release at the same time. A writer
 pod inserts rows through the chart's write Service and logs each one the server
@@ -17,14 +18,18 @@ Prints a line per step and `N passed, N failed` last; exits 1 when a step failed
 Needs the cluster up (scripts/kube up) and the images loaded (scripts/kube images).
 """
 import argparse
+import base64
 import calendar
 import json
 import os
 import shlex
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RELEASE = "mysql-sts"  # the StatefulSet, its pods and Services are named after it
@@ -531,17 +536,6 @@ def lose_master_volume(r, label="master-volume-lost", replicas=5, check_timeout=
 
 
 def rolling_upgrade(r):
-    # A password changed under the running release is refused, and the
-    # Secret keeps what the databases use.
-    secret = r.kubectl("get", "secret", RELEASE, "-o", "jsonpath={.data}")
-    for value in ("rootPassword", "replicationPassword"):
-        p = r.helm("upgrade", RELEASE, CHART, "--reuse-values", "--set", f"auth.{value}=changed-{value}",
-                   check=False, timeout=120)
-        msg = (p.stderr + p.stdout).strip()
-        if p.returncode == 0 or f"auth.{value}" not in msg:
-            raise Failed(f"a changed auth.{value} was not refused: {msg[-400:]}")
-    if r.kubectl("get", "secret", RELEASE, "-o", "jsonpath={.data}") != secret:
-        raise Failed("a refused upgrade changed the Secret")
     w = r.start_writer("rolling-upgrade")
     before = {n: p["metadata"]["uid"] for n, p in r.pods().items()}
     order = []
@@ -565,6 +559,291 @@ def rolling_upgrade(r):
     if ordinals != sorted(range(5), reverse=True):
         raise Failed(f"pods were replaced in the order {ordinals}, not from the highest ordinal down")
     return f"replaced in the order {ordinals}", r.check(5)
+
+
+def rotate_passwords(r):
+    """The passwords and the clone token changed under the running release: root's and
+    the token by `helm upgrade`, the replication password by editing the Secret (as an
+    `existingSecret` is edited). No pod restarts: every server takes the new passwords
+    and refuses the old ones, the values replaced stay as <key>-previous, and replication
+    logs in with the new password once the master's pod is replaced."""
+    def secret():
+        data = json.loads(r.kubectl("get", "secret", RELEASE, "-o", "json"))["data"]
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    def containers():
+        return {n: (p["metadata"]["uid"], sum(c["restartCount"] for c in p["status"]["containerStatuses"]))
+                for n, p in r.pods().items()}
+    old, before = secret(), containers()
+    n = len(before)
+    seq = int(time.time())
+    new = {"root-password": f"root-rotated-{seq}", "clone-token": f"token-rotated-{seq}",
+           "replication-password": f"repl-rotated-{seq}"}
+    t0 = time.time()
+    r.helm("upgrade", RELEASE, CHART, "--reuse-values", "--set", f"auth.rootPassword={new['root-password']}",
+           "--set", f"auth.cloneToken={new['clone-token']}", timeout=300)
+    patch = {"data": {k: base64.b64encode(v.encode()).decode() for k, v in (
+        ("replication-password", new["replication-password"]),
+        ("replication-password-previous", old["replication-password"]))}}
+    r.kubectl("patch", "secret", RELEASE, "--type", "merge", "-p", json.dumps(patch))
+    now = secret()
+    for key in new:
+        if now.get(key) != new[key] or now.get(f"{key}-previous") != old[key]:
+            raise Failed(f"the Secret's {key} is not the new value with the old one as {key}-previous")
+
+    def logs_in(pod, user, password):
+        p = r.kubectl("exec", pod, "-c", "server", "--", r.engine.client, "-h", "127.0.0.1", f"-u{user}",
+                      f"-p{password}", "-N", "-B", "-e", "SELECT 1", check=False, timeout=60)
+        return p.returncode == 0
+
+    def rotated(key, user):
+        def probe():
+            return all(logs_in(r.pod(i), user, new[key]) and not logs_in(r.pod(i), user, old[key])
+                       for i in range(n))
+        wait(f"every server takes the new {key} and refuses the old one", probe, 300)
+        return time.time() - t0
+    took = {key: rotated(key, user) for key, user in (("root-password", "root"), ("replication-password", "repl"))}
+    if containers() != before:
+        raise Failed(f"containers restarted or pods replaced by the rotation: {before} -> {containers()}")
+    # The master's pod replaced: every replica logs in to the new one, with the new password.
+    uid = before[r.pod(0)][0]
+    r.kubectl("delete", "pod", r.pod(0), "--wait=false")
+    wait("mysql-0 replaced", lambda: r.pods().get(r.pod(0), {}).get("metadata", {}).get("uid") not in (None, uid), 120)
+    r.wait_ready(n)
+    w = r.start_writer("passwords-rotated")
+    time.sleep(5)
+    if not r.stop_writer(w):
+        raise Failed("no write acknowledged with the new root password")
+    return (f"root and the token by helm upgrade, the replication password by editing the Secret: every server "
+            f"took the new root password {took['root-password']:.0f} s and the replication one "
+            f"{took['replication-password']:.0f} s after the change (the kubelet's update included), no restart; "
+            f"the replicas logged in to the replaced master with the new one"), r.check(n)
+
+
+def openssl(*args):
+    return run(["openssl", *args])
+
+
+def not_after(crt):
+    """A certificate's notAfter, in seconds since the epoch."""
+    end = openssl("x509", "-in", crt, "-noout", "-enddate").strip().split("=", 1)[1]
+    return calendar.timegm(time.strptime(end, "%b %d %H:%M:%S %Y %Z"))
+
+
+def renew_certificates(r):
+    """Certificates renewed in place, as cert-manager renews a mounted Secret: the
+    release's TLS Secret given a CA of the test's and a certificate from it, then that
+    certificate renewed by the same CA. With no restart, every sidecar serves the new
+    certificate (its expiry metric says which), and a new pod clones verifying its
+    donor with it."""
+    name = f"{RELEASE}-tls"
+    n = len(r.pods())
+    d = tempfile.mkdtemp(prefix="e2e-tls-")
+    data = json.loads(r.kubectl("get", "secret", name, "-o", "json"))["data"]
+    with open(os.path.join(d, "old.crt"), "wb") as f:
+        f.write(base64.b64decode(data["tls.crt"]))
+    sans = openssl("x509", "-in", os.path.join(d, "old.crt"), "-noout", "-ext", "subjectAltName")
+    sans = sans.splitlines()[-1].strip()
+    with open(os.path.join(d, "ext"), "w") as f:
+        f.write(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    ca_crt, ca_key = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", ca_crt, "-subj", "/CN=e2e renewal CA", "-days", "3")
+
+    def issue(tag, days):
+        crt, key, csr = (os.path.join(d, f"{tag}.{x}") for x in ("crt", "key", "csr"))
+        openssl("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=mysql-sts agent")
+        openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+                "-days", str(days), "-extfile", os.path.join(d, "ext"))
+        files = {"tls.crt": crt, "tls.key": key, "ca.crt": ca_crt}
+        patch = {"data": {k: base64.b64encode(open(v, "rb").read()).decode() for k, v in files.items()}}
+        r.kubectl("patch", "secret", name, "--type", "merge", "-p", json.dumps(patch))
+        return not_after(crt)
+
+    ctx = ssl.create_default_context(cafile=ca_crt)
+    ctx.check_hostname = False  # the pods are reached by address; the CA is checked
+
+    def served(expiry):
+        line = f'mysql_sts_tls_certificate_expiry_timestamp_seconds{{file="cert"}} {expiry}\n'
+        for p in r.pods().values():
+            url = f"https://{p['status']['podIP']}:8080/metrics"
+            try:
+                with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
+                    if line not in resp.read().decode():
+                        return False
+            except (OSError, ssl.SSLError):
+                return False
+        return True
+    took = []
+    for tag, days in (("first", 1), ("renewed", 2)):
+        t0 = time.time()
+        expiry = issue(tag, days)
+        wait(f"every sidecar serving the {tag} certificate", lambda: served(expiry), 300)
+        took.append(time.time() - t0)
+    # A new pod clones from the last one, verifying it against the CA now mounted.
+    w = r.start_writer("certificates-renewed")
+    scale(r, n + 1)
+    log = r.init_log(n)
+    if '"clone complete"' not in log:
+        raise Failed(f"pod {n} did not clone after the renewal: {log[-600:]}")
+    scale(r, n)
+    r.stop_writer(w)
+    return (f"a new CA's certificate served by every sidecar {took[0]:.0f} s after the Secret changed, its renewal "
+            f"{took[1]:.0f} s after (the kubelet's update included), no restart; pod {n} cloned over TLS"), r.check(n)
+
+
+def semi_sync_rebuild(r):
+    """Semi-sync with no replica left to acknowledge: at 2 pods, mysql-1 loses its volume
+    while the writer commits. Its rebuild from the master cannot finish while a commit waits,
+    so init stops at once, naming the setting, instead of copying for ever; bringing
+    another replica back (as the message says) lets the next attempt through."""
+    scale(r, 2)
+    w = r.start_writer("semi-sync-rebuild")
+    time.sleep(3)
+    old = r.pods()[r.pod(1)]["metadata"]["uid"]
+    r.kubectl("delete", "pvc", f"data-{RELEASE}-1", "--wait=false")
+    r.kubectl("delete", "pod", r.pod(1), "--wait=false")
+    t0 = time.time()
+
+    def refused():
+        p = r.pods().get(r.pod(1))
+        if not p or p["metadata"]["uid"] == old:
+            return None
+        for st in p["status"].get("initContainerStatuses", []):
+            for state in (st.get("state", {}), st.get("lastState", {})):
+                done = state.get("terminated")
+                if done and done.get("exitCode") not in (None, 0):
+                    return done["exitCode"]
+        return None
+    code = wait("mysql-1's init stopping on the waiting commit", refused, 300)
+    took = time.time() - t0
+    log = r.init_log(1) + r.kubectl("logs", r.pod(1), "-c", "init", "--previous", check=False).stdout
+    if code != 4 or "semiSync.timeout" not in log:
+        raise Failed(f"init exited {code}, its log not naming semiSync.timeout: {log[-600:]}")
+    scale(r, 3)
+    r.stop_writer(w)
+    lost = r.check(3)
+    scale(r, 5)
+    return (f"mysql-1's init exited 4 naming semiSync.timeout {took:.0f} s after its volume went (the pod's start "
+            f"included); with mysql-2 back it cloned and the waiting commits were acknowledged"), lost
+
+
+DATADIR = "/var/lib/mysql/mysql-data"  # the chart's: a directory in the volume
+
+
+def init_exit(r, n, old_uid):
+    """The non-zero exit code of pod n's init, once the pod that replaced old_uid has one."""
+    p = r.pods().get(r.pod(n))
+    if not p or p["metadata"]["uid"] == old_uid:
+        return None
+    for st in p["status"].get("initContainerStatuses", []):
+        for state in (st.get("state", {}), st.get("lastState", {})):
+            done = state.get("terminated")
+            if done and done.get("exitCode") not in (None, 0):
+                return done["exitCode"]
+    return None
+
+
+def init_logs(r, n):
+    """What pod n's init said, this run and the one before."""
+    return r.init_log(n) + r.kubectl("logs", r.pod(n), "-c", "init", "--previous", check=False).stdout
+
+
+def aside_copy_not_empty(r):
+    """A replica whose data a re-clone set aside is not empty: at 2 pods, mysql-1 asks for
+    a re-clone (its data moved aside, it waits for a donor) as mysql-0 loses its volume.
+    mysql-0 must not start an empty cluster over the only copy: its init exits 3 naming the
+    copy. The copy moved back as the README says, mysql-0 re-seeds from it, with every
+    row acknowledged before."""
+    scale(r, 2)
+    w = r.start_writer("aside-copy")
+    time.sleep(3)
+    r.kubectl("exec", r.pod(1), "-c", "agent", "--", "touch", f"{DATADIR}/.mysql-sts-reclone")
+    old = r.pods()[r.pod(0)]["metadata"]["uid"]
+    r.kubectl("delete", "pvc", f"data-{RELEASE}-0", "--wait=false")
+    r.kubectl("delete", "pod", r.pod(0), r.pod(1), "--wait=false")
+    r.stop_writer(w)
+    code = wait("mysql-0's init refusing to start empty", lambda: init_exit(r, 0, old), 300)
+    log = init_logs(r, 0)
+    if code != 3 or ".mysql-sts-old/" not in log or f"{RELEASE}-1" not in log:
+        raise Failed(f"mysql-0's init exited {code} without naming mysql-1's copy: {log[-600:]}")
+    said = next(line for line in log.splitlines() if ".mysql-sts-old/" in line)
+    # As the README says: the copy moved back into mysql-1's datadir, mysql-1 started again.
+    back = (f'set -e; cd {DATADIR}/.mysql-sts-old/*/; rm -f .mysql-sts-reclone; '
+            f'for f in * .[!.]*; do [ ! -e "$f" ] || mv "$f" {DATADIR}/; done; '
+            f'cd {DATADIR}; rmdir .mysql-sts-old/* .mysql-sts-old')
+    wait("mysql-1's init waiting for a donor", lambda: r.kubectl(
+        "exec", r.pod(1), "-c", "init", "--", "sh", "-c", f"ls -d {DATADIR}/.mysql-sts-old/*/mysql",
+        check=False).returncode == 0, 120)
+    r.kubectl("exec", r.pod(1), "-c", "init", "--", "sh", "-c", back)
+    r.kubectl("delete", "pod", r.pod(1), "--wait=false")
+    r.wait_ready(2)
+    lost = r.check(2)
+    scale(r, 5)
+    return (f"mysql-0's init exited 3 instead of starting empty: {json.loads(said).get('fields', {}).get('message', said)[:320]}; "
+            f"the copy moved back, mysql-0 re-seeded from it"), lost
+
+
+def pod_pid(r, n):
+    """A process of pod n (its server container's), to enter the pod's network namespace."""
+    pod = r.pods()[r.pod(n)]
+    cid = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "agent")["containerID"]
+    cid = cid.split("//", 1)[1]
+    for line in run([KUBE, "ctr", "tasks", "ls"]).splitlines():
+        fields = line.split()
+        if fields and fields[0] == cid:
+            return fields[1]
+    raise Failed(f"no task for {r.pod(n)}'s agent container")
+
+
+def cut(r, n, ip, on):
+    """Drops every packet between pod n and `ip`, silently (or lets them through again)."""
+    pid = pod_pid(r, n)
+    for chain, way in (("INPUT", "-s"), ("OUTPUT", "-d")):
+        run(["nsenter", "-t", pid, "-n", "iptables", "-I" if on else "-D", chain, way, ip, "-j", "DROP"])
+
+
+def relay_log_reseed(r):
+    """What a replica received but had not applied survives the master's loss, and the
+    replicas behind catch up without a clone. The other replicas cut off from mysql-0,
+    mysql-1's applier held by a table lock: the writer's rows are acknowledged by
+    mysql-1's receipt alone. Its server is killed, then mysql-0 loses its volume. mysql-1
+    applies its relay log when it starts again, mysql-0 re-seeds from it, and the
+    replicas that were cut off fetch what the new master's binary log lacks from mysql-1."""
+    n = len(r.pods())
+    master_ip = r.pods()[r.pod(0)]["status"]["podIP"]
+    w = r.start_writer("relay-log")
+    time.sleep(3)
+    for i in range(2, n):
+        cut(r, i, master_ip, True)
+    try:
+        lock = subprocess.Popen(
+            ["kubectl", "-n", r.ns, "exec", r.pod(1), "-c", "server", "--", "sh", "-c",
+             f'{r.engine.client} -uroot -p"$(cat /etc/mysql-sts/secrets/root-password)" '
+             f'-e "LOCK TABLES e2e.acks WRITE; SELECT SLEEP(600)"'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        held = acks(r.kubectl("logs", w))
+        time.sleep(8)
+        server = next(c for c in r.pods()[r.pod(1)]["status"]["containerStatuses"] if c["name"] == "server")
+        run([KUBE, "ctr", "tasks", "kill", "--signal", "SIGKILL", server["containerID"].split("//", 1)[1]])
+        old = r.pods()[r.pod(0)]["metadata"]["uid"]
+        r.kubectl("delete", "pvc", f"data-{RELEASE}-0", "--wait=false")
+        r.kubectl("delete", "pod", r.pod(0), "--wait=false")
+        acked = r.stop_writer(w)
+        lock.kill()
+        wait("the old mysql-0 gone", lambda: r.pods().get(r.pod(0), {}).get("metadata", {}).get("uid") != old, 300)
+    finally:
+        for i in range(2, n):
+            cut(r, i, master_ip, False)
+    r.wait_ready(n)
+    lost = r.check(n)
+    reclones = [i for i in range(2, n) if '"clone complete"' in r.init_log(i)]
+    caught_up = [i for i in range(2, n) if "catching up" in r.kubectl("logs", r.pod(i), "-c", "agent", check=False).stdout]
+    if reclones:
+        raise Failed(f"pods {reclones} were cloned again instead of catching up")
+    return (f"{len(acked - held)} rows acknowledged while only mysql-1's receipt could ({len(acked)} in the step); "
+            f"mysql-0 re-seeded; pods {caught_up} caught up from the re-seed's donor, none cloned again"), lost
 
 
 class NodeReboot:
@@ -735,7 +1014,9 @@ def remove_namespace(ns):
 PLAN = [
     [("install (3 pods)", install), ("scale 3-5-3-5", scale_out), ("delete pods 2 and 0", delete_pods),
      ("kill mysql-0's server", kill_server), ("mysql-0 pod and volume lost", lose_master_volume),
-     ("helm upgrade rolls all", rolling_upgrade)],
+     ("helm upgrade rolls all", rolling_upgrade), ("passwords rotated in place", rotate_passwords),
+     ("certificates renewed in place", renew_certificates),
+     ("semi-sync rebuild, no replica to ack", semi_sync_rebuild)],
     ("node reboot", NodeReboot),
     [("scale to 0 and back to 3", scale_zero)],
     ("drain against the PDB", Drain),
