@@ -4,8 +4,11 @@
 For each engine, the chart is installed by real Helm and taken through the
 lifecycle a user's cluster lives: scale out and in, pods deleted, the server
 killed through the runtime, the master's volume lost, a rolling upgrade, the
-passwords rotated in place, the node rebooted, scale to zero, a drain against the
-PodDisruptionBudget. The
+passwords rotated and the certificates renewed in place, a semi-sync rebuild with no
+replica to acknowledge, the master lost while a replica held acknowledged rows only
+in its relay log, the master lost while a replica's data was set aside for a
+re-clone, the node rebooted, scale to zero, a drain against the PodDisruptionBudget.
+The
 engines run side by side, each in a namespace of its own; the node's reboot and
 drain happen once, to every engine's release at the same time. A writer
 pod inserts rows through the chart's write Service and logs each one the server
@@ -1016,7 +1019,8 @@ PLAN = [
      ("kill mysql-0's server", kill_server), ("mysql-0 pod and volume lost", lose_master_volume),
      ("helm upgrade rolls all", rolling_upgrade), ("passwords rotated in place", rotate_passwords),
      ("certificates renewed in place", renew_certificates),
-     ("semi-sync rebuild, no replica to ack", semi_sync_rebuild)],
+     ("semi-sync rebuild, no replica to ack", semi_sync_rebuild),
+     ("relay log kept, master lost", relay_log_reseed), ("a copy set aside is not empty", aside_copy_not_empty)],
     ("node reboot", NodeReboot),
     [("scale to 0 and back to 3", scale_zero)],
     ("drain against the PDB", Drain),
