@@ -8,8 +8,7 @@ passwords rotated and the certificates renewed in place, a semi-sync rebuild wit
 replica to acknowledge, the master lost while a replica held acknowledged rows only
 in its relay log, the master lost while a replica's data was set aside for a
 re-clone, the node rebooted, scale to zero, a drain against the PodDisruptionBudget.
-The
-engines run side by side, each in a namespace of its own; the node's reboot and
+The engines run side by side, each in a namespace of its own; the node's reboot and
 drain happen once, to every engine's release at the same time. A writer
 pod inserts rows through the chart's write Service and logs each one the server
 acknowledged; after every step each acknowledged row must be on every pod and
