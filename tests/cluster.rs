@@ -495,6 +495,13 @@ async fn aside_copies_are_not_empty(c: &mut Cluster) {
     }
     assert_eq!(row_count(c, 0).await, rows, "[{e}] rows lost");
     assert_checksums_agree(c).await;
+    report_scenario(
+        "2. the master lost while replicas' data is set aside for a re-clone",
+        c.engine,
+        &format!(
+            "mysql-0's init exited 3 naming the 3 copies; moved back, mysql-0 re-seeded from them with all {rows} rows"
+        ),
+    );
 }
 
 /// mysql-3 is down while the master takes writes and purges its binary logs:
@@ -1043,16 +1050,21 @@ async fn certificates_renewed_in_place(engine: Engine) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let relogin = started.elapsed();
     drop(r);
     c.wait_ready(1, Duration::from_secs(60)).await;
-    eprintln!(
-        "[{e}] the replica reconnected over TLS past the first certificate's expiry in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     // A new pod clones from mysql-1 (its server or its sidecar, over TLS).
     c.start_pod(2).await;
     c.wait_ready(2, Duration::from_secs(120)).await;
-    eprintln!("[{e}] mysql-2 cloned over TLS past the first certificate's expiry");
+    report_scenario(
+        "11. certificates renewed in place",
+        engine,
+        &format!(
+            "a 40 s certificate renewed, no restart: past its expiry every sidecar served the new one, \
+             the replica logged in anew over TLS in {:.1} s, a new pod cloned over TLS",
+            relogin.as_secs_f64()
+        ),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1229,15 +1241,19 @@ async fn passwords_rotated_in_place(engine: Engine) {
     c.wait_ready(3, Duration::from_secs(120)).await;
     wait_rows(&c, 3, 30, Duration::from_secs(30)).await;
     assert_checksums_agree(&c).await;
-    eprintln!(
-        "[{e}] passwords rotated in place: root changed on the replica {:.1} s and on the master {:.1} s after their files, \
+    report_scenario(
+        "12. passwords and the clone token rotated in place",
+        engine,
+        &format!(
+            "root changed on the replica {:.1} s and on the master {:.1} s after their files, \
          the replication account on the master {:.1} s after; replication logged in with the new one in {:.1} s; \
          mysql-2, down through the change, ready {:.1} s after it started; mysql-3 cloned with the new token",
-        on_replica.as_secs_f64(),
-        on_master.as_secs_f64(),
-        repl_on_master.as_secs_f64(),
-        relogin.as_secs_f64(),
-        back.as_secs_f64()
+            on_replica.as_secs_f64(),
+            on_master.as_secs_f64(),
+            repl_on_master.as_secs_f64(),
+            relogin.as_secs_f64(),
+            back.as_secs_f64()
+        ),
     );
 }
 

@@ -605,6 +605,11 @@ async fn aside_copies_are_reclaimed(engine: Engine) {
         metrics.contains(&format!("mysql_sts_aside_copies_bytes {}\n", 1 << 20)),
         "[{e}] {metrics}"
     );
+    report_scenario(
+        "8. copies set aside by re-clones",
+        engine,
+        "the 2 h old copy deleted (--aside-retention 1h) while the pod is ready, the 1 MiB newer one kept and counted",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -236,6 +236,7 @@ async fn rebuild_under_a_waiting_commit(engine: Engine) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let gave_up = started.elapsed();
     let log = std::fs::read_to_string(c.pod(1).log("init")).unwrap();
     eprintln!(
         "[{e}] init gave up after {:.1} s: {}",
@@ -266,6 +267,14 @@ async fn rebuild_under_a_waiting_commit(engine: Engine) {
         "[{e}] the commit returned with no replica"
     );
     write.abort();
+    report_scenario(
+        "1. semi-sync rebuild with no replica to acknowledge",
+        engine,
+        &format!(
+            "init exited 4 after {:.1} s naming the waiting commit and --semi-sync-timeout; datadir left empty",
+            gave_up.as_secs_f64()
+        ),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -315,6 +324,14 @@ async fn timed_out_statements_are_killed(engine: Engine) {
     assert!(
         pending.len() <= 1,
         "[{e}] statements that timed out still run on the server: {pending:?}"
+    );
+    report_scenario(
+        "7. the agent's statements under a semi-sync stall",
+        engine,
+        &format!(
+            "{} of the agent's statements still running 20 s into the stall, the sidecar restarted meanwhile",
+            pending.len()
+        ),
     );
     c.start_pod(1).await;
     tokio::time::timeout(Duration::from_secs(60), write)
@@ -377,6 +394,14 @@ async fn a_statement_that_times_out_is_killed(engine: Engine) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(running.is_empty(), "[{e}] still running: {running:?}");
+    report_scenario(
+        "7. a statement past --statement-timeout",
+        engine,
+        &format!(
+            "SLEEP(60) killed on the server after {:.1} s (timeout 2 s)",
+            started.elapsed().as_secs_f64()
+        ),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -425,6 +450,11 @@ async fn restarted_master_waits_from_its_first_commit(engine: Engine) {
         .unwrap();
     c.wait_ready(0, Duration::from_secs(30)).await;
     c.wait_ready(1, Duration::from_secs(30)).await;
+    report_scenario(
+        "6. a restarted master's first commit",
+        engine,
+        "root's commit before the sidecar's first round waited for the replica (3 s), then was acknowledged",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -499,9 +529,10 @@ async fn received_not_applied_survives(engine: Engine) {
         .await
         .unwrap()
         .unwrap();
+    let reseeded = started.elapsed();
     eprintln!(
         "[{e}] re-seeded in {:.1} s with {rows} of the 20 acknowledged rows",
-        started.elapsed().as_secs_f64()
+        reseeded.as_secs_f64()
     );
     assert_eq!(rows, 20, "[{e}] acknowledged rows were lost:\n{out}");
     // mysql-1, whose applier ran alone, follows the new master by GTID again.
@@ -530,9 +561,21 @@ async fn received_not_applied_survives(engine: Engine) {
         .unwrap()
         .unwrap();
     assert_eq!(rows, 20, "[{e}] mysql-2 holds {rows} rows");
-    eprintln!(
-        "[{e}] mysql-2, behind the re-seed's donor, caught up without a clone in {:.1} s",
-        started.elapsed().as_secs_f64()
+    report_scenario(
+        "3. rows acknowledged by a replica's receipt alone, then the master lost",
+        engine,
+        &format!(
+            "mysql-0 re-seeded from mysql-1 in {:.1} s with 20 of the 20 rows its relay log held",
+            reseeded.as_secs_f64()
+        ),
+    );
+    report_scenario(
+        "10. a replica behind the re-seed's donor",
+        engine,
+        &format!(
+            "mysql-2 caught up from the donor, with no clone, in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
     );
 }
 

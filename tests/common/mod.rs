@@ -99,3 +99,26 @@ pub fn pin_self(cpus: &str) {
 pub fn taskset(args: &[&str]) {
     run(Command::new("taskset").args(args));
 }
+
+/// Says what a scenario test measured, once it passed: on stderr, and, when
+/// `MYSQL_STS_SCENARIO_REPORT` names a file, as a JSON line appended to it
+/// (`scripts/reliability scenarios` makes docs/RELIABILITY.md's table of
+/// scenarios from it).
+pub fn report_scenario(scenario: &str, engine: Engine, measured: &str) {
+    eprintln!("[{}] {scenario}: {measured}", engine.name());
+    let Some(path) = std::env::var_os("MYSQL_STS_SCENARIO_REPORT") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "scenario": scenario,
+        "engine": engine.name(),
+        "measured": measured,
+        "test": std::thread::current().name().unwrap_or_default(),
+    });
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the scenario report");
+    std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()).unwrap();
+}
