@@ -150,6 +150,14 @@ async fn lifecycle(engine: Engine, tls: bool) {
             peak >> 20
         );
         assert!(peak > 1 << 20 && peak < 256 << 20, "{peak}");
+        report_scenario(
+            "17. a donor's backup within the agent container's memory limit",
+            engine,
+            &format!(
+                "mariadb-backup's peak RSS {} MiB serving a clone (limit 256 MiB)",
+                peak >> 20
+            ),
+        );
     }
     for n in 1..3 {
         let st = c.status(n).await;
