@@ -1040,26 +1040,7 @@ async fn certificates_renewed_in_place(engine: Engine) {
         );
     }
     // The replica connects again: the master's server must serve the new one.
-    let flavor = engine.flavor();
-    let mut r = c.root(1).await;
-    r.query_drop(flavor.stop_replica()).await.unwrap();
-    let started = Instant::now();
-    loop {
-        let st = mysql_sts::sidecar::observe::replica_status(&mut r, flavor)
-            .await
-            .unwrap()
-            .unwrap();
-        if st.io == Some(mysql_sts::engine::replication::IoState::Yes) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "[{e}] the replica does not reconnect to the master: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let relogin = started.elapsed();
-    drop(r);
+    let relogin = reconnects(&c, 1, Duration::from_secs(60)).await;
     c.wait_ready(1, Duration::from_secs(60)).await;
     // A new pod clones from mysql-1 (its server or its sidecar, over TLS).
     c.start_pod(2).await;

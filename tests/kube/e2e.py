@@ -707,19 +707,9 @@ def semi_sync_rebuild(r):
     r.kubectl("delete", "pod", r.pod(1), "--wait=false")
     t0 = time.time()
 
-    def refused():
-        p = r.pods().get(r.pod(1))
-        if not p or p["metadata"]["uid"] == old:
-            return None
-        for st in p["status"].get("initContainerStatuses", []):
-            for state in (st.get("state", {}), st.get("lastState", {})):
-                done = state.get("terminated")
-                if done and done.get("exitCode") not in (None, 0):
-                    return done["exitCode"]
-        return None
-    code = wait("mysql-1's init stopping on the waiting commit", refused, 300)
+    code = wait("mysql-1's init stopping on the waiting commit", lambda: init_exit(r, 1, old), 300)
     took = time.time() - t0
-    log = r.init_log(1) + r.kubectl("logs", r.pod(1), "-c", "init", "--previous", check=False).stdout
+    log = init_logs(r, 1)
     if code != 4 or "semiSync.timeout" not in log:
         raise Failed(f"init exited {code}, its log not naming semiSync.timeout: {log[-600:]}")
     scale(r, 3)
