@@ -749,7 +749,7 @@ def aside_copy_not_empty(r):
     row acknowledged before."""
     scale(r, 2)
     w = r.start_writer("aside-copy")
-    time.sleep(3)
+    wait("the writer's first acknowledged row", lambda: acks(r.kubectl("logs", w)), 120)
     r.kubectl("exec", r.pod(1), "-c", "agent", "--", "touch", f"{DATADIR}/.mysql-sts-reclone")
     old = r.pods()[r.pod(0)]["metadata"]["uid"]
     r.kubectl("delete", "pvc", f"data-{RELEASE}-0", "--wait=false")
