@@ -266,6 +266,30 @@ async fn rebuild_under_a_waiting_commit(engine: Engine) {
         !write.is_finished(),
         "[{e}] the commit returned with no replica"
     );
+    // Nothing of the copy given up stays on the donor: a MySQL donor kept
+    // such a clone for good and refused every later one ("Too many
+    // concurrent clone operations"), a MariaDB donor its backup.
+    let mut m = c.root(0).await;
+    let started = Instant::now();
+    loop {
+        let clones: u64 = m
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE COMMAND = 'clone' OR INFO LIKE 'BACKUP STAGE%'",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let streams = c.status(0).await["clone_streams_active"].as_u64();
+        if clones == 0 && streams.unwrap_or(0) == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "[{e}] the donor still works on the copy given up: {clones} session(s), {streams:?} stream(s)"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     write.abort();
     report_scenario(
         "1. semi-sync rebuild with no replica to acknowledge",

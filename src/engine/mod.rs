@@ -596,6 +596,19 @@ impl CloneCredentials {
             CloneCredentials::Mariadb { token } => mariadb::clone::clone(req, token).await,
         }
     }
+
+    /// After a clone this recipient gave up while the donor still worked on
+    /// it: ends what the donor keeps of it. A MySQL donor keeps a clone
+    /// whose recipient went away while it waited for prepared transactions
+    /// for good, and refuses every later one (only one runs at a time); a
+    /// MariaDB donor's stream ends with its connection.
+    pub async fn abandon(&self, req: &Request<'_>) {
+        if let CloneCredentials::Mysql { replication, .. } = self
+            && let Err(e) = mysql::clone::end_donor_clone(req, replication).await
+        {
+            tracing::warn!(donor = %req.donor.name, error = %e, "cannot end the clone given up on the donor; it ends it by itself only once its network timeout passes");
+        }
+    }
 }
 
 /// A credential a clone needs that is not configured.

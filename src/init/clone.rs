@@ -94,7 +94,10 @@ async fn clone_once(
     let result = async {
         let (data, mut info) = tokio::select! {
             r = credentials.clone(&req) => r?,
-            e = semi_sync_stall(&cfg.http, &donor.name) => return Err(e),
+            e = semi_sync_stall(&cfg.http, &donor.name) => {
+                credentials.abandon(&req).await;
+                return Err(e);
+            }
         };
         info.failed_attempts = failed_before;
         if let Some(o) = owner {

@@ -165,6 +165,9 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
             let mut room = frame.fill();
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break Err("the donor's sidecar is shutting down".into()),
+                // Gone while the backup sends nothing (behind a commit that
+                // waits, on a master): nothing would notice before its next send.
+                _ = tx.closed() => break Err("the recipient went away".into()),
                 r = stdout.read_buf(&mut room) => r,
             };
             match read {

@@ -16,6 +16,34 @@ use crate::secret::Secret;
 
 const START_DEADLINE: Duration = Duration::from_secs(600);
 
+/// Kills, on the donor, the clone sessions of the replication account (the
+/// one every recipient clones as): what a recipient that gave up left
+/// running there.
+pub async fn end_donor_clone(req: &Request<'_>, password: &Secret) -> Result<()> {
+    let donor = db::Target {
+        host: req.donor.ip.to_string(),
+        port: req.mysql_port,
+        socket: None,
+        user: req.replication_user.to_owned(),
+        password: Some(password.clone()),
+    };
+    let mut conn = donor.connect(Duration::from_secs(5)).await?;
+    let sessions = db::rows(
+        &mut conn,
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'clone' \
+         AND USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1)",
+    )
+    .await?;
+    let ids = sessions
+        .iter()
+        .filter_map(|r| r.get("ID").cloned().flatten()?.parse::<u64>().ok());
+    for id in ids {
+        info!(donor = %req.donor.name, session = id, "ending the clone given up on the donor");
+        db::exec(&mut conn, &format!("KILL {id}")).await?;
+    }
+    Ok(())
+}
+
 pub async fn clone(
     req: &Request<'_>,
     root: &Secret,
