@@ -327,7 +327,7 @@ class Suite:
         secs = time.time() - t0
         acked = (len(release.acked) - before) if release else 0
         self.rows.append((label, name, "semi-sync" if durable else "async", ok, secs, acked, lost, note))
-        print(f"{'ok' if ok else 'FAILED':6} {label:13} {name:28} {secs:6.1f} s  acked {acked:5}  "
+        print(f"{'ok' if ok else 'FAILED':6} {label:13} {name:36} {secs:6.1f} s  acked {acked:5}  "
               f"lost {lost if lost is not None else '-'}  {note}", flush=True)
         return ok
 
@@ -694,6 +694,21 @@ def renew_certificates(r):
             f"{took[1]:.0f} s after (the kubelet's update included), no restart; pod {n} cloned over TLS"), r.check(n)
 
 
+def lose_volume(r, n, and_pods=()):
+    """Deletes pod n with its volume claim (and the pods `and_pods` with it); once the claim
+    is gone, its volume is offered again, wiped: the node has a fixed number of them."""
+    claim = f"data-{RELEASE}-{n}"
+    uid = json.loads(r.kubectl("get", "pvc", claim, "-o", "json"))["metadata"]["uid"]
+    r.kubectl("delete", "pvc", claim, "--wait=false")
+    r.kubectl("delete", "pod", r.pod(n), *[r.pod(i) for i in and_pods], "--wait=false")
+
+    def gone():
+        p = r.kubectl("get", "pvc", claim, "-o", "jsonpath={.metadata.uid}", check=False)
+        return p.returncode != 0 or p.stdout.strip() != uid
+    wait(f"{claim} deleted", gone, 180)
+    run([KUBE, "volumes"])
+
+
 def semi_sync_rebuild(r):
     """Semi-sync with no replica left to acknowledge: at 2 pods, mysql-1 loses its volume
     while the writer commits. Its rebuild from the master cannot finish while a commit waits,
@@ -703,9 +718,8 @@ def semi_sync_rebuild(r):
     w = r.start_writer("semi-sync-rebuild")
     time.sleep(3)
     old = r.pods()[r.pod(1)]["metadata"]["uid"]
-    r.kubectl("delete", "pvc", f"data-{RELEASE}-1", "--wait=false")
-    r.kubectl("delete", "pod", r.pod(1), "--wait=false")
     t0 = time.time()
+    lose_volume(r, 1)
 
     code = wait("mysql-1's init stopping on the waiting commit", lambda: init_exit(r, 1, old), 300)
     took = time.time() - t0
@@ -752,8 +766,7 @@ def aside_copy_not_empty(r):
     wait("the writer's first acknowledged row", lambda: acks(r.kubectl("logs", w)), 120)
     r.kubectl("exec", r.pod(1), "-c", "agent", "--", "touch", f"{DATADIR}/.mysql-sts-reclone")
     old = r.pods()[r.pod(0)]["metadata"]["uid"]
-    r.kubectl("delete", "pvc", f"data-{RELEASE}-0", "--wait=false")
-    r.kubectl("delete", "pod", r.pod(0), r.pod(1), "--wait=false")
+    lose_volume(r, 0, and_pods=(1,))
     r.stop_writer(w)
     code = wait("mysql-0's init refusing to start empty", lambda: init_exit(r, 0, old), 300)
     log = init_logs(r, 0)
@@ -827,8 +840,7 @@ def relay_log_reseed(r):
         server = next(c for c in r.pods()[r.pod(1)]["status"]["containerStatuses"] if c["name"] == "server")
         run([KUBE, "ctr", "tasks", "kill", "--signal", "SIGKILL", server["containerID"].split("//", 1)[1]])
         old = r.pods()[r.pod(0)]["metadata"]["uid"]
-        r.kubectl("delete", "pvc", f"data-{RELEASE}-0", "--wait=false")
-        r.kubectl("delete", "pod", r.pod(0), "--wait=false")
+        lose_volume(r, 0)
         acked = r.stop_writer(w)
         lock.kill()
         wait("the old mysql-0 gone", lambda: r.pods().get(r.pod(0), {}).get("metadata", {}).get("uid") != old, 300)
