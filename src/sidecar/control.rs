@@ -18,12 +18,15 @@ use crate::error::Result;
 use crate::net::agent_client::AgentClient;
 use crate::net::sql::{self, Target};
 use crate::pod::Role;
-use crate::secret::{Secret, SecretSource};
+use crate::secret::Secret;
 use crate::sidecar::observe;
 use crate::sidecar::plan::{self, Action, MasterRef, Memory, OutageClock, Seen, SilenceClock};
 use crate::sidecar::readiness::{self, Observation, Policy};
 use crate::sidecar::shared::Shared;
 use crate::status::Phase;
+
+mod rotation;
+pub use rotation::SecretSources;
 
 /// How long a replica's comparison with the master may take (and its
 /// connection to the master for it).
@@ -55,14 +58,6 @@ pub struct LoopSettings {
     /// Where the passwords and the clone token are read again each round;
     /// `None`: the ones given are kept.
     pub sources: Option<SecretSources>,
-}
-
-/// Where the secrets come from: a Secret changed in place (the kubelet
-/// updates its mounted files) takes effect with no restart.
-pub struct SecretSources {
-    pub root: SecretSource,
-    pub replication: SecretSource,
-    pub token: SecretSource,
 }
 
 struct Control {
@@ -189,13 +184,7 @@ impl Control {
             }
         };
 
-        if let Some(wanted) = self.root_wanted.clone()
-            && self.shared.local().password.as_ref() != Some(&wanted)
-        {
-            flavor.set_root_password(conn, wanted.expose()).await?;
-            self.shared.set_root_password(wanted);
-            info!("root's password on this server set to the one now in the root password's file");
-        }
+        self.set_new_root_password(conn, flavor).await?;
 
         // Observe.
         let local = observe::local(conn, flavor, role).await?;
@@ -359,96 +348,6 @@ impl Control {
             io_down_for,
             silent_for,
         })
-    }
-
-    /// Reads the passwords and the clone token again from their files. A
-    /// new replication password makes the master set its account (every
-    /// pod does, on its own server) and the replicas point replication again
-    /// once the master takes it; a new root password is set on this server
-    /// in the round; a new clone token is asked of recipients from now on
-    /// (the one before it too, while it is kept beside it).
-    fn reread_secrets(&mut self) {
-        let Some(src) = &self.s.sources else {
-            return;
-        };
-        match src.replication.load() {
-            Ok(p) if p != self.s.replication_password => {
-                info!(
-                    "the replication password changed: this server's account is set to it, and replication logs in with it once the master takes it"
-                );
-                let old = std::mem::replace(&mut self.s.replication_password, p);
-                self.pointed_with.get_or_insert(old);
-                self.memory.user_ensured = false;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                debug!(error = %e, "cannot read the replication password again; the one held stays")
-            }
-        }
-        match src.root.load() {
-            Ok(p) => self.root_wanted = Some(p),
-            Err(e) => debug!(error = %e, "cannot read the root password again; the one held stays"),
-        }
-        if let Ok(t) = src.token.load() {
-            self.shared.set_clone_tokens(t, src.token.previous());
-        }
-    }
-
-    /// Connects to the local server as root: with the password it last
-    /// took, else the one now in the file, else the one before a rotation
-    /// (a server that was down while the change went round; the round then
-    /// sets the new one).
-    async fn connect_local(&mut self) -> Result<Conn> {
-        const PATIENCE: Duration = Duration::from_secs(5);
-        let target = self.shared.local();
-        let refused = match target.connect(PATIENCE).await {
-            Ok(c) => return Ok(c),
-            Err(e) if e.kind() == "access_denied" => e,
-            Err(e) => return Err(e),
-        };
-        let previous = self.s.sources.as_ref().and_then(|s| s.root.previous());
-        for password in [self.root_wanted.clone(), previous].into_iter().flatten() {
-            if target.password.as_ref() == Some(&password) {
-                continue;
-            }
-            let t = Target {
-                password: Some(password.clone()),
-                ..target.clone()
-            };
-            if let Ok(c) = t.connect(PATIENCE).await {
-                info!("the local server refused root's password held but took another known one");
-                self.shared.set_root_password(password);
-                return Ok(c);
-            }
-        }
-        Err(refused)
-    }
-
-    /// Whether replication must be pointed again with the replication
-    /// password: it changed since replication was pointed and the master
-    /// takes the new one (before, the running link is kept), or, with what
-    /// replication was given unknown (this sidecar started after it was
-    /// set), the master refuses it.
-    async fn must_repoint(
-        &self,
-        replica: Option<&crate::engine::replication::ReplicaStatus>,
-    ) -> bool {
-        match &self.pointed_with {
-            Some(p) if *p == self.s.replication_password => false,
-            Some(_) => match self.master_target().connect(MASTER_CHECK_TIMEOUT).await {
-                Ok(c) => {
-                    let _ = c.disconnect().await;
-                    true
-                }
-                Err(e) => {
-                    debug!(error = %e, "the master does not take the new replication password yet");
-                    false
-                }
-            },
-            None => {
-                replica.is_some_and(|r| r.io_errno == u32::from(crate::error::ER_ACCESS_DENIED))
-            }
-        }
     }
 
     /// A new connection to the local server, which may have started again
