@@ -78,9 +78,13 @@ impl SecretSource {
         let file = self.file.as_ref()?;
         let mut name = file.file_name()?.to_os_string();
         name.push("-previous");
-        let value = std::fs::read_to_string(file.with_file_name(name)).ok()?;
-        let value = value.trim_end_matches(['\n', '\r']);
-        (!value.is_empty()).then(|| Secret(value.to_owned()))
+        Secret::load(
+            self.what,
+            self.env,
+            self.flag,
+            Some(&file.with_file_name(name)),
+        )
+        .ok()
     }
 }
 
