@@ -9,6 +9,7 @@ pub mod mariadb;
 pub mod mysql;
 pub mod mysqld;
 pub mod replication;
+pub mod xbstream;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

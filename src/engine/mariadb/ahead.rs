@@ -25,7 +25,7 @@ use rustix::fs::Advice;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::xbstream::{Chunk, Guard, Refusal};
+use crate::engine::xbstream::{Chunk, Guard, Refusal};
 
 /// One read of the look-ahead: no longer than a commit should wait behind.
 const PIECE: usize = 128 << 10;

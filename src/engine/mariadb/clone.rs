@@ -12,8 +12,8 @@ use tracing::{info, warn};
 
 use crate::datadir::CloneInfo;
 use crate::engine::clone::{Request, run_dir_for};
-use crate::engine::mariadb::xbstream;
 use crate::engine::mysqld::Use;
+use crate::engine::xbstream;
 use crate::error::{Error, Result};
 use crate::net::wire::{self, Decoder, Frame};
 use crate::secret::Secret;

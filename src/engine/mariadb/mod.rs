@@ -5,7 +5,6 @@ mod ahead;
 pub mod backup;
 pub mod clone;
 pub mod gtid;
-pub mod xbstream;
 
 use mysql_async::Conn;
 use tracing::info;

@@ -1,8 +1,11 @@
-//! A guard on the xbstream a donor sends, read as it passes to `mbstream -x`:
-//! every chunk header is parsed before the chunk is handed on, and the whole
-//! stream is refused on a name that would land outside the datadir (absolute,
-//! a `..` component, a NUL, empty), on bytes that are not xbstream, or once it
-//! grows past a cap. The donor is not trusted to send only its datadir.
+//! The xbstream format, the one both engines' copies travel in (MariaDB's
+//! `mariadb-backup --stream`, a MySQL backup's files written by
+//! [`file_chunk`]). A guard on a stream, read as it passes to `mbstream -x`
+//! or to [`Extractor`]: every chunk header is parsed before the chunk is
+//! handed on, and the whole stream is refused on a name that would land
+//! outside the datadir (absolute, a `..` component, a NUL, empty), on bytes
+//! that are not xbstream, or once it grows past a cap. The donor is not
+//! trusted to send only its datadir, nor a bucket to hold only backups.
 //!
 //! A chunk: the magic `XBSTCK01`, a flags byte, a type byte (`P` payload, `E`
 //! end of a file), the path's length (u32, little-endian) and the path; a
@@ -25,12 +28,35 @@ const IGNORABLE: u8 = 0x01;
 /// Why a stream was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    NotXbstream { offset: u64 },
-    UnknownChunk { kind: u8, offset: u64 },
-    UnsafePath { path: String },
-    AgentFile { path: String },
-    TooLarge { cap: u64 },
-    Truncated { offset: u64 },
+    NotXbstream {
+        offset: u64,
+    },
+    UnknownChunk {
+        kind: u8,
+        offset: u64,
+    },
+    UnsafePath {
+        path: String,
+    },
+    AgentFile {
+        path: String,
+    },
+    TooLarge {
+        cap: u64,
+    },
+    Truncated {
+        offset: u64,
+    },
+    /// A payload whose bytes do not match its chunk's CRC-32.
+    Checksum {
+        path: String,
+        offset: u64,
+    },
+    /// The extractor could not write what the stream holds.
+    Write {
+        path: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -60,6 +86,11 @@ impl fmt::Display for Refusal {
             Refusal::Truncated { offset } => {
                 write!(f, "the stream ends inside a chunk, at byte {offset}")
             }
+            Refusal::Checksum { path, offset } => write!(
+                f,
+                "the bytes of {path:?} at offset {offset} do not match their checksum"
+            ),
+            Refusal::Write { path, why } => write!(f, "cannot write {path:?}: {why}"),
         }
     }
 }
@@ -72,6 +103,8 @@ enum At {
     Header { need: usize },
     /// Inside a payload: this many bytes to go.
     Payload(u64),
+    /// Inside the payload of an ignorable chunk: this many bytes to go.
+    Skip(u64),
 }
 
 /// A payload chunk's place: `len` bytes of the file at `path` (relative to
@@ -99,6 +132,18 @@ pub struct Guard {
     cap: u64,
     /// The newest payload chunk whose header has passed, until taken.
     latest: Option<Chunk>,
+}
+
+/// What [`Guard::scan`] tells of a stream, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// A payload chunk starts: `chunk.len` bytes of data follow, whose
+    /// CRC-32 is `crc32`.
+    Payload { chunk: &'a Chunk, crc32: u32 },
+    /// Bytes of the current payload, in order.
+    Data(&'a [u8]),
+    /// The file at this path is complete.
+    EndOfFile(&'a str),
 }
 
 impl Guard {
@@ -133,18 +178,34 @@ impl Guard {
     /// Checks the next bytes of the stream. An error comes at the latest
     /// with the header of a chunk that must not be written, before any of
     /// its payload.
-    pub fn check(&mut self, mut data: &[u8]) -> Result<(), Refusal> {
+    pub fn check(&mut self, data: &[u8]) -> Result<(), Refusal> {
+        self.scan(data, &mut |_| Ok(()))
+    }
+
+    /// Checks the next bytes of the stream as [`Guard::check`] does, and
+    /// tells `on` what they hold; an error from `on` ends the scan.
+    pub fn scan(
+        &mut self,
+        mut data: &[u8],
+        on: &mut dyn FnMut(Piece<'_>) -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
         if self.seen.saturating_add(data.len() as u64) > self.cap {
             return Err(Refusal::TooLarge { cap: self.cap });
         }
         while !data.is_empty() {
             match self.at {
-                At::Payload(left) => {
+                At::Payload(left) | At::Skip(left) => {
                     let n = left.min(data.len() as u64) as usize;
+                    let skip = matches!(self.at, At::Skip(_));
+                    if !skip {
+                        on(Piece::Data(&data[..n]))?;
+                    }
                     self.advance(n);
                     data = &data[n..];
                     if left == n as u64 {
                         self.next_chunk();
+                    } else if skip {
+                        self.at = At::Skip(left - n as u64);
                     } else {
                         self.at = At::Payload(left - n as u64);
                     }
@@ -155,7 +216,7 @@ impl Guard {
                     self.advance(n);
                     data = &data[n..];
                     if self.header.len() == need {
-                        self.header_step()?;
+                        self.header_step(on)?;
                     }
                 }
             }
@@ -181,7 +242,10 @@ impl Guard {
     }
 
     /// The header has `need` bytes: check them, and say what comes next.
-    fn header_step(&mut self) -> Result<(), Refusal> {
+    fn header_step(
+        &mut self,
+        on: &mut dyn FnMut(Piece<'_>) -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
         let start = self.seen - self.header.len() as u64;
         let h = &self.header;
         if h.len() == FIXED {
@@ -204,7 +268,12 @@ impl Guard {
         if h.len() == path_end {
             check_path(&h[FIXED..path_end])?;
             match kind {
-                b'E' => self.next_chunk(),
+                b'E' => {
+                    on(Piece::EndOfFile(&String::from_utf8_lossy(
+                        &h[FIXED..path_end],
+                    )))?;
+                    self.next_chunk()
+                }
                 b'P' => {
                     self.at = At::Header {
                         need: path_end + PAYLOAD_HEADER,
@@ -230,17 +299,179 @@ impl Guard {
         }
         if kind == b'P' {
             let at = path_end + 8;
-            self.latest = Some(Chunk {
+            let chunk = Chunk {
                 path: String::from_utf8_lossy(&h[FIXED..path_end]).into_owned(),
                 offset: u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes")),
                 len,
-            });
+            };
+            let crc32 = u32::from_le_bytes(h[at + 8..at + 12].try_into().expect("4 bytes"));
+            on(Piece::Payload {
+                chunk: &chunk,
+                crc32,
+            })?;
+            self.latest = Some(chunk);
+        } else {
+            // An ignorable chunk of another kind: its payload is skipped.
+            if len > 0 {
+                self.at = At::Skip(len);
+                return Ok(());
+            }
         }
         if len == 0 {
             self.next_chunk();
         } else {
             self.at = At::Payload(len);
         }
+        Ok(())
+    }
+}
+
+/// A payload chunk of the file at `path`: `payload` is its bytes from
+/// `offset`, as `mariadb-backup --stream=xbstream` writes them.
+pub fn file_chunk(path: &str, offset: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FIXED + path.len() + PAYLOAD_HEADER + payload.len());
+    chunk_head(&mut out, b'P', path);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The chunk that ends the file at `path`.
+pub fn end_of_file(path: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FIXED + path.len());
+    chunk_head(&mut out, b'E', path);
+    out
+}
+
+fn chunk_head(out: &mut Vec<u8>, kind: u8, path: &str) {
+    out.extend_from_slice(MAGIC);
+    out.push(0);
+    out.push(kind);
+    out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+    out.extend_from_slice(path.as_bytes());
+}
+
+/// Writes the files of an xbstream into a directory, as `mbstream -x -C`
+/// does, behind the [`Guard`]: every payload's CRC-32 is checked once its
+/// last byte has been written (the copy is not used before the stream's
+/// trailer vouches for all of it anyway).
+pub struct Extractor {
+    guard: Guard,
+    files: Files,
+}
+
+struct Files {
+    dir: std::path::PathBuf,
+    /// The file being written and where the next data goes.
+    open: Option<(String, std::fs::File)>,
+    at: u64,
+    /// The current payload's end, its expected CRC-32 and the CRC so far.
+    expect: Option<(Chunk, u32, crc32fast::Hasher)>,
+    files: u64,
+}
+
+impl Extractor {
+    /// Files go into `dir` (which exists); the stream may be `cap` bytes.
+    pub fn new(dir: &std::path::Path, cap: u64) -> Extractor {
+        Extractor {
+            guard: Guard::new(cap),
+            files: Files {
+                dir: dir.to_owned(),
+                open: None,
+                at: 0,
+                expect: None,
+                files: 0,
+            },
+        }
+    }
+
+    /// Writes the next bytes of the stream.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Refusal> {
+        let files = &mut self.files;
+        self.guard.scan(data, &mut |piece| files.take(piece))
+    }
+
+    /// The stream ended: it must end between chunks. Returns how many files
+    /// it held.
+    pub fn finish(self) -> Result<u64, Refusal> {
+        self.guard.finish()?;
+        Ok(self.files.files)
+    }
+}
+
+impl Files {
+    fn take(&mut self, piece: Piece<'_>) -> Result<(), Refusal> {
+        match piece {
+            Piece::Payload { chunk, crc32 } => {
+                self.open_file(&chunk.path)?;
+                self.at = chunk.offset;
+                self.expect = Some((chunk.clone(), crc32, crc32fast::Hasher::new()));
+                if chunk.len == 0 {
+                    self.payload_done()?;
+                }
+            }
+            Piece::Data(bytes) => {
+                let Some((path, file)) = &self.open else {
+                    return Ok(());
+                };
+                std::os::unix::fs::FileExt::write_all_at(file, bytes, self.at).map_err(|e| {
+                    Refusal::Write {
+                        path: path.clone(),
+                        why: e.to_string(),
+                    }
+                })?;
+                self.at += bytes.len() as u64;
+                if let Some((chunk, _, crc)) = &mut self.expect {
+                    crc.update(bytes);
+                    if self.at == chunk.end() {
+                        self.payload_done()?;
+                    }
+                }
+            }
+            Piece::EndOfFile(path) => {
+                self.open_file(path)?;
+                self.open = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn payload_done(&mut self) -> Result<(), Refusal> {
+        if let Some((chunk, want, crc)) = self.expect.take()
+            && crc.finalize() != want
+        {
+            return Err(Refusal::Checksum {
+                path: chunk.path,
+                offset: chunk.offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes `path` the file being written, creating it (and its folders).
+    fn open_file(&mut self, path: &str) -> Result<(), Refusal> {
+        if self.open.as_ref().is_some_and(|(p, _)| p == path) {
+            return Ok(());
+        }
+        let full = self.dir.join(path);
+        let write = |e: std::io::Error| Refusal::Write {
+            path: path.to_owned(),
+            why: e.to_string(),
+        };
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(write)?;
+        }
+        let new = !full.exists();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&full)
+            .map_err(write)?;
+        self.files += u64::from(new);
+        self.open = Some((path.to_owned(), file));
         Ok(())
     }
 }
@@ -275,21 +506,56 @@ mod tests {
 
     /// One file as `mariadb-backup --stream=xbstream` writes it.
     fn file(path: &str, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (kind, body) in [(b'P', Some(payload)), (b'E', None)] {
-            out.extend_from_slice(MAGIC);
-            out.push(0);
-            out.push(kind);
-            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-            out.extend_from_slice(path.as_bytes());
-            if let Some(p) = body {
-                out.extend_from_slice(&(p.len() as u64).to_le_bytes());
-                out.extend_from_slice(&0u64.to_le_bytes());
-                out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
-                out.extend_from_slice(p);
-            }
-        }
+        let mut out = file_chunk(path, 0, payload);
+        out.extend(end_of_file(path));
         out
+    }
+
+    #[test]
+    fn the_extractor_writes_every_file_from_any_pieces() {
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut s = file_chunk("ibdata1", 0, &big[..40_000]);
+        s.extend(file_chunk("ibdata1", 40_000, &big[40_000..]));
+        s.extend(end_of_file("ibdata1"));
+        s.extend(file("app/t.ibd", b"rows"));
+        s.extend(end_of_file("empty"));
+        for piece in [1, 7, 4096, 1 << 20] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut x = Extractor::new(dir.path(), 1 << 20);
+            for part in s.chunks(piece) {
+                x.write(part).unwrap();
+            }
+            assert_eq!(x.finish(), Ok(3), "pieces of {piece}");
+            assert_eq!(std::fs::read(dir.path().join("ibdata1")).unwrap(), big);
+            assert_eq!(
+                std::fs::read(dir.path().join("app/t.ibd")).unwrap(),
+                b"rows"
+            );
+            assert_eq!(std::fs::read(dir.path().join("empty")).unwrap(), b"");
+        }
+    }
+
+    #[test]
+    fn the_extractor_refuses_a_payload_its_checksum_does_not_match() {
+        let mut s = file("ibdata1", b"good bytes");
+        let last = s.len() - (FIXED + "ibdata1".len()) - 1;
+        s[last] ^= 1;
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = Extractor::new(dir.path(), 1 << 20);
+        assert_eq!(
+            x.write(&s),
+            Err(Refusal::Checksum {
+                path: "ibdata1".into(),
+                offset: 0
+            })
+        );
+        // And a name outside the directory is refused before it is made.
+        let mut x = Extractor::new(dir.path(), 1 << 20);
+        assert!(matches!(
+            x.write(&file("../evil", b"x")),
+            Err(Refusal::UnsafePath { .. })
+        ));
+        assert!(!dir.path().parent().unwrap().join("evil").exists());
     }
 
     fn run(stream: &[u8], piece: usize, cap: u64) -> Result<(), Refusal> {
