@@ -48,6 +48,12 @@ pub enum Command {
     /// Every pod of the StatefulSet: role, readiness and its cause, GTIDs,
     /// lag, source, clone origin, version; exits 0 when all are ready, 1 when not.
     Status(StatusArgs),
+    /// Takes a backup now: the sidecar of the highest ready replica (the
+    /// master when it is alone) sends its copy to the bucket; prints the
+    /// backup's manifest; exits 0, or 5 when no backup was made.
+    Backup(BackupArgs),
+    /// Lists the backups in the bucket, oldest first, complete or not.
+    Backups(BackupsArgs),
     /// Copies this binary to DIR/mysql-sts, for an init step that hands it to
     /// the database containers of the pod through a shared volume; exits.
     Install {
@@ -203,6 +209,30 @@ pub struct CommonArgs {
     /// whose names resolve now
     #[arg(long, env = "MYSQL_STS_REPLICAS", default_value_t = 0, global = true)]
     pub replicas: u32,
+    /// The bucket backups go to and come from: `s3://<bucket>[/<prefix>]`
+    #[arg(long, env = "MYSQL_STS_BACKUP_URL", global = true)]
+    pub backup_url: Option<String>,
+    /// The object store's address, for a store other than AWS S3 (MinIO,
+    /// SeaweedFS, Ceph's gateway), e.g. `https://minio.backup.svc:9000`
+    #[arg(long, env = "MYSQL_STS_BACKUP_ENDPOINT", global = true)]
+    pub backup_endpoint: Option<String>,
+    /// The bucket's region
+    #[arg(
+        long,
+        env = "MYSQL_STS_BACKUP_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    pub backup_region: String,
+    /// File holding the store's access key id [default: the MYSQL_STS_BACKUP_ACCESS_KEY variable]
+    #[arg(long, env = "MYSQL_STS_BACKUP_ACCESS_KEY_FILE", global = true)]
+    pub backup_access_key_file: Option<PathBuf>,
+    /// File holding the store's secret access key [default: the MYSQL_STS_BACKUP_SECRET_KEY variable]
+    #[arg(long, env = "MYSQL_STS_BACKUP_SECRET_KEY_FILE", global = true)]
+    pub backup_secret_key_file: Option<PathBuf>,
+    /// The store's certificate must chain to this CA bundle (PEM) or to the system's
+    #[arg(long, env = "MYSQL_STS_BACKUP_CA_FILE", global = true)]
+    pub backup_ca_file: Option<PathBuf>,
     /// Log format
     #[arg(long, env = "MYSQL_STS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -244,6 +274,11 @@ pub struct InitArgs {
     /// or `auto`: zstd while the link, not the donor's disk, holds it back
     #[arg(long, env = "MYSQL_STS_CLONE_COMPRESSION", default_value = "auto")]
     pub clone_compression: Compression,
+    /// Where an empty replica's data comes from: `peer`, a clone of pod N-1
+    /// (or a lower ordinal); `backup`, the newest backup in the bucket
+    /// (--backup-url), then it catches up from the master by GTID
+    #[arg(long, env = "MYSQL_STS_SEED_FROM", value_enum, default_value_t = SeedFrom::Peer)]
+    pub seed_from: SeedFrom,
     /// Once init is done, run this command in its place: the server, so
     /// that every start of the server's container goes through init (a
     /// re-clone asked by the sidecar, a half-finished clone, an emptied
@@ -304,6 +339,30 @@ pub struct SidecarArgs {
     /// With --auto-reclone: at most one automatic re-clone per this interval
     #[arg(long, env = "MYSQL_STS_AUTO_RECLONE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub auto_reclone_interval: Duration,
+}
+
+/// Where an empty replica's data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeedFrom {
+    Peer,
+    Backup,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Back up this pod (e.g. `mysql-2`) instead of the one chosen
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// `table` for people, `json` for scripts
+    #[arg(long, short, value_enum, default_value_t = Output::Json)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// `table` for people, `json` for scripts
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -413,6 +472,36 @@ impl CommonArgs {
             flag: "--clone-token-file",
             file: self.clone_token_file.clone(),
         }
+    }
+
+    /// The bucket backups go to, when `--backup-url` is set.
+    pub fn store_config(&self) -> Option<crate::backup::StoreConfig> {
+        Some(crate::backup::StoreConfig {
+            url: self.backup_url.clone()?,
+            endpoint: self.backup_endpoint.clone(),
+            region: self.backup_region.clone(),
+            access_key: SecretSource {
+                what: "the backup store's access key",
+                env: "MYSQL_STS_BACKUP_ACCESS_KEY",
+                flag: "--backup-access-key-file",
+                file: self.backup_access_key_file.clone(),
+            },
+            secret_key: SecretSource {
+                what: "the backup store's secret key",
+                env: "MYSQL_STS_BACKUP_SECRET_KEY",
+                flag: "--backup-secret-key-file",
+                file: self.backup_secret_key_file.clone(),
+            },
+            ca: self.backup_ca_file.clone(),
+        })
+    }
+
+    /// The bucket, opened; an error when none is configured.
+    pub fn store(&self) -> Result<crate::backup::Store> {
+        let cfg = self.store_config().ok_or_else(|| {
+            Error::config("no backup store: set --backup-url (MYSQL_STS_BACKUP_URL) to s3://<bucket>[/<prefix>]")
+        })?;
+        crate::backup::Store::open(&cfg)
     }
 
     pub fn root_password(&self) -> Result<Secret> {
@@ -577,6 +666,10 @@ pub struct InitConfig {
     /// needs them only for a re-seed, and gets this error then.
     pub credentials: Result<CloneCredentials>,
     pub binary: Binary,
+    /// Where an empty replica's data comes from, and the bucket when it is
+    /// a backup.
+    pub seed_from: SeedFrom,
+    pub store: Option<crate::backup::Store>,
 }
 
 /// The init configuration from the flags; with `--flavor auto`, the server
@@ -591,7 +684,13 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
     let credentials = c.secrets().clone_credentials(flavor);
     let credentials = init_credentials(identity.role, credentials)?;
     let (resolver, http) = c.peer_client()?;
+    let store = match args.seed_from {
+        SeedFrom::Backup => Some(c.store()?),
+        SeedFrom::Peer => None,
+    };
     Ok(InitConfig {
+        seed_from: args.seed_from,
+        store,
         peer_domain: c.peer_domain()?,
         donor_fallback_after: args.donor_fallback_after,
         clone_attempts: args.clone_attempts,
@@ -654,6 +753,8 @@ pub struct SidecarConfig {
     pub retention: Option<RetentionSettings>,
     /// The most bytes per second a clone stream this donor serves sends.
     pub clone_max_rate: Option<u64>,
+    /// The bucket backups go to, when one is configured.
+    pub store: Option<crate::backup::Store>,
 }
 
 pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
@@ -686,6 +787,10 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
     Ok(SidecarConfig {
         retention,
         clone_max_rate: args.clone_max_rate.0,
+        store: c
+            .store_config()
+            .map(|s| crate::backup::Store::open(&s))
+            .transpose()?,
         identity,
         flavor,
         local: Target {

@@ -43,6 +43,8 @@ pub const REPLICA_POSITIONS: &str = ".mysql-sts-replica-positions.json";
 pub const BINLOG_START: &str = ".mysql-sts-binlog-start";
 /// Where old datadirs are moved aside to, one directory per move (unix time).
 pub const OLD_DIR: &str = ".mysql-sts-old";
+/// Where a MySQL backup's local copy is made before it goes to the bucket.
+pub const BACKUP_DIR: &str = ".mysql-sts-backup";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -368,11 +370,12 @@ impl Datadir {
         }
     }
 
-    /// The bytes of the data itself: everything but the copies set aside.
+    /// The bytes of the data itself: everything but the copies set aside
+    /// and a backup's copy.
     pub fn live_bytes(&self) -> Result<u64> {
         let mut live = 0;
         for name in self.entries()? {
-            if name == OLD_DIR {
+            if name == OLD_DIR || name == BACKUP_DIR {
                 continue;
             }
             let p = self.path.join(&name);

@@ -17,6 +17,9 @@ pub mod exit {
     pub const NO_DONOR: i32 = 3;
     /// The clone failed; the datadir was left empty.
     pub const CLONE_FAILED: i32 = 4;
+    /// A backup failed, or the bucket could not be read or written; no
+    /// backup that lists as good was made.
+    pub const BACKUP_FAILED: i32 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,10 @@ pub enum Error {
     /// A clone that no retry can fix (the donor refused our credentials).
     #[error("clone from {donor} refused: {why}")]
     CloneRefused { donor: String, why: String },
+
+    /// A backup, or the bucket it goes to or comes from.
+    #[error("{what}: {why}")]
+    Backup { what: String, why: String },
 
     #[error("datadir {}: {why}", path.display())]
     Datadir { path: PathBuf, why: String },
@@ -77,7 +84,7 @@ pub const ER_ACCESS_DENIED: u16 = 1045;
 
 impl Error {
     /// Every name [`Error::kind`] gives.
-    pub const KINDS: [&'static str; 8] = [
+    pub const KINDS: [&'static str; 9] = [
         "connection",
         "timeout",
         "access_denied",
@@ -85,6 +92,7 @@ impl Error {
         "io",
         "config",
         "clone",
+        "backup",
         "other",
     ];
 
@@ -104,6 +112,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Identity { .. } | Error::Config { .. } | Error::MissingSecret { .. } => "config",
             Error::Other(_) | Error::Stopped => "other",
+            Error::Backup { .. } => "backup",
             Error::NoDonor { .. }
             | Error::SetAside { .. }
             | Error::Clone { .. }
@@ -119,6 +128,7 @@ impl Error {
             }
             Error::NoDonor { .. } | Error::SetAside { .. } => exit::NO_DONOR,
             Error::Clone { .. } | Error::CloneRefused { .. } => exit::CLONE_FAILED,
+            Error::Backup { .. } => exit::BACKUP_FAILED,
             _ => exit::OTHER,
         }
     }

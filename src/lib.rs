@@ -19,6 +19,7 @@
 //! | [`overview`] | `mysql-sts status`: every pod's status in one table |
 //! | [`shutdown`], [`error`], [`secret`], [`progress`], [`install`], [`units`] | the rest of the plumbing |
 
+pub mod backup;
 pub mod config;
 pub mod datadir;
 pub mod engine;

@@ -67,6 +67,8 @@ async fn run(cli: Cli) -> Result<i32> {
             );
             Ok(exit::OK)
         }
+        Command::Backup(args) => mysql_sts::backup::command::backup(c, args).await,
+        Command::Backups(args) => mysql_sts::backup::command::backups(c, args).await,
         Command::Install { dir } => {
             println!("{}", install::copy_self(dir)?.display());
             Ok(exit::OK)

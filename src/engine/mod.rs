@@ -123,6 +123,48 @@ impl Flavor {
         }
     }
 
+    /// Starts a backup of the local server: its copy, framed as a clone
+    /// stream is, made by the engine's own consistent copy (MariaDB:
+    /// `mariadb-backup`; MySQL: the CLONE plugin's local clone).
+    pub fn start_backup_stream(self, job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
+        match self {
+            Flavor::Mysql => mysql::backup::start(job),
+            Flavor::Mariadb => mariadb::backup::start(job),
+        }
+    }
+
+    /// The files of a backup's xbstream that hold its GTID position (read
+    /// as it passes to the bucket).
+    pub fn backup_position_files(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Mysql => &[],
+            Flavor::Mariadb => mariadb::clone::BINLOG_INFO,
+        }
+    }
+
+    /// The GTID position of the backup just made: from the files
+    /// [`Flavor::backup_position_files`] named (`files`), or the server's
+    /// record of its last local clone.
+    pub async fn backup_gtid(
+        self,
+        files: &std::collections::BTreeMap<String, Vec<u8>>,
+        conn: &mut Conn,
+    ) -> Result<String> {
+        match self {
+            Flavor::Mysql => crate::net::sql::scalar(conn, mysql::backup::CLONE_GTID).await,
+            Flavor::Mariadb => mariadb::clone::BINLOG_INFO
+                .iter()
+                .find_map(|name| files.get(*name))
+                .map(|text| mariadb::clone::parse_binlog_info(&String::from_utf8_lossy(text)))
+                .ok_or_else(|| {
+                    crate::error::Error::Other(format!(
+                        "the backup holds no binary log position ({})",
+                        mariadb::clone::BINLOG_INFO.join(" nor ")
+                    ))
+                }),
+        }
+    }
+
     /// The server settings init writes to `<conf-dir>/mysql-sts.cnf`.
     /// `restart`: the datadir holds data (the replication account among
     /// it), so a master's side of semi-sync is on from its first commit;
@@ -595,6 +637,25 @@ impl CloneCredentials {
                 mysql::clone::clone(req, root, replication).await
             }
             CloneCredentials::Mariadb { token } => mariadb::clone::clone(req, token).await,
+        }
+    }
+
+    /// Receives a copy framed as a clone stream from `body` (a backup in a
+    /// bucket) into `<staging>/data`, as [`CloneCredentials::clone`] does.
+    pub async fn receive(
+        &self,
+        req: &Request<'_>,
+        body: futures_util::stream::BoxStream<'_, std::result::Result<Bytes, String>>,
+        estimate: Option<u64>,
+    ) -> Result<(PathBuf, CloneInfo)> {
+        let started = std::time::Instant::now();
+        match self {
+            CloneCredentials::Mysql { root, .. } => {
+                mysql::clone::receive(req, root, body, estimate, started).await
+            }
+            CloneCredentials::Mariadb { .. } => {
+                mariadb::clone::receive(req, body, estimate, started).await
+            }
         }
     }
 

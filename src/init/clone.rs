@@ -65,6 +65,53 @@ async fn clone_once(
     donor: &Donor,
     failed_before: u32,
 ) -> Result<()> {
+    staged(cfg, dd, donor, failed_before, async |req| {
+        tokio::select! {
+            r = credentials.clone(req) => r,
+            e = semi_sync_stall(&cfg.http, &donor.name) => {
+                credentials.abandon(req).await;
+                Err(e)
+            }
+        }
+    })
+    .await
+}
+
+/// Seeds the empty datadir from the newest complete backup in `store`,
+/// under the same rule as a clone: a copy that fails leaves it empty.
+pub async fn seed_from_backup(
+    cfg: &InitConfig,
+    credentials: &CloneCredentials,
+    dd: &Datadir,
+    store: &crate::backup::Store,
+) -> Result<()> {
+    let m = crate::backup::choose(store, None, cfg.flavor).await?;
+    info!(backup = %m.id, gtid = %m.gtid, source = %m.source, bytes = m.bytes, store = %store.url, "seeding this replica from a backup");
+    let donor = Donor {
+        name: format!("backup {}", m.id),
+        ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+    };
+    staged(cfg, dd, &donor, 0, async |req| {
+        let body = store.download(&m.id, m.stored_bytes).await?;
+        let (data, info) = credentials.receive(req, body, Some(m.bytes)).await?;
+        if info.gtid != m.gtid {
+            warn!(backup = %m.id, manifest = %m.gtid, copy = %info.gtid, "the restored copy's GTID position is not the manifest's");
+        }
+        Ok((data, info))
+    })
+    .await
+}
+
+/// Makes a copy under the datadir rule: the marker and staging directory
+/// first, `copy` fills `<staging>/data`, then the commit; on failure the
+/// datadir is left empty again.
+async fn staged(
+    cfg: &InitConfig,
+    dd: &Datadir,
+    donor: &Donor,
+    failed_before: u32,
+    copy: impl AsyncFnOnce(&Request<'_>) -> Result<(std::path::PathBuf, crate::datadir::CloneInfo)>,
+) -> Result<()> {
     let staging = dd.begin_clone()?;
     // Run as root (e.g. in an image whose default user is root), init hands
     // everything it writes to the datadir's owner, who runs the server.
@@ -92,13 +139,7 @@ async fn clone_once(
         compression: cfg.clone_compression,
     };
     let result = async {
-        let (data, mut info) = tokio::select! {
-            r = credentials.clone(&req) => r?,
-            e = semi_sync_stall(&cfg.http, &donor.name) => {
-                credentials.abandon(&req).await;
-                return Err(e);
-            }
-        };
+        let (data, mut info) = copy(&req).await?;
         info.failed_attempts = failed_before;
         if let Some(o) = owner {
             crate::datadir::chown_tree(&data, o)?;

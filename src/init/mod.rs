@@ -158,7 +158,12 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         Then::Clone => answer::serve(cfg, Phase::WaitingForDonor).await,
         _ => None,
     };
-    clone::clone_with_retries(cfg, credentials, &dd, donor).await?;
+    match (&cfg.store, cfg.seed_from, p.then) {
+        (Some(store), crate::config::SeedFrom::Backup, Then::Clone) => {
+            clone::seed_from_backup(cfg, credentials, &dd, store).await?
+        }
+        _ => clone::clone_with_retries(cfg, credentials, &dd, donor).await?,
+    }
     if id.role == Role::Master {
         write_server_cnf(cfg, None, true)?;
         let held = dd.clone_info().map(|i| i.gtid).unwrap_or_default();

@@ -1,5 +1,6 @@
 //! The sidecar's HTTP endpoints: `/livez`, `/readyz`, `/status`, `/metrics`
-//! and the authenticated clone stream `/clone`.
+//! the authenticated clone stream `/clone`, and `POST /backup`, which sends
+//! this pod's copy to the bucket (authenticated as the clone stream is).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::engine::clone::StreamJob;
@@ -24,6 +25,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/clone", get(clone))
+        .route("/backup", post(backup))
         .with_state(shared)
 }
 
@@ -85,39 +87,100 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
+/// Checks the clone token, and takes the clone slot: what a clone stream
+/// and a backup both need; `Err` is the answer to give instead.
+fn admit(
+    s: &Shared,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(crate::engine::Flavor, tokio::sync::OwnedSemaphorePermit), Response> {
+    let Some(accepted) = s.clone_token_matches(bearer(headers).unwrap_or_default()) else {
+        return Err(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "this sidecar has no clone token configured"}),
+        ));
+    };
+    // A token is never empty: no header never matches.
+    if !accepted {
+        s.metrics.clone_unauthorized.inc();
+        tracing::warn!(peer = %peer, "{what} request with a missing or wrong token refused");
+        return Err(json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "missing or wrong clone token"}),
+        ));
+    }
+    let Some(flavor) = s.flavor() else {
+        return Err(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the local server has not been reached yet"}),
+        ));
+    };
+    let Ok(permit) = s.clone_slot.clone().try_acquire_owned() else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "30")],
+            axum::Json(json!({"error": "busy: another clone stream or backup is in progress"})),
+        )
+            .into_response());
+    };
+    Ok((flavor, permit))
+}
+
+/// A copy that brings nothing for this long is given up.
+const BACKUP_STALL: Duration = Duration::from_secs(120);
+
+async fn backup(
+    State(s): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(store) = s.store.get().cloned() else {
+        return json_response(
+            StatusCode::CONFLICT,
+            json!({"error": "this sidecar has no backup store configured (--backup-url, MYSQL_STS_BACKUP_URL)"}),
+        );
+    };
+    let (flavor, permit) = match admit(&s, peer, &headers, "backup") {
+        Ok(admitted) => admitted,
+        Err(answer) => return answer,
+    };
+    let job = StreamJob {
+        local: s.local(),
+        datadir: s.datadir.clone(),
+        shutdown: s.shutdown.clone(),
+        permit,
+        peer: format!("backup to {}", store.url),
+        watcher: Arc::new(StreamReport(s.clone())),
+        compression: Compression::Zstd,
+        max_rate: s.clone_max_rate,
+    };
+    let src = crate::backup::Source {
+        flavor,
+        local: s.local(),
+        pod: s.identity.hostname.clone(),
+        stall: BACKUP_STALL,
+    };
+    match crate::backup::take(&store, &src, job).await {
+        Ok(m) => (StatusCode::OK, axum::Json(m)).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "backup failed");
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": e.to_string()}),
+            )
+        }
+    }
+}
+
 async fn clone(
     State(s): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(accepted) = s.clone_token_matches(bearer(&headers).unwrap_or_default()) else {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "this sidecar has no clone token configured"}),
-        );
-    };
-    // A token is never empty: no header never matches.
-    if !accepted {
-        s.metrics.clone_unauthorized.inc();
-        tracing::warn!(peer = %peer, "clone request with a missing or wrong token refused");
-        return json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "missing or wrong clone token"}),
-        );
-    }
-    let Some(flavor) = s.flavor() else {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "the local server has not been reached yet"}),
-        );
-    };
-    let Ok(permit) = s.clone_slot.clone().try_acquire_owned() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "30")],
-            axum::Json(json!({"error": "busy: another clone stream is in progress"})),
-        )
-            .into_response();
+    let (flavor, permit) = match admit(&s, peer, &headers, "clone") {
+        Ok(admitted) => admitted,
+        Err(answer) => return answer,
     };
     let job = StreamJob {
         local: s.local(),

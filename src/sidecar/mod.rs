@@ -94,6 +94,9 @@ pub async fn serve(
         cfg.clone_token,
         cfg.clone_max_rate,
     );
+    if let Some(store) = cfg.store {
+        let _ = shared.store.set(store);
+    }
     run(
         shared,
         listener,

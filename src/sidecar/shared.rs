@@ -31,6 +31,8 @@ pub struct Shared {
     pub datadir: std::path::PathBuf,
     pub last_tick: Mutex<Instant>,
     pub shutdown: CancellationToken,
+    /// The bucket backups go to, when one is configured.
+    pub store: std::sync::OnceLock<crate::backup::Store>,
 }
 
 impl Shared {
@@ -54,6 +56,7 @@ impl Shared {
             datadir,
             last_tick: Mutex::new(Instant::now()),
             shutdown: CancellationToken::new(),
+            store: std::sync::OnceLock::new(),
         });
         shared.read_datadir();
         shared

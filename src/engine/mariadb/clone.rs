@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tracing::{info, warn};
@@ -28,11 +30,7 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         donor: donor.clone(),
         why: why.to_owned(),
     };
-    let data = req.staging.join("data");
-    std::fs::create_dir(&data)
-        .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
     let started = Instant::now();
-
     let url = req.http.url(donor, "/clone");
     // A donor that accepts the connection and then says nothing (blackholed)
     // is given up like one whose stream stalls.
@@ -66,6 +64,36 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         }
     }
 
+    // The donor tells the size of its datadir: an estimate of the stream.
+    let estimate = resp
+        .headers()
+        .get(wire::ESTIMATE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = resp
+        .bytes_stream()
+        .map(|r| r.map_err(|e| e.to_string()))
+        .boxed();
+    receive(req, body, estimate, started).await
+}
+
+/// Receives a copy framed as a clone stream (from a donor, or a backup in a
+/// bucket) into `<staging>/data`, extracts it with `mbstream`, verifies the
+/// trailer, prepares it and reads its GTID position.
+pub async fn receive(
+    req: &Request<'_>,
+    mut body: BoxStream<'_, std::result::Result<Bytes, String>>,
+    estimate: Option<u64>,
+    started: Instant,
+) -> Result<(PathBuf, CloneInfo)> {
+    let donor = &req.donor.name;
+    let fail = |why: String| Error::Clone {
+        donor: donor.clone(),
+        why,
+    };
+    let data = req.staging.join("data");
+    std::fs::create_dir(&data)
+        .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
     let mut mbstream = Command::new("mbstream")
         .arg("-x")
         .arg("-C")
@@ -82,17 +110,10 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
         })?;
     let mut stdin = mbstream.stdin.take().expect("piped");
 
-    // The donor tells the size of its datadir: an estimate of the stream.
-    let estimate = resp
-        .headers()
-        .get(wire::ESTIMATE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     let mut progress = crate::progress::Progress::new(donor, estimate);
     // The stream is checked before mbstream writes any of it.
     let free = crate::datadir::free_bytes(&data).map_err(|e| fail(e.to_string()))?;
     let mut guard = xbstream::Guard::new(xbstream::Guard::cap_for(estimate, free));
-    let mut body = resp.bytes_stream();
     let mut dec = Decoder::default();
     let mut trailer = None;
     while trailer.is_none() {
@@ -279,11 +300,11 @@ fn own_backup_cnf(data: &Path) -> std::result::Result<Vec<String>, String> {
 /// mariadb-backup's record of the copy's binary log position, under the name
 /// of each version: `mariadb_backup_*` since 11.1 (MDEV-18931), `xtrabackup_*`
 /// before.
-const BINLOG_INFO: [&str; 2] = ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"];
+pub(crate) const BINLOG_INFO: &[&str] = &["mariadb_backup_binlog_info", "xtrabackup_binlog_info"];
 
 /// The GTID position of the copy: the third field of its binlog info file.
 fn read_gtid(data: &Path) -> std::result::Result<String, String> {
-    for name in BINLOG_INFO {
+    for name in BINLOG_INFO.iter().copied() {
         let path = data.join(name);
         match std::fs::read_to_string(&path) {
             Ok(text) => return Ok(parse_binlog_info(&text)),

@@ -4,13 +4,18 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tracing::info;
 
 use crate::datadir::CloneInfo;
 use crate::engine::clone::{Request, run_dir_for};
 use crate::engine::mysqld::Use;
+use crate::engine::xbstream::{Extractor, Guard};
 use crate::error::{Error, Result};
 use crate::net::sql::{self as db, quote};
+use crate::net::wire::{Decoder, Frame};
 use crate::progress::{Progress, dir_size};
 use crate::secret::Secret;
 
@@ -132,9 +137,88 @@ pub async fn clone(
         .map_err(|e| fail(format!("scratch server: {e}")))?;
     std::fs::remove_dir_all(&scratch)
         .map_err(|e| fail(format!("cannot remove {}: {e}", scratch.display())))?;
-    let bytes = dir_size(&data);
-    info!(donor = %donor, bytes, clone_secs, secs = started.elapsed().as_secs_f64(), "copy received; starting it once to finish recovery");
+    info!(donor = %donor, bytes = dir_size(&data), clone_secs, secs = started.elapsed().as_secs_f64(), "copy received; starting it once to finish recovery");
+    let _ = std::fs::remove_dir_all(&run);
+    recover(req, data, root, started, 0).await
+}
 
+/// Receives a copy framed as a clone stream (a backup in a bucket: an
+/// xbstream of a local clone's files) into `<staging>/data`, verifies the
+/// trailer, then starts it once as a cloned copy is started.
+pub async fn receive(
+    req: &Request<'_>,
+    root: &Secret,
+    mut body: BoxStream<'_, std::result::Result<Bytes, String>>,
+    estimate: Option<u64>,
+    started: Instant,
+) -> Result<(PathBuf, CloneInfo)> {
+    let donor = &req.donor.name;
+    let fail = |why: String| Error::Clone {
+        donor: donor.clone(),
+        why,
+    };
+    let data = req.staging.join("data");
+    std::fs::create_dir(&data)
+        .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
+    let free = crate::datadir::free_bytes(&data).map_err(|e| fail(e.to_string()))?;
+    let mut files = Extractor::new(&data, Guard::cap_for(estimate, free));
+    let mut progress = Progress::new(donor, estimate);
+    let mut dec = Decoder::default();
+    let mut trailer = None;
+    while trailer.is_none() {
+        let chunk = match tokio::time::timeout(req.stall_timeout, body.next()).await {
+            Err(_) => {
+                return Err(fail(format!(
+                    "no data for {} s after {} bytes",
+                    req.stall_timeout.as_secs(),
+                    dec.bytes()
+                )));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(fail(format!(
+                    "the stream broke after {} bytes: {e}",
+                    dec.bytes()
+                )));
+            }
+            Ok(Some(Ok(c))) => c,
+        };
+        dec.push(&chunk);
+        while let Some(frame) = dec.next_frame().map_err(|e| fail(e.to_string()))? {
+            match frame {
+                Frame::Data(d) => tokio::task::block_in_place(|| files.write(&d))
+                    .map_err(|r| fail(r.to_string()))?,
+                Frame::End(t) => trailer = Some(t),
+                Frame::Fail(m) => return Err(fail(format!("the copy failed: {m}"))),
+            }
+        }
+        progress.update(dec.bytes());
+    }
+    dec.finish().map_err(|e| fail(e.to_string()))?;
+    let count = files.finish().map_err(|r| fail(r.to_string()))?;
+    info!(donor = %donor, files = count, bytes = dec.bytes(), "copy received and verified; starting it once to finish recovery");
+    if let Some(o) = req.owner {
+        crate::datadir::chown_tree(&data, o)?;
+    }
+    recover(req, data, root, started, dec.wire_bytes()).await
+}
+
+/// Starts a received copy once (its recovery), reads its GTID set and
+/// drops the donor's replication settings.
+async fn recover(
+    req: &Request<'_>,
+    data: PathBuf,
+    root: &Secret,
+    started: Instant,
+    wire_bytes: u64,
+) -> Result<(PathBuf, CloneInfo)> {
+    let donor = &req.donor.name;
+    let fail = |why: String| Error::Clone {
+        donor: donor.clone(),
+        why,
+    };
+    let run = run_dir_for("recover", req.owner)?;
+    let bytes = dir_size(&data);
     // The copy carries the donor's accounts: root has the cluster's root password.
     let server = req
         .binary
@@ -159,7 +243,7 @@ pub async fn clone(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         failed_attempts: 0,
-        wire_bytes: 0,
+        wire_bytes,
     };
     info!(donor = %donor, gtid = %info.gtid, secs = info.seconds, "copy recovered and shut down");
     Ok((data, info))

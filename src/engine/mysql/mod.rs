@@ -1,6 +1,7 @@
 //! MySQL (8.4, 9.x): its server settings, SQL, GTID arithmetic and the CLONE
 //! plugin recipient. Reached only through `Flavor`, the engine seam.
 
+pub mod backup;
 pub mod clone;
 pub mod gtid;
 
