@@ -230,7 +230,8 @@ pub struct CommonArgs {
     /// File holding the store's secret access key [default: the MYSQL_STS_BACKUP_SECRET_KEY variable]
     #[arg(long, env = "MYSQL_STS_BACKUP_SECRET_KEY_FILE", global = true)]
     pub backup_secret_key_file: Option<PathBuf>,
-    /// The store's certificate must chain to this CA bundle (PEM) or to the system's
+    /// The store's certificate must chain to this CA bundle (PEM) [default:
+    /// the system's trust store]
     #[arg(long, env = "MYSQL_STS_BACKUP_CA_FILE", global = true)]
     pub backup_ca_file: Option<PathBuf>,
     /// Log format

@@ -43,7 +43,9 @@ pub const REPLICA_POSITIONS: &str = ".mysql-sts-replica-positions.json";
 pub const BINLOG_START: &str = ".mysql-sts-binlog-start";
 /// Where old datadirs are moved aside to, one directory per move (unix time).
 pub const OLD_DIR: &str = ".mysql-sts-old";
-/// Where a MySQL backup's local copy is made before it goes to the bucket.
+/// Where a MySQL backup's local copy is made before it goes to the bucket:
+/// beside the datadir (the server refuses a place inside it), on the same
+/// volume when the datadir is a directory in it, as the chart makes it.
 pub const BACKUP_DIR: &str = ".mysql-sts-backup";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -370,12 +372,11 @@ impl Datadir {
         }
     }
 
-    /// The bytes of the data itself: everything but the copies set aside
-    /// and a backup's copy.
+    /// The bytes of the data itself: everything but the copies set aside.
     pub fn live_bytes(&self) -> Result<u64> {
         let mut live = 0;
         for name in self.entries()? {
-            if name == OLD_DIR || name == BACKUP_DIR {
+            if name == OLD_DIR {
                 continue;
             }
             let p = self.path.join(&name);

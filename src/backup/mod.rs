@@ -36,8 +36,9 @@ pub struct Manifest {
     pub id: String,
     pub engine: Flavor,
     pub server_version: String,
-    /// The GTID position the copy holds (MariaDB: the domain-server-sequence
-    /// list; MySQL: the GTID set).
+    /// The GTID position the copy holds (MariaDB: its domain-server-sequence
+    /// list; MySQL: a GTID set every transaction of which the copy holds; it
+    /// may hold later ones, see [`Flavor::backup_gtid`]).
     pub gtid: String,
     /// The pod the copy was taken from.
     pub source: String,
@@ -110,6 +111,7 @@ pub async fn take(store: &Store, src: &Source, job: StreamJob) -> Result<Manifes
     };
     let mut conn = src.local.connect(Duration::from_secs(10)).await?;
     let server_version = db::scalar(&mut conn, "SELECT VERSION()").await?;
+    let executed_before = db::scalar(&mut conn, src.flavor.gtid_executed_query()).await?;
     drop(conn);
     let compression = job.compression;
     let mut frames = src
@@ -152,7 +154,7 @@ pub async fn take(store: &Store, src: &Source, job: StreamJob) -> Result<Manifes
                                         files.entry(name.clone()).or_default().extend_from_slice(b);
                                     }
                                 }
-                                Piece::EndOfFile(_) => capturing = None,
+                                Piece::EndOfFile(_) | Piece::Directory(_) => capturing = None,
                             }
                             Ok(())
                         })
@@ -175,14 +177,14 @@ pub async fn take(store: &Store, src: &Source, job: StreamJob) -> Result<Manifes
             return Err(fail(why));
         }
     };
+    let gtid = match src.flavor.backup_gtid(&files, &executed_before) {
+        Ok(g) => g,
+        Err(e) => {
+            up.abort().await;
+            return Err(fail(e.to_string()));
+        }
+    };
     let stored_bytes = up.finish().await?;
-    let mut conn = src.local.connect(Duration::from_secs(10)).await?;
-    let gtid = src
-        .flavor
-        .backup_gtid(&files, &mut conn)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    drop(conn);
     let m = Manifest {
         format: FORMAT,
         id: id.clone(),

@@ -39,8 +39,8 @@ pub struct StoreConfig {
     pub region: String,
     pub access_key: SecretSource,
     pub secret_key: SecretSource,
-    /// A CA bundle (PEM) the store's certificate must chain to, besides the
-    /// system's.
+    /// A CA bundle (PEM) the store's certificate must chain to, in place
+    /// of the system's trust store.
     pub ca: Option<PathBuf>,
 }
 
@@ -89,6 +89,13 @@ impl Store {
         let mut client = ClientOptions::new()
             .with_timeout_disabled()
             .with_connect_timeout(Duration::from_secs(10));
+        // Plain HTTP needs no trust store, and a CA of the user's is the only
+        // one trusted: a minimal image may hold none of the system's.
+        let plain_http = cfg
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
+        client = client.with_no_system_certificates(plain_http || cfg.ca.is_some());
         if let Some(ca) = &cfg.ca {
             let pem = std::fs::read(ca)
                 .map_err(|e| bad(format!("cannot read the CA {}: {e}", ca.display())))?;
@@ -117,7 +124,16 @@ impl Store {
                 .with_virtual_hosted_style_request(false)
                 .with_allow_http(endpoint.starts_with("http://"));
         }
-        let s3 = b.build().map_err(|e| bad(e.to_string()))?;
+        let s3 = b.build().map_err(|e| {
+            bad(if cfg.ca.is_none() && !plain_http {
+                format!(
+                    "{e}: is there a system trust store to verify the store's certificate with? \
+                     Else give its CA with --backup-ca-file"
+                )
+            } else {
+                e.to_string()
+            })
+        })?;
         Ok(Store {
             s3: Arc::new(s3),
             prefix: ObjPath::from(prefix),

@@ -142,16 +142,19 @@ impl Flavor {
         }
     }
 
-    /// The GTID position of the backup just made: from the files
-    /// [`Flavor::backup_position_files`] named (`files`), or the server's
-    /// record of its last local clone.
-    pub async fn backup_gtid(
+    /// The GTID position of the backup just made. MariaDB: the copy's own,
+    /// from the files [`Flavor::backup_position_files`] named (`files`).
+    /// MySQL: `before`, the server's executed set read before the copy
+    /// began: every transaction of it is in the copy, which may hold later
+    /// ones (a local clone's exact set is known once the copy first starts,
+    /// which a restore does; a replay of binary logs on it skips what it holds).
+    pub fn backup_gtid(
         self,
         files: &std::collections::BTreeMap<String, Vec<u8>>,
-        conn: &mut Conn,
+        before: &str,
     ) -> Result<String> {
         match self {
-            Flavor::Mysql => crate::net::sql::scalar(conn, mysql::backup::CLONE_GTID).await,
+            Flavor::Mysql => Ok(before.replace('\n', "")),
             Flavor::Mariadb => mariadb::clone::BINLOG_INFO
                 .iter()
                 .find_map(|name| files.get(*name))

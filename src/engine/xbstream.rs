@@ -24,6 +24,9 @@ const PAYLOAD_HEADER: usize = 8 + 8 + 4;
 const MAX_PATH: usize = 512;
 /// An unknown chunk type that may be skipped (the flags' ignorable bit).
 const IGNORABLE: u8 = 0x01;
+/// This agent's directory chunk, sent ignorable: xbstream itself has none,
+/// and a MySQL datadir holds directories a server needs even when empty.
+const DIRECTORY: u8 = b'D';
 
 /// Why a stream was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,9 @@ pub enum Piece<'a> {
     Data(&'a [u8]),
     /// The file at this path is complete.
     EndOfFile(&'a str),
+    /// A directory (this agent's own chunk, which `mbstream` skips): made
+    /// even when no file of the stream is in it.
+    Directory(&'a str),
 }
 
 impl Guard {
@@ -311,6 +317,11 @@ impl Guard {
             })?;
             self.latest = Some(chunk);
         } else {
+            if kind == DIRECTORY {
+                on(Piece::Directory(&String::from_utf8_lossy(
+                    &h[FIXED..path_end],
+                )))?;
+            }
             // An ignorable chunk of another kind: its payload is skipped.
             if len > 0 {
                 self.at = At::Skip(len);
@@ -335,6 +346,15 @@ pub fn file_chunk(path: &str, offset: u64, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&offset.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
+    out
+}
+
+/// The chunk that makes the directory `path` (skipped by `mbstream`).
+pub fn directory(path: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FIXED + path.len() + PAYLOAD_HEADER);
+    chunk_head(&mut out, DIRECTORY, path);
+    out[8] = IGNORABLE;
+    out.extend_from_slice(&[0; PAYLOAD_HEADER]);
     out
 }
 
@@ -434,6 +454,12 @@ impl Files {
                 self.open_file(path)?;
                 self.open = None;
             }
+            Piece::Directory(path) => {
+                std::fs::create_dir_all(self.dir.join(path)).map_err(|e| Refusal::Write {
+                    path: path.to_owned(),
+                    why: e.to_string(),
+                })?;
+            }
         }
         Ok(())
     }
@@ -519,6 +545,7 @@ mod tests {
         s.extend(end_of_file("ibdata1"));
         s.extend(file("app/t.ibd", b"rows"));
         s.extend(end_of_file("empty"));
+        s.extend(directory("mysql"));
         for piece in [1, 7, 4096, 1 << 20] {
             let dir = tempfile::tempdir().unwrap();
             let mut x = Extractor::new(dir.path(), 1 << 20);
@@ -532,6 +559,7 @@ mod tests {
                 b"rows"
             );
             assert_eq!(std::fs::read(dir.path().join("empty")).unwrap(), b"");
+            assert!(dir.path().join("mysql").is_dir());
         }
     }
 

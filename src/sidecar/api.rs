@@ -94,35 +94,37 @@ fn admit(
     peer: std::net::SocketAddr,
     headers: &HeaderMap,
     what: &str,
-) -> Result<(crate::engine::Flavor, tokio::sync::OwnedSemaphorePermit), Response> {
+) -> Result<(crate::engine::Flavor, tokio::sync::OwnedSemaphorePermit), Box<Response>> {
     let Some(accepted) = s.clone_token_matches(bearer(headers).unwrap_or_default()) else {
-        return Err(json_response(
+        return Err(Box::new(json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "this sidecar has no clone token configured"}),
-        ));
+        )));
     };
     // A token is never empty: no header never matches.
     if !accepted {
         s.metrics.clone_unauthorized.inc();
         tracing::warn!(peer = %peer, "{what} request with a missing or wrong token refused");
-        return Err(json_response(
+        return Err(Box::new(json_response(
             StatusCode::UNAUTHORIZED,
             json!({"error": "missing or wrong clone token"}),
-        ));
+        )));
     }
     let Some(flavor) = s.flavor() else {
-        return Err(json_response(
+        return Err(Box::new(json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "the local server has not been reached yet"}),
-        ));
+        )));
     };
     let Ok(permit) = s.clone_slot.clone().try_acquire_owned() else {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "30")],
-            axum::Json(json!({"error": "busy: another clone stream or backup is in progress"})),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "30")],
+                axum::Json(json!({"error": "busy: another clone stream or backup is in progress"})),
+            )
+                .into_response(),
+        ));
     };
     Ok((flavor, permit))
 }
@@ -143,7 +145,7 @@ async fn backup(
     };
     let (flavor, permit) = match admit(&s, peer, &headers, "backup") {
         Ok(admitted) => admitted,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let job = StreamJob {
         local: s.local(),
@@ -180,7 +182,7 @@ async fn clone(
 ) -> Response {
     let (flavor, permit) = match admit(&s, peer, &headers, "clone") {
         Ok(admitted) => admitted,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let job = StreamJob {
         local: s.local(),

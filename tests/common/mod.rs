@@ -17,6 +17,7 @@ mod http;
 pub mod link;
 mod load;
 mod pods;
+pub mod s3;
 mod sql;
 pub mod tls;
 
