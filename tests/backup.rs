@@ -176,3 +176,212 @@ async fn mariadb11_backup_then_seed_a_replica() {
 async fn mysql_backup_then_seed_a_replica() {
     backup_then_seed(Engine::Mysql).await;
 }
+
+/// The agent's `backup` run in the background from pod `from`.
+fn spawn_backup(c: &Cluster, from: u32) -> std::process::Child {
+    c.pod_command(from, &c.agent_argv(&["backup"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn finish(child: std::process::Child) -> (Option<i32>, String) {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn assert_empty(c: &Cluster, n: u32, e: &str, after: &str) {
+    let state = mysql_sts::datadir::Datadir::new(c.pod(n).datadir())
+        .state()
+        .unwrap();
+    assert_eq!(
+        state,
+        mysql_sts::datadir::State::Empty,
+        "[{e}] mysql-{n}'s datadir after {after}"
+    );
+}
+
+/// Replaces the object at `key` in the bucket behind the store's back.
+async fn damage(s3: &S3, key: &str, change: impl FnOnce(&mut Vec<u8>)) {
+    let url = s3.filer_url(key);
+    let mut body = reqwest::get(&url)
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    change(&mut body);
+    reqwest::Client::new()
+        .put(&url)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+async fn no_complete_backup(s3: &S3, e: &str, after: &str) {
+    let listed = s3.store("faults").list().await.unwrap();
+    assert!(
+        listed.iter().all(|l| l.manifest.is_none()),
+        "[{e}] a backup lists as complete after {after}: {listed:?}"
+    );
+}
+
+async fn cut_short_damaged_or_foreign(engine: Engine) {
+    let e = engine.name();
+    let mut s3 = S3::start();
+    let mut c = Cluster::new(engine);
+    c.extra_env.extend(s3.env_for(&c, "faults"));
+    for n in 0..2 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(180)).await;
+    }
+    make_tables(&c).await;
+    // The replica's backups slow enough to be cut in the middle.
+    c.extra_env
+        .push(("MYSQL_STS_CLONE_MAX_RATE".into(), "256KiB".into()));
+    c.kill_sidecar(1);
+    c.start_sidecar(1);
+    c.wait_ready(1, Duration::from_secs(60)).await;
+    c.create_pod(2);
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{e}] {:6.1} s {what}", t0.elapsed().as_secs_f64());
+
+    // 1. The backing-up sidecar killed in the middle.
+    let backup = spawn_backup(&c, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.kill_sidecar(1);
+    let (code, out) = finish(backup).await;
+    assert_eq!(
+        code,
+        Some(5),
+        "[{e}] the backup whose sidecar was killed:\n{out}"
+    );
+    assert!(out.contains("backup of mysql-1"), "[{e}] {out}");
+    no_complete_backup(&s3, e, "its sidecar was killed").await;
+    let (status, out) = c.run_init(2, &["--seed-from", "backup"]);
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "[{e}] seeding with no complete backup:\n{out}"
+    );
+    assert!(out.contains("no complete backup"), "[{e}] {out}");
+    assert_empty(&c, 2, e, "a seed with no complete backup");
+    c.start_sidecar(1);
+    c.wait_ready(1, Duration::from_secs(60)).await;
+
+    step("the store to be killed in the middle of a backup");
+    // 2. The store killed in the middle, then back.
+    let backup = spawn_backup(&c, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s3.kill();
+    let (code, out) = finish(backup).await;
+    assert_eq!(
+        code,
+        Some(5),
+        "[{e}] the backup whose store was killed:\n{out}"
+    );
+    step("store killed");
+    s3.restart();
+    step("store back");
+    no_complete_backup(&s3, e, "its store was killed").await;
+
+    step("a good backup");
+    // 3. A good one; a MySQL backup leaves no local copy behind, not even
+    // the one the killed sidecar left.
+    let (code, out, log) = backup_cli(&c, 0, &[]);
+    assert_eq!(code, Some(0), "[{e}] {out}{log}");
+    let m: mysql_sts::backup::Manifest = serde_json::from_str(&out).unwrap();
+    assert!(
+        !c.pod(1).host_dir.join(".mysql-sts-backup").exists(),
+        "[{e}] the local copy stays"
+    );
+
+    step("its stream damaged");
+    // 4. Its stream damaged in the bucket: the seed fails, the datadir stays empty.
+    let stream = format!("faults/backups/{}/stream", m.id);
+    let mut original = Vec::new();
+    damage(&s3, &stream, |b| {
+        original = b.clone();
+        let middle = b.len() / 2;
+        b[middle] ^= 0x40;
+    })
+    .await;
+    let (status, out) = c.run_init(2, &["--seed-from", "backup"]);
+    assert_eq!(
+        status.code(),
+        Some(4),
+        "[{e}] seeding from a damaged backup:\n{out}"
+    );
+    assert!(out.contains(&format!("backup {}", m.id)), "[{e}] {out}");
+    assert_empty(&c, 2, e, "a seed from a damaged backup");
+    damage(&s3, &stream, |b| *b = original).await;
+
+    step("its manifest made another engine's");
+    // 5. A manifest of the other engine: refused before a byte is fetched.
+    let other = match engine.flavor() {
+        mysql_sts::engine::Flavor::Mysql => "mariadb",
+        mysql_sts::engine::Flavor::Mariadb => "mysql",
+    };
+    let manifest = format!("faults/backups/{}/manifest.json", m.id);
+    damage(&s3, &manifest, |b| {
+        let text = String::from_utf8(b.clone()).unwrap();
+        let ours = format!("\"engine\": \"{}\"", engine.flavor());
+        assert!(text.contains(&ours), "{text}");
+        *b = text
+            .replace(&ours, &format!("\"engine\": \"{other}\""))
+            .into_bytes();
+    })
+    .await;
+    let (status, out) = c.run_init(2, &["--seed-from", "backup"]);
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "[{e}] seeding from a foreign backup:\n{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "it is a {other} backup and this server is {}",
+            engine.flavor()
+        )),
+        "[{e}] {out}"
+    );
+    assert_empty(&c, 2, e, "a seed from a foreign backup");
+    report_scenario(
+        "backup cut short, damaged or foreign",
+        engine,
+        "sidecar killed mid-backup and store killed mid-backup: exit 5, nothing listed complete, \
+         no seed; a damaged stream: seed exit 4; another engine's manifest: seed exit 5; \
+         the datadir empty after each",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_backup_cut_short_damaged_or_foreign() {
+    cut_short_damaged_or_foreign(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_backup_cut_short_damaged_or_foreign() {
+    cut_short_damaged_or_foreign(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_backup_cut_short_damaged_or_foreign() {
+    cut_short_damaged_or_foreign(Engine::Mysql).await;
+}

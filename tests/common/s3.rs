@@ -26,6 +26,7 @@ pub struct S3 {
     pub port: u16,
     pub filer_port: u16,
     pub master_port: u16,
+    volume_port: u16,
 }
 
 /// A port free now, whose gRPC twin (+10000) is free too, as `weed` needs.
@@ -72,40 +73,54 @@ impl S3 {
         )
         .unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
-        let (port, filer_port, master_port, volume_port) = (
-            free_port_pair(),
-            free_port_pair(),
-            free_port_pair(),
-            free_port_pair(),
-        );
-        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
-        let mut cmd = Command::new(&weed);
+        let mut s3 = S3 {
+            child: None,
+            dir,
+            port: free_port_pair(),
+            filer_port: free_port_pair(),
+            master_port: free_port_pair(),
+            volume_port: free_port_pair(),
+        };
+        s3.spawn();
+        s3.make_bucket(BUCKET);
+        s3
+    }
+
+    /// Starts `weed server` on this store's directory and ports.
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("weed.log"))
+            .unwrap();
+        let mut cmd = Command::new(weed_binary());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .arg("server")
-            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .arg(format!("-dir={}", dir.join("data").display()))
             .args(["-s3", "-ip=127.0.0.1", "-ip.bind=0.0.0.0", "-volume.max=0"])
             .arg("-master.volumeSizeLimitMB=256")
-            .arg(format!("-s3.port={port}"))
-            .arg(format!("-filer.port={filer_port}"))
-            .arg(format!("-master.port={master_port}"))
-            .arg(format!("-volume.port={volume_port}"))
-            .arg(format!("-s3.config={}", config.display()))
+            .arg(format!("-s3.port={}", self.port))
+            .arg(format!("-filer.port={}", self.filer_port))
+            .arg(format!("-master.port={}", self.master_port))
+            .arg(format!("-volume.port={}", self.volume_port))
+            .arg(format!("-s3.config={}", dir.join("s3.json").display()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let s3 = S3 {
-            child: Some(child),
-            dir,
-            port,
-            filer_port,
-            master_port,
-        };
-        s3.wait_answering(Duration::from_secs(60));
-        s3.make_bucket(BUCKET);
-        s3
+        self.child = Some(child);
+        self.wait_answering(Duration::from_secs(60));
+    }
+
+    /// Starts the store again on what it stored, after [`S3::kill`].
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        // Its master elects itself again before the store answers for data.
+        self.make_bucket(BUCKET);
     }
 
     fn wait_answering(&self, within: Duration) {
@@ -141,14 +156,17 @@ impl S3 {
                 .write_all(format!("s3.bucket.create -name {name}\n").as_bytes())
                 .unwrap();
             let out = shell.wait_with_output().unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             if text.contains("created bucket") || text.contains("already exist") {
                 return;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "cannot make bucket {name}: {text}{}",
-                String::from_utf8_lossy(&out.stderr)
+                "cannot make bucket {name}: {text}"
             );
             std::thread::sleep(Duration::from_millis(500));
         }
