@@ -340,6 +340,28 @@ pub struct SidecarArgs {
     /// With --auto-reclone: at most one automatic re-clone per this interval
     #[arg(long, env = "MYSQL_STS_AUTO_RECLONE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub auto_reclone_interval: Duration,
+    /// Backups on a schedule, in cron syntax, UTC (e.g. `0 3 * * *`): the
+    /// ready replica of the highest ordinal backs up (the master when it is
+    /// alone). Needs --backup-url
+    #[arg(long, env = "MYSQL_STS_BACKUP_SCHEDULE", value_parser = check_cron)]
+    pub backup_schedule: Option<String>,
+    /// After a scheduled backup, complete backups beyond this many (newest
+    /// first) are deleted; the newest is always kept
+    #[arg(long, env = "MYSQL_STS_BACKUP_KEEP", default_value_t = 7)]
+    pub backup_keep: u32,
+    /// After a scheduled backup, complete backups older than this are
+    /// deleted (the newest is always kept), e.g. `30d`; `0s`: by count only
+    #[arg(long, env = "MYSQL_STS_BACKUP_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub backup_max_age: Duration,
+}
+
+fn parse_cron(s: &str) -> std::result::Result<croner::Cron, String> {
+    s.parse::<croner::Cron>()
+        .map_err(|e| format!("{s:?} is not a cron schedule (minute hour day month weekday): {e}"))
+}
+
+fn check_cron(s: &str) -> std::result::Result<String, String> {
+    parse_cron(s).map(|_| s.to_owned())
 }
 
 /// Where an empty replica's data comes from.
@@ -754,8 +776,8 @@ pub struct SidecarConfig {
     pub retention: Option<RetentionSettings>,
     /// The most bytes per second a clone stream this donor serves sends.
     pub clone_max_rate: Option<u64>,
-    /// The bucket backups go to, when one is configured.
-    pub store: Option<crate::backup::Store>,
+    /// Backups, when a bucket is configured.
+    pub backups: Option<crate::sidecar::backups::BackupSettings>,
 }
 
 pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
@@ -788,10 +810,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
     Ok(SidecarConfig {
         retention,
         clone_max_rate: args.clone_max_rate.0,
-        store: c
-            .store_config()
-            .map(|s| crate::backup::Store::open(&s))
-            .transpose()?,
+        backups: sidecar_backups(c, args)?,
         identity,
         flavor,
         local: Target {
@@ -827,6 +846,37 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
         listen: SocketAddr::new(args.listen_address, c.agent_port),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),
     })
+}
+
+/// The sidecar's backups: a bucket, and a schedule only with one.
+fn sidecar_backups(
+    c: &CommonArgs,
+    args: &SidecarArgs,
+) -> Result<Option<crate::sidecar::backups::BackupSettings>> {
+    let Some(store) = c.store_config() else {
+        if args.backup_schedule.is_some() {
+            return Err(Error::config(
+                "--backup-schedule (MYSQL_STS_BACKUP_SCHEDULE) needs --backup-url (MYSQL_STS_BACKUP_URL)",
+            ));
+        }
+        return Ok(None);
+    };
+    let (resolver, http) = c.peer_client()?;
+    Ok(Some(crate::sidecar::backups::BackupSettings {
+        store: crate::backup::Store::open(&store)?,
+        schedule: args
+            .backup_schedule
+            .as_deref()
+            .map(parse_cron)
+            .transpose()
+            .map_err(Error::config)?,
+        keep: args.backup_keep,
+        max_age: Some(args.backup_max_age).filter(|d| !d.is_zero()),
+        replicas: c.replicas,
+        peer_domain: c.peer_domain()?,
+        http,
+        resolver,
+    }))
 }
 
 /// The token is required where the sidecar must serve clone streams; else a

@@ -385,3 +385,94 @@ async fn mariadb11_backup_cut_short_damaged_or_foreign() {
 async fn mysql_backup_cut_short_damaged_or_foreign() {
     cut_short_damaged_or_foreign(Engine::Mysql).await;
 }
+
+async fn metric(c: &Cluster, n: u32, name: &str) -> f64 {
+    let (_, body) = c.get(n, "/metrics").await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics of mysql-{n}"))
+}
+
+async fn on_a_schedule(engine: Engine) {
+    let e = engine.name();
+    let s3 = S3::start();
+    let mut c = Cluster::new(engine);
+    c.extra_env.extend(s3.env_for(&c, "scheduled"));
+    c.extra_env.extend([
+        ("MYSQL_STS_BACKUP_SCHEDULE".into(), "*/10 * * * * *".into()),
+        ("MYSQL_STS_BACKUP_KEEP".into(), "2".into()),
+    ]);
+    for n in 0..3 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(180)).await;
+    }
+    let store = s3.store("scheduled");
+    // Backups taken while the pods started came from the replica ready then.
+    let all_ready = mysql_sts::backup::id_for(std::time::SystemTime::now());
+    // Backups come every ten seconds from the highest replica; two stay.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let listed = store.list().await.unwrap();
+        let complete: Vec<_> = listed.iter().filter_map(|l| l.manifest.clone()).collect();
+        assert!(complete.len() <= 3, "[{e}] retention keeps two: {listed:?}");
+        for m in complete.iter().filter(|m| m.id > all_ready) {
+            assert_eq!(m.source, "mysql-2", "[{e}] {m:?}");
+            seen.insert(m.id.clone());
+        }
+        if seen.len() >= 4 && complete.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{e}] {} backups seen, {} complete now",
+            seen.len(),
+            complete.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(metric(&c, 2, "mysql_sts_backups_total").await >= 4.0);
+    assert_eq!(metric(&c, 1, "mysql_sts_backups_total").await, 0.0);
+    assert!(metric(&c, 2, "mysql_sts_backup_last_success_timestamp_seconds").await > 0.0);
+    assert!(metric(&c, 2, "mysql_sts_backup_newest_timestamp_seconds").await > 0.0);
+    assert_eq!(
+        metric(&c, 1, "mysql_sts_backup_schedule_interval_seconds").await,
+        10.0
+    );
+    // With mysql-2 gone, the next highest replica takes over.
+    c.stop_pod(2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = store.list().await.unwrap();
+        if listed
+            .iter()
+            .filter_map(|l| l.manifest.as_ref())
+            .any(|m| m.source == "mysql-1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{e}] mysql-1 never backed up: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    report_scenario(
+        "backups on a schedule",
+        engine,
+        &format!(
+            "every 10 s from mysql-2, the highest ready replica; {} taken, two kept; mysql-1 took over once mysql-2 stopped",
+            seen.len()
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_backups_on_a_schedule() {
+    on_a_schedule(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_backups_on_a_schedule() {
+    on_a_schedule(Engine::Mysql).await;
+}

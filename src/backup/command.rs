@@ -98,6 +98,7 @@ fn listed(m: &Manifest) -> Listed {
     Listed {
         id: m.id.clone(),
         manifest: Some(m.clone()),
+        complete: true,
         stored_bytes: m.stored_bytes,
         last_modified: std::time::SystemTime::now(),
     }

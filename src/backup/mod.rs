@@ -88,6 +88,24 @@ pub fn id_for(t: SystemTime) -> String {
     s.replace(['-', ':'], "")
 }
 
+/// When the backup named `id` started, read back from its name.
+pub fn started_of(id: &str) -> Option<SystemTime> {
+    let b = id.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let t = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &id[0..4],
+        &id[4..6],
+        &id[6..8],
+        &id[9..11],
+        &id[11..13],
+        &id[13..15]
+    );
+    humantime::parse_rfc3339(&t).ok()
+}
+
 /// What a backup is made from: the local server, and its stream's job.
 pub struct Source {
     pub flavor: Flavor,
@@ -229,14 +247,96 @@ pub async fn choose(store: &Store, id: Option<&str>, flavor: Flavor) -> Result<M
     Ok(m)
 }
 
+/// How long an incomplete backup may stay: one younger may still be
+/// being written.
+pub const INCOMPLETE_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// The backups retention deletes: the complete ones beyond the newest
+/// `keep`, and those older than `max_age`, but never the newest complete
+/// one; and the incomplete ones older than [`INCOMPLETE_GRACE`].
+pub fn expired(
+    all: &[Listed],
+    keep: u32,
+    max_age: Option<Duration>,
+    now: SystemTime,
+) -> Vec<String> {
+    let age = |l: &Listed| now.duration_since(l.last_modified).unwrap_or_default();
+    let complete: Vec<&Listed> = all.iter().filter(|l| l.complete).collect();
+    let mut out = Vec::new();
+    for (i, l) in complete.iter().enumerate() {
+        let newer = complete.len() - 1 - i;
+        if newer == 0 {
+            continue;
+        }
+        if newer >= keep as usize || max_age.is_some_and(|m| age(l) > m) {
+            out.push(l.id.clone());
+        }
+    }
+    out.extend(
+        all.iter()
+            .filter(|l| !l.complete && age(l) > INCOMPLETE_GRACE)
+            .map(|l| l.id.clone()),
+    );
+    out.sort();
+    out
+}
+
+/// Deletes what [`expired`] names; returns the ids deleted.
+pub async fn prune(store: &Store, keep: u32, max_age: Option<Duration>) -> Result<Vec<String>> {
+    let gone = expired(&store.scan().await?, keep, max_age, SystemTime::now());
+    for id in &gone {
+        store.delete(id).await?;
+        info!(backup = %id, store = %store.url, "backup deleted by retention");
+    }
+    Ok(gone)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn retention_keeps_the_newest_and_by_count_and_age() {
+        let now = humantime::parse_rfc3339("2026-12-10T00:00:00Z").unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let at = |days_ago: u32, complete: bool| Listed {
+            id: id_for(now - day * days_ago),
+            manifest: None,
+            complete,
+            stored_bytes: 1,
+            last_modified: now - day * days_ago,
+        };
+        // Oldest first, as the bucket lists them.
+        let all = [
+            at(9, true),
+            at(8, false),
+            at(5, true),
+            at(3, true),
+            at(1, true),
+            at(0, false),
+        ];
+        let ids = |idx: &[usize]| -> Vec<String> {
+            let mut v: Vec<String> = idx.iter().map(|i| all[*i].id.clone()).collect();
+            v.sort();
+            v
+        };
+        // By count: the two newest complete ones stay; the old incomplete goes,
+        // the one being written now stays.
+        assert_eq!(expired(&all, 2, None, now), ids(&[0, 1, 2]));
+        // By age: older than four days goes.
+        assert_eq!(expired(&all, 10, Some(day * 4), now), ids(&[0, 1, 2]));
+        assert_eq!(expired(&all, 10, None, now), ids(&[1]));
+        // The newest complete backup stays whatever its age or the count.
+        let old = [at(40, true), at(30, true)];
+        assert_eq!(expired(&old, 0, Some(day), now), vec![old[0].id.clone()]);
+    }
+
+    #[test]
     fn ids_sort_as_times_do() {
         let t = humantime::parse_rfc3339("2026-12-07T10:15:00Z").unwrap();
         assert_eq!(id_for(t), "20261207T101500Z");
+        assert_eq!(started_of("20261207T101500Z"), Some(t));
+        assert_eq!(started_of("latest"), None);
         let later = t + Duration::from_secs(61);
         assert!(id_for(later) > id_for(t));
     }

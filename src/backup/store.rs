@@ -48,8 +48,11 @@ pub struct StoreConfig {
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub id: String,
-    /// Absent: the backup never finished (or is still being written).
+    /// Absent: the backup never finished (or is still being written), or
+    /// it was not read ([`Store::scan`]).
     pub manifest: Option<Manifest>,
+    /// It has a manifest.
+    pub complete: bool,
     /// The bytes its objects take in the bucket.
     pub stored_bytes: u64,
     pub last_modified: std::time::SystemTime,
@@ -156,10 +159,27 @@ impl Store {
         self.backups().join(id).join(name)
     }
 
-    /// Every backup folder, oldest first.
+    /// Every backup folder, oldest first, with its manifest when it has one
+    /// (a backup deleted meanwhile, by another pod's retention, is left out).
     pub async fn list(&self) -> Result<Vec<Listed>> {
+        let mut all = self.scan().await?;
+        let mut gone = Vec::new();
+        for l in &mut all {
+            if l.complete {
+                match self.read_manifest(&l.id).await? {
+                    Some(m) => l.manifest = Some(m),
+                    None => gone.push(l.id.clone()),
+                }
+            }
+        }
+        all.retain(|l| !gone.contains(&l.id));
+        Ok(all)
+    }
+
+    /// Every backup folder, oldest first, from the bucket's listing alone
+    /// (one request per thousand objects; no manifest is read).
+    pub async fn scan(&self) -> Result<Vec<Listed>> {
         let mut found: std::collections::BTreeMap<String, Listed> = Default::default();
-        let mut manifests = Vec::new();
         let base = self.backups();
         let mut objects = self.s3.list(Some(&base));
         while let Some(meta) = objects.next().await {
@@ -170,48 +190,46 @@ impl Store {
             };
             let id = id.as_ref().to_owned();
             let entry = found.entry(id.clone()).or_insert_with(|| Listed {
-                id: id.clone(),
+                id,
                 manifest: None,
+                complete: false,
                 stored_bytes: 0,
                 last_modified: std::time::UNIX_EPOCH,
             });
             entry.stored_bytes += meta.size;
             entry.last_modified = entry.last_modified.max(meta.last_modified.into());
-            if name.as_ref() == super::MANIFEST {
-                manifests.push(id);
-            }
-        }
-        for id in manifests {
-            let m = self.manifest(&id).await?;
-            if let Some(entry) = found.get_mut(&id) {
-                entry.manifest = Some(m);
-            }
+            entry.complete |= name.as_ref() == super::MANIFEST;
         }
         Ok(found.into_values().collect())
     }
 
     /// The manifest of backup `id`.
     pub async fn manifest(&self, id: &str) -> Result<Manifest> {
+        self.read_manifest(id).await?.ok_or_else(|| Error::Backup {
+            what: format!("backup {id}"),
+            why: format!(
+                "{} holds no manifest for it: it does not exist or never finished",
+                self.url
+            ),
+        })
+    }
+
+    /// The manifest of backup `id`; `None` when there is none.
+    async fn read_manifest(&self, id: &str) -> Result<Option<Manifest>> {
         let what = format!("backup {id}");
-        let got = self
-            .s3
-            .get(&self.object(id, super::MANIFEST))
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => Error::Backup {
-                    what: what.clone(),
-                    why: format!(
-                        "{} holds no manifest for it: it does not exist or never finished",
-                        self.url
-                    ),
-                },
-                e => self.fail(&format!("cannot read the manifest of {what}"), e),
-            })?;
-        let body = got
-            .bytes()
-            .await
-            .map_err(|e| self.fail(&format!("cannot read the manifest of {what}"), e))?;
-        Manifest::parse(&body).map_err(|why| Error::Backup { what, why })
+        let got = match self.s3.get(&self.object(id, super::MANIFEST)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.fail(&format!("cannot read the manifest of {what}"), e)),
+        };
+        let body = match got.bytes().await {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.fail(&format!("cannot read the manifest of {what}"), e)),
+        };
+        Manifest::parse(&body)
+            .map(Some)
+            .map_err(|why| Error::Backup { what, why })
     }
 
     pub async fn put_manifest(&self, m: &Manifest) -> Result<()> {

@@ -129,9 +129,6 @@ fn admit(
     Ok((flavor, permit))
 }
 
-/// A copy that brings nothing for this long is given up.
-const BACKUP_STALL: Duration = Duration::from_secs(120);
-
 async fn backup(
     State(s): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -147,23 +144,7 @@ async fn backup(
         Ok(admitted) => admitted,
         Err(answer) => return *answer,
     };
-    let job = StreamJob {
-        local: s.local(),
-        datadir: s.datadir.clone(),
-        shutdown: s.shutdown.clone(),
-        permit,
-        peer: format!("backup to {}", store.url),
-        watcher: Arc::new(StreamReport(s.clone())),
-        compression: Compression::Zstd,
-        max_rate: s.clone_max_rate,
-    };
-    let src = crate::backup::Source {
-        flavor,
-        local: s.local(),
-        pod: s.identity.hostname.clone(),
-        stall: BACKUP_STALL,
-    };
-    match crate::backup::take(&store, &src, job).await {
+    match crate::sidecar::backups::take(&s, &store, flavor, permit).await {
         Ok(m) => (StatusCode::OK, axum::Json(m)).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "backup failed");

@@ -65,6 +65,14 @@ pub struct Metrics {
     pub aside_copies_bytes: Gauge,
     pub clone_backup_peak_rss_bytes: Gauge,
     tls_expiry: Family<FileLabel, Gauge>,
+    pub backups_total: Counter,
+    pub backup_failures: Counter,
+    pub backup_last_success: Gauge,
+    pub backup_last_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub backup_last_bytes: Gauge,
+    pub backup_last_stored_bytes: Gauge,
+    pub backup_newest: Gauge,
+    pub backup_interval: Gauge,
 }
 
 impl Metrics {
@@ -134,6 +142,14 @@ impl Metrics {
             aside_copies_bytes: Gauge::default(),
             clone_backup_peak_rss_bytes: Gauge::default(),
             tls_expiry: Family::default(),
+            backups_total: Counter::default(),
+            backup_failures: Counter::default(),
+            backup_last_success: Gauge::default(),
+            backup_last_seconds: Gauge::default(),
+            backup_last_bytes: Gauge::default(),
+            backup_last_stored_bytes: Gauge::default(),
+            backup_newest: Gauge::default(),
+            backup_interval: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -211,6 +227,46 @@ impl Metrics {
                 m.semi_sync_waiting_sessions.clone(),
             );
         }
+        r.register(
+            "backups",
+            "Backups this pod took to the bucket",
+            m.backups_total.clone(),
+        );
+        r.register(
+            "backup_failures",
+            "Backups this pod started that failed (none of them lists as complete)",
+            m.backup_failures.clone(),
+        );
+        r.register(
+            "backup_last_success_timestamp_seconds",
+            "When the last backup this pod took completed (unix time; 0: none yet)",
+            m.backup_last_success.clone(),
+        );
+        r.register(
+            "backup_last_duration_seconds",
+            "How long the last backup this pod took ran",
+            m.backup_last_seconds.clone(),
+        );
+        r.register(
+            "backup_last_bytes",
+            "Bytes of data in the last backup this pod took",
+            m.backup_last_bytes.clone(),
+        );
+        r.register(
+            "backup_last_stored_bytes",
+            "Bytes the last backup this pod took holds in the bucket",
+            m.backup_last_stored_bytes.clone(),
+        );
+        r.register(
+            "backup_newest_timestamp_seconds",
+            "When the newest complete backup in the bucket started (unix time; 0: none), as last listed",
+            m.backup_newest.clone(),
+        );
+        r.register(
+            "backup_schedule_interval_seconds",
+            "The longest time between two runs of --backup-schedule (0: no schedule)",
+            m.backup_interval.clone(),
+        );
         r.register(
             "aside_copies_bytes",
             "Bytes of old data that re-clones set aside on this pod's volume (see --aside-retention)",

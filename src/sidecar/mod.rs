@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod backups;
 pub mod control;
 pub mod fence;
 pub mod limits;
@@ -94,8 +95,9 @@ pub async fn serve(
         cfg.clone_token,
         cfg.clone_max_rate,
     );
-    if let Some(store) = cfg.store {
-        let _ = shared.store.set(store);
+    if let Some(b) = cfg.backups {
+        let _ = shared.store.set(b.store.clone());
+        tokio::spawn(backups::run(shared.clone(), b, shared.shutdown.clone()));
     }
     run(
         shared,

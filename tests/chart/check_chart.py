@@ -37,6 +37,9 @@ VARIANTS = {
     "self-healing": {"agent": {"autoReclone": {"enabled": True, "interval": "30m"}}},
     "plain-http": {"tls": {"enabled": False}},
     "cert-manager-tls": {"tls": {"existingSecret": "db-agent-tls"}},
+    "backups": {"backup": {"enabled": True, "url": "s3://db-backups/prod", "endpoint": "https://minio.backup:9000",
+                           "existingSecret": "db-s3", "caKey": "ca.crt", "schedule": "0 3 * * *",
+                           "keep": 14, "maxAge": "30d", "seedFrom": "backup"}},
 }
 # CRDs have no schema in the Kubernetes set: checked by shape below instead.
 CRD_GROUPS = ("monitoring.coreos.com/",)
@@ -95,6 +98,44 @@ def check_semi_sync():
           "a 2-pod semi-sync cluster with a timeout is not warned of")
     check(warning not in notes({"replicas": 3, "semiSync": {"enabled": True}}), "3 pods are not warned of")
     print("ok   semi-sync settings that can never acknowledge a commit are refused; no replica to spare is warned of")
+
+
+def check_backup():
+    """Backups: the bucket's settings and keys reach every container the agent
+    runs in, the schedule only the sidecar, the seed only init; a bucket URL or
+    schedule the agent would refuse is refused at install, and so are backups
+    without a bucket or keys."""
+    objs = render(VARIANTS["backups"])
+    spec = by_kind(objs, "StatefulSet")[0]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in spec["initContainers"] + spec["containers"]}
+    store = {"MYSQL_STS_BACKUP_URL", "MYSQL_STS_BACKUP_ENDPOINT", "MYSQL_STS_BACKUP_REGION",
+             "MYSQL_STS_BACKUP_ACCESS_KEY_FILE", "MYSQL_STS_BACKUP_SECRET_KEY_FILE", "MYSQL_STS_BACKUP_CA_FILE"}
+    for name in ("init", "server", "agent"):
+        c = containers[name]
+        check(store <= env_names(c), f"backups: {name} has the bucket's settings")
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        check(mounts.get("backup-credentials", {}).get("mountPath") == "/etc/mysql-sts/backup",
+              f"backups: {name} mounts the keys")
+        check(("MYSQL_STS_SEED_FROM" in env_names(c)) == (name != "agent"), f"backups: the seed is init's ({name})")
+        check(("MYSQL_STS_BACKUP_SCHEDULE" in env_names(c)) == (name == "agent"),
+              f"backups: the schedule is the sidecar's ({name})")
+    volume = [v for v in spec["volumes"] if v["name"] == "backup-credentials"]
+    check(volume and volume[0]["secret"]["secretName"] == "db-s3", "backups: the keys' Secret is mounted")
+    env = {e["name"]: e.get("value") for e in containers["agent"]["env"]}
+    check(env["MYSQL_STS_BACKUP_CA_FILE"] == "/etc/mysql-sts/backup/ca.crt", "backups: the CA file")
+    check(env["MYSQL_STS_BACKUP_SCHEDULE"] == "0 3 * * *", "backups: the schedule")
+    off = by_kind(render({}), "StatefulSet")[0]["spec"]["template"]["spec"]
+    check(not any("BACKUP" in n for c in off["containers"] for n in env_names(c)), "no backup settings when off")
+    good = VARIANTS["backups"]["backup"]
+    for bad, says in (({"url": ""}, "backup.url is required"), ({"existingSecret": ""}, "backup.existingSecret"),
+                      ({"url": "https://s3.amazonaws.com/b"}, "/backup/url"), ({"schedule": "daily"}, "/backup/schedule"),
+                      ({"seedFrom": "n-1"}, "/backup/seedFrom")):
+        try:
+            render({"backup": {**good, **bad}})
+            check(False, f"backup values {bad} were accepted")
+        except Exception as e:  # the engine raises its own error types
+            check(says in str(e), f"backup values {bad}: unclear error {e}")
+    print("ok   backups: the bucket's settings and keys in init, server and sidecar; bad ones refused at install")
 
 
 def by_kind(objs, kind):
@@ -234,6 +275,7 @@ def main():
     print("ok   bad values are refused by values.schema.json")
 
     check_semi_sync()
+    check_backup()
     check_gitops()
     check_same_as_compose()
     if failures:
@@ -246,7 +288,8 @@ def main():
 ALERTS = {"MysqlStsPodNotReady", "MysqlStsErrantTransactions", "MysqlStsPurgedTransactions",
           "MysqlStsReplicationLag", "MysqlStsCloneFailures", "MysqlStsBinlogRetentionNearCap",
           "MysqlStsBinlogForcedPurge", "MysqlStsSemiSyncWaiting",
-          "MysqlStsAsideCopiesKept", "MysqlStsCertificateExpiring"}
+          "MysqlStsAsideCopiesKept", "MysqlStsCertificateExpiring", "MysqlStsBackupTooOld",
+          "MysqlStsBackupFailed"}
 
 
 def promtool_check_rules(groups, what):

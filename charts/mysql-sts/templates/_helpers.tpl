@@ -53,6 +53,32 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 # chart kept at the volume's root).
 - name: MYSQL_STS_VOLUME_ROOT
   value: /var/lib/mysql
+{{- if .Values.backup.enabled }}
+- name: MYSQL_STS_SEED_FROM
+  value: {{ .Values.backup.seedFrom | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the bucket is and how to log in; in every container the agent runs in. */}}
+{{- define "mysql-sts.backupEnv" -}}
+{{- if .Values.backup.enabled }}
+- name: MYSQL_STS_BACKUP_URL
+  value: {{ required "backup.url is required with backup.enabled (s3://<bucket>[/<prefix>])" .Values.backup.url | quote }}
+{{- with .Values.backup.endpoint }}
+- name: MYSQL_STS_BACKUP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+- name: MYSQL_STS_BACKUP_REGION
+  value: {{ .Values.backup.region | quote }}
+- name: MYSQL_STS_BACKUP_ACCESS_KEY_FILE
+  value: /etc/mysql-sts/backup/access-key
+- name: MYSQL_STS_BACKUP_SECRET_KEY_FILE
+  value: /etc/mysql-sts/backup/secret-key
+{{- with .Values.backup.caKey }}
+- name: MYSQL_STS_BACKUP_CA_FILE
+  value: {{ printf "/etc/mysql-sts/backup/%s" . | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "mysql-sts.agentEnv" -}}
@@ -108,6 +134,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - name: MYSQL_STS_TLS_CA_FILE
   value: /etc/mysql-sts/tls/ca.crt
 {{- end }}
+{{- include "mysql-sts.backupEnv" . }}
 {{- end -}}
 
 {{- define "mysql-sts.tlsSecretName" -}}
