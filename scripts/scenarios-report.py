@@ -50,6 +50,12 @@ SCENARIOS = [
      ["lib::engine::mariadb::backup::tests::a_frame_the_recipient_never_takes_is_given_up"], None),
     ("20", "compose's sidecars without MYSQL_STS_REPLICAS", ["compose::compose_{e}_cluster"], None),
     ("21", "a helm upgrade over a StatefulSet made with OrderedReady", [], "bad input"),
+    ("B1", "a backup while the master takes writes, and a replica seeded from it",
+     ["backup::{e}_backup_then_seed_a_replica"], None),
+    ("B2", "a backup cut short (its sidecar or the store killed), damaged in the bucket, or another engine's",
+     ["backup::{e}_backup_cut_short_damaged_or_foreign"], None),
+    ("B3", "backups on a schedule: the pod that takes them, retention, another pod taking over",
+     ["backup::{e}_backups_on_a_schedule"], None),
 ]
 
 

@@ -156,7 +156,7 @@ async fn backup_then_seed(engine: Engine) {
     );
     eprintln!("[{e}] {line}");
     report_scenario(
-        "backup while writing, replica seeded from it",
+        "B1. backup while writing, replica seeded from it",
         engine,
         &line,
     );
@@ -363,7 +363,7 @@ async fn cut_short_damaged_or_foreign(engine: Engine) {
     );
     assert_empty(&c, 2, e, "a seed from a foreign backup");
     report_scenario(
-        "backup cut short, damaged or foreign",
+        "B2. backup cut short, damaged or foreign",
         engine,
         "sidecar killed mid-backup and store killed mid-backup: exit 5, nothing listed complete, \
          no seed; a damaged stream: seed exit 4; another engine's manifest: seed exit 5; \
@@ -458,7 +458,7 @@ async fn on_a_schedule(engine: Engine) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     report_scenario(
-        "backups on a schedule",
+        "B3. backups on a schedule",
         engine,
         &format!(
             "every 10 s from mysql-2, the highest ready replica; {} taken, two kept; mysql-1 took over once mysql-2 stopped",
