@@ -353,6 +353,16 @@ pub struct SidecarArgs {
     /// deleted (the newest is always kept), e.g. `30d`; `0s`: by count only
     #[arg(long, env = "MYSQL_STS_BACKUP_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
     pub backup_max_age: Duration,
+    /// The master uploads every closed binary log to the bucket
+    /// (--backup-url), for restores to a point in time; the retention fence
+    /// keeps each log until it is uploaded
+    #[arg(long, env = "MYSQL_STS_BINLOG_ARCHIVE")]
+    pub binlog_archive: bool,
+    /// With --binlog-archive: a binary log that holds transactions is closed
+    /// once open this long, so that it reaches the archive (the most a
+    /// restore to now can miss)
+    #[arg(long, env = "MYSQL_STS_BINLOG_ARCHIVE_ROTATE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub binlog_archive_rotate: Duration,
 }
 
 fn parse_cron(s: &str) -> std::result::Result<croner::Cron, String> {
@@ -778,6 +788,8 @@ pub struct SidecarConfig {
     pub clone_max_rate: Option<u64>,
     /// Backups, when a bucket is configured.
     pub backups: Option<crate::sidecar::backups::BackupSettings>,
+    /// On the master with --binlog-archive: the archive.
+    pub archive: Option<crate::sidecar::archive::ArchiveSettings>,
 }
 
 pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
@@ -811,6 +823,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
         retention,
         clone_max_rate: args.clone_max_rate.0,
         backups: sidecar_backups(c, args)?,
+        archive: sidecar_archive(c, args, identity.role)?,
         identity,
         flavor,
         local: Target {
@@ -846,6 +859,30 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
         listen: SocketAddr::new(args.listen_address, c.agent_port),
         tls: c.tls_cert_file.clone().zip(c.tls_key_file.clone()),
     })
+}
+
+/// The master's binary log archive, with --binlog-archive.
+fn sidecar_archive(
+    c: &CommonArgs,
+    args: &SidecarArgs,
+    role: Role,
+) -> Result<Option<crate::sidecar::archive::ArchiveSettings>> {
+    if !args.binlog_archive {
+        return Ok(None);
+    }
+    let store = c.store_config().ok_or_else(|| {
+        Error::config(
+            "--binlog-archive (MYSQL_STS_BINLOG_ARCHIVE) needs --backup-url (MYSQL_STS_BACKUP_URL)",
+        )
+    })?;
+    if role != Role::Master {
+        return Ok(None);
+    }
+    Ok(Some(crate::sidecar::archive::ArchiveSettings {
+        store: crate::backup::Store::open(&store)?,
+        rotate_after: args.binlog_archive_rotate,
+        interval: args.reconcile_interval.max(Duration::from_secs(1)),
+    }))
 }
 
 /// The sidecar's backups: a bucket, and a schedule only with one.

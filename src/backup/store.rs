@@ -309,6 +309,137 @@ impl Store {
     }
 }
 
+impl Store {
+    fn binlogs(&self, history: &str) -> ObjPath {
+        self.prefix.clone().join("binlogs").join(history)
+    }
+
+    /// The binary logs of `history` in the archive, by name, with their
+    /// records: a log without its record never finished uploading.
+    pub async fn archived(&self, history: &str) -> Result<Vec<ArchivedLog>> {
+        let base = self.binlogs(history);
+        let mut records = Vec::new();
+        let mut objects = self.s3.list(Some(&base));
+        while let Some(meta) = objects.next().await {
+            let meta = meta.map_err(|e| self.fail("cannot list the binary log archive", e))?;
+            if meta
+                .location
+                .filename()
+                .is_some_and(|f| f.ends_with(RECORD))
+            {
+                records.push(meta.location);
+            }
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for path in records {
+            let read = async { self.s3.get(&path).await?.bytes().await };
+            let body = read
+                .await
+                .map_err(|e| self.fail(&format!("cannot read {path}"), e))?;
+            let record: ArchivedLog = serde_json::from_slice(&body).map_err(|e| Error::Backup {
+                what: format!("{path} in {}", self.url),
+                why: format!("not a binary log record: {e}"),
+            })?;
+            out.push(record);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Uploads the closed binary log at `path` as `record.name`, then its
+    /// record.
+    pub async fn archive_binlog(&self, path: &std::path::Path, record: &ArchivedLog) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let object = self.binlogs(&record.history).join(record.name.as_str());
+        let what = format!("binary log {}", record.name);
+        let up = self
+            .s3
+            .put_multipart(&object)
+            .await
+            .map_err(|e| self.fail(&format!("cannot start the upload of {what}"), e))?;
+        let mut up = Upload {
+            w: WriteMultipart::new_with_chunk_size(up, PART_BYTES),
+            store: self.clone(),
+            id: what.clone(),
+            bytes: 0,
+        };
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| self.fail(&format!("cannot read {}", path.display()), e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    up.abort().await;
+                    return Err(self.fail(&format!("cannot read {}", path.display()), e));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = up.write(&buf[..n]).await {
+                up.abort().await;
+                return Err(e);
+            }
+        }
+        up.finish().await?;
+        let body = serde_json::to_vec_pretty(record).expect("a record serialises");
+        let at = self
+            .binlogs(&record.history)
+            .join(format!("{}{RECORD}", record.name).as_str());
+        self.s3
+            .put(&at, PutPayload::from(body))
+            .await
+            .map_err(|e| self.fail(&format!("cannot write the record of {what}"), e))?;
+        Ok(())
+    }
+
+    /// Streams the archived binary log `name` of `history`.
+    pub async fn download_binlog(
+        &self,
+        history: &str,
+        name: &str,
+    ) -> Result<BoxStream<'static, std::result::Result<Bytes, String>>> {
+        let got = self
+            .s3
+            .get(&self.binlogs(history).join(name))
+            .await
+            .map_err(|e| self.fail(&format!("cannot read binary log {name}"), e))?;
+        let store = self.clone();
+        let name = name.to_owned();
+        Ok(got
+            .into_stream()
+            .map(move |r| {
+                r.map_err(|e| {
+                    store
+                        .fail(&format!("reading binary log {name}"), e)
+                        .to_string()
+                })
+            })
+            .boxed())
+    }
+}
+
+/// The suffix of a binary log's record in the archive.
+pub const RECORD: &str = ".json";
+
+/// What the archive knows of one closed binary log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchivedLog {
+    pub name: String,
+    /// The master's history the log belongs to (names start again in another).
+    pub history: String,
+    pub engine: crate::engine::Flavor,
+    /// The GTID position before its first transaction, and after its last.
+    pub start: String,
+    pub end: String,
+    pub bytes: u64,
+    /// When it was closed (its file's last write), RFC 3339 UTC: its
+    /// transactions were committed before.
+    pub closed: String,
+}
+
 /// A backup's stream being written, in parts.
 pub struct Upload {
     w: WriteMultipart,

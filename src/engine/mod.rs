@@ -612,6 +612,27 @@ impl Flavor {
         }
     }
 
+    /// The name of the master's history its binary logs belong to, for the
+    /// archive: log names start again in another (MySQL: the server's UUID,
+    /// which each copy gets anew; MariaDB: its `server_id`, which a master
+    /// starting a new history takes anew).
+    pub async fn history_id(self, conn: &mut Conn) -> Result<String> {
+        let query = match self {
+            Flavor::Mysql => "SELECT @@global.server_uuid",
+            Flavor::Mariadb => "SELECT CONCAT('server-', @@global.server_id)",
+        };
+        crate::net::sql::scalar(conn, query).await
+    }
+
+    /// The query answering what the binary log holds, in the form
+    /// [`Flavor::binlog_start`] gives a log's start.
+    pub fn binlog_position_query(self) -> &'static str {
+        match self {
+            Flavor::Mysql => mysql::GTID_EXECUTED,
+            Flavor::Mariadb => "SELECT @@global.gtid_binlog_pos",
+        }
+    }
+
     /// The statements that stop the server's own binary log expiry, from its
     /// settings `vars` (those of [`binlog::EXPIRY_SETTINGS`]).
     pub fn stop_server_expiry(self, vars: &[(String, String)]) -> Vec<String> {

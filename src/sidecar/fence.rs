@@ -256,3 +256,48 @@ mod tests {
         assert_eq!(d.purge_to.as_deref(), Some("binlog.000003"));
     }
 }
+
+/// With the binary log archive on, a purge up to `purge_to` (the first log
+/// kept) is held back to the first log the archive does not hold: a log
+/// leaves the master only once it is archived.
+pub fn hold_for_archive(
+    logs: &[Log],
+    purge_to: Option<String>,
+    archived: &std::collections::BTreeSet<String>,
+) -> Option<String> {
+    let to = logs
+        .iter()
+        .position(|l| Some(&l.name) == purge_to.as_ref())?;
+    match logs.iter().position(|l| !archived.contains(&l.name)) {
+        Some(first) if first < to => (first > 0).then(|| logs[first].name.clone()),
+        _ => purge_to,
+    }
+}
+
+#[cfg(test)]
+mod archive_tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_stops_at_the_first_log_not_archived() {
+        let logs: Vec<Log> = (1..=5)
+            .map(|i| Log {
+                name: format!("binlog.00000{i}"),
+                size: 1,
+                start: String::new(),
+                age: None,
+            })
+            .collect();
+        let archived = |n: usize| -> std::collections::BTreeSet<String> {
+            logs[..n].iter().map(|l| l.name.clone()).collect()
+        };
+        let to = |i: usize| Some(format!("binlog.00000{i}"));
+        // Everything before binlog.000004 may go and is archived: it goes.
+        assert_eq!(hold_for_archive(&logs, to(4), &archived(4)), to(4));
+        // Only the first two are archived: the purge stops before the third.
+        assert_eq!(hold_for_archive(&logs, to(4), &archived(2)), to(3));
+        // None is archived: nothing goes.
+        assert_eq!(hold_for_archive(&logs, to(4), &archived(0)), None);
+        assert_eq!(hold_for_archive(&logs, None, &archived(5)), None);
+    }
+}

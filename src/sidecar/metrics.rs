@@ -73,6 +73,10 @@ pub struct Metrics {
     pub backup_last_stored_bytes: Gauge,
     pub backup_newest: Gauge,
     pub backup_interval: Gauge,
+    pub binlog_archived: Counter,
+    pub binlog_archive_failures: Counter,
+    pub binlog_archive_pending: Gauge,
+    pub binlog_archive_lag_seconds: Gauge,
 }
 
 impl Metrics {
@@ -150,6 +154,10 @@ impl Metrics {
             backup_last_stored_bytes: Gauge::default(),
             backup_newest: Gauge::default(),
             backup_interval: Gauge::default(),
+            binlog_archived: Counter::default(),
+            binlog_archive_failures: Counter::default(),
+            binlog_archive_pending: Gauge::default(),
+            binlog_archive_lag_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -227,6 +235,26 @@ impl Metrics {
                 m.semi_sync_waiting_sessions.clone(),
             );
         }
+        r.register(
+            "binlog_archived",
+            "Binary logs the master uploaded to the archive",
+            m.binlog_archived.clone(),
+        );
+        r.register(
+            "binlog_archive_failures",
+            "Rounds of the binary log archive that failed",
+            m.binlog_archive_failures.clone(),
+        );
+        r.register(
+            "binlog_archive_pending",
+            "Closed binary logs on the master not yet in the archive",
+            m.binlog_archive_pending.clone(),
+        );
+        r.register(
+            "binlog_archive_lag_seconds",
+            "How long ago the oldest closed binary log not yet in the archive was closed (0: none waits)",
+            m.binlog_archive_lag_seconds.clone(),
+        );
         r.register(
             "backups",
             "Backups this pod took to the bucket",

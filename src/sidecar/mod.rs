@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod archive;
 pub mod backups;
 pub mod control;
 pub mod fence;
@@ -95,6 +96,9 @@ pub async fn serve(
         cfg.clone_token,
         cfg.clone_max_rate,
     );
+    if let Some(a) = cfg.archive {
+        tokio::spawn(archive::run(shared.clone(), a, shared.shutdown.clone()));
+    }
     if let Some(b) = cfg.backups {
         let _ = shared.store.set(b.store.clone());
         tokio::spawn(backups::run(shared.clone(), b, shared.shutdown.clone()));

@@ -136,6 +136,17 @@ impl Retention {
             };
             d = fence::decide(&logs, &replicas, uncapped, contains);
         }
+        // The archive holds what it has not uploaded yet; only the byte cap
+        // overrides that, as it overrides the replicas' hold.
+        if d.forced.is_empty()
+            && let Some(archived) = self.shared.archived_logs()
+        {
+            let held = fence::hold_for_archive(&logs, d.purge_to.clone(), &archived);
+            if held != d.purge_to {
+                debug!(wanted = ?d.purge_to, to = ?held, "keeping binary logs the archive does not hold yet");
+                d.purge_to = held;
+            }
+        }
         if let Some(to) = &d.purge_to {
             if d.forced.is_empty() {
                 info!(to = %to, "purging binary logs no replica needs");

@@ -33,6 +33,9 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The bucket backups go to, when one is configured.
     pub store: std::sync::OnceLock<crate::backup::Store>,
+    /// With the binary log archive on: the logs it holds, which alone the
+    /// retention fence may purge.
+    archived_logs: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 impl Shared {
@@ -57,9 +60,26 @@ impl Shared {
             last_tick: Mutex::new(Instant::now()),
             shutdown: CancellationToken::new(),
             store: std::sync::OnceLock::new(),
+            archived_logs: Mutex::new(None),
         });
         shared.read_datadir();
         shared
+    }
+
+    /// The archive is on: from now on the fence keeps every log it does not
+    /// hold.
+    pub fn hold_unarchived_logs(&self) {
+        let mut a = self.archived_logs.lock().expect("archive lock");
+        a.get_or_insert_with(Default::default);
+    }
+
+    pub fn set_archived_logs(&self, logs: &std::collections::BTreeSet<String>) {
+        *self.archived_logs.lock().expect("archive lock") = Some(logs.clone());
+    }
+
+    /// The logs the archive holds; `None`: no archive, no hold.
+    pub fn archived_logs(&self) -> Option<std::collections::BTreeSet<String>> {
+        self.archived_logs.lock().expect("archive lock").clone()
     }
 
     /// Reads what init recorded in the datadir: where the data was cloned
