@@ -280,6 +280,20 @@ pub struct InitArgs {
     /// (--backup-url), then it catches up from the master by GTID
     #[arg(long, env = "MYSQL_STS_SEED_FROM", value_enum, default_value_t = SeedFrom::Peer)]
     pub seed_from: SeedFrom,
+    /// A new release's `mysql-0` (empty, and no peer holds data) restores
+    /// from this bucket, `s3://<bucket>[/<prefix>]` (reached with the
+    /// --backup-* endpoint and keys): a backup, then the archived binary
+    /// logs after it
+    #[arg(long, env = "MYSQL_STS_RESTORE_URL")]
+    pub restore_url: Option<String>,
+    /// With --restore-url: this backup [default: the newest complete one
+    /// finished before --restore-to-time, else the newest]
+    #[arg(long, env = "MYSQL_STS_RESTORE_BACKUP")]
+    pub restore_backup: Option<String>,
+    /// With --restore-url: replay the archive up to this time, RFC 3339
+    /// (`2026-12-07T10:15:00Z`): what was committed before it [default: all of it]
+    #[arg(long, env = "MYSQL_STS_RESTORE_TO_TIME", value_parser = humantime::parse_rfc3339_weak)]
+    pub restore_to_time: Option<std::time::SystemTime>,
     /// Once init is done, run this command in its place: the server, so
     /// that every start of the server's container goes through init (a
     /// re-clone asked by the sidecar, a half-finished clone, an emptied
@@ -509,24 +523,33 @@ impl CommonArgs {
 
     /// The bucket backups go to, when `--backup-url` is set.
     pub fn store_config(&self) -> Option<crate::backup::StoreConfig> {
+        let (access_key, secret_key) = self.store_keys();
         Some(crate::backup::StoreConfig {
             url: self.backup_url.clone()?,
             endpoint: self.backup_endpoint.clone(),
             region: self.backup_region.clone(),
-            access_key: SecretSource {
+            access_key,
+            secret_key,
+            ca: self.backup_ca_file.clone(),
+        })
+    }
+
+    /// Where the store's access key and secret key come from.
+    pub fn store_keys(&self) -> (SecretSource, SecretSource) {
+        (
+            SecretSource {
                 what: "the backup store's access key",
                 env: "MYSQL_STS_BACKUP_ACCESS_KEY",
                 flag: "--backup-access-key-file",
                 file: self.backup_access_key_file.clone(),
             },
-            secret_key: SecretSource {
+            SecretSource {
                 what: "the backup store's secret key",
                 env: "MYSQL_STS_BACKUP_SECRET_KEY",
                 flag: "--backup-secret-key-file",
                 file: self.backup_secret_key_file.clone(),
             },
-            ca: self.backup_ca_file.clone(),
-        })
+        )
     }
 
     /// The bucket, opened; an error when none is configured.
@@ -703,6 +726,8 @@ pub struct InitConfig {
     /// a backup.
     pub seed_from: SeedFrom,
     pub store: Option<crate::backup::Store>,
+    /// A new release's master: what to restore.
+    pub restore: Option<crate::init::restore::RestoreSettings>,
 }
 
 /// The init configuration from the flags; with `--flavor auto`, the server
@@ -721,7 +746,27 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
         SeedFrom::Backup => Some(c.store()?),
         SeedFrom::Peer => None,
     };
+    let restore = match &args.restore_url {
+        None => None,
+        Some(url) => {
+            let (access_key, secret_key) = c.store_keys();
+            let from = crate::backup::StoreConfig {
+                url: url.clone(),
+                endpoint: c.backup_endpoint.clone(),
+                region: c.backup_region.clone(),
+                access_key,
+                secret_key,
+                ca: c.backup_ca_file.clone(),
+            };
+            Some(crate::init::restore::RestoreSettings {
+                store: crate::backup::Store::open(&from)?,
+                backup: args.restore_backup.clone(),
+                to_time: args.restore_to_time,
+            })
+        }
+    };
     Ok(InitConfig {
+        restore,
         seed_from: args.seed_from,
         store,
         peer_domain: c.peer_domain()?,

@@ -76,9 +76,14 @@ impl Manifest {
         serde_json::from_slice(body).map_err(|e| format!("its manifest is unreadable: {e}"))
     }
 
-    /// When the copy's data was taken (its start), in seconds since the epoch.
+    /// When the copy's data was taken (its start).
     pub fn started_at(&self) -> Option<SystemTime> {
         humantime::parse_rfc3339(&self.started).ok()
+    }
+
+    /// When the copy was complete: it holds nothing committed after.
+    pub fn finished_at(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339(&self.finished).ok()
     }
 }
 

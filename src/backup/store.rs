@@ -346,6 +346,23 @@ impl Store {
         Ok(out)
     }
 
+    /// The records of every archived binary log, of every history.
+    pub async fn archive(&self) -> Result<Vec<ArchivedLog>> {
+        let base = self.prefix.clone().join("binlogs");
+        let listed = self
+            .s3
+            .list_with_delimiter(Some(&base))
+            .await
+            .map_err(|e| self.fail("cannot list the binary log archive", e))?;
+        let mut out = Vec::new();
+        for history in listed.common_prefixes {
+            if let Some(name) = history.filename() {
+                out.extend(self.archived(name).await?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Uploads the closed binary log at `path` as `record.name`, then its
     /// record.
     pub async fn archive_binlog(&self, path: &std::path::Path, record: &ArchivedLog) -> Result<()> {

@@ -624,6 +624,29 @@ impl Flavor {
         crate::net::sql::scalar(conn, query).await
     }
 
+    /// The tools a restore replays archived binary logs with: the reader
+    /// and the client it pipes into.
+    pub fn replay_tools(self) -> (&'static str, &'static str) {
+        match self {
+            Flavor::Mysql => ("mysqlbinlog", "mysql"),
+            Flavor::Mariadb => ("mariadb-binlog", "mariadb"),
+        }
+    }
+
+    /// The reader's arguments that leave out what a copy at `from` holds.
+    pub fn replay_from(self, from: &str) -> Vec<String> {
+        if from.is_empty() {
+            return Vec::new();
+        }
+        match self {
+            // Transactions of the set are skipped (the server would skip
+            // them too, by their GTIDs).
+            Flavor::Mysql => vec![format!("--exclude-gtids={from}")],
+            // Reading starts after the position in each domain, in every file.
+            Flavor::Mariadb => vec![format!("--start-position={from}")],
+        }
+    }
+
     /// The query answering what the binary log holds, in the form
     /// [`Flavor::binlog_start`] gives a log's start.
     pub fn binlog_position_query(self) -> &'static str {

@@ -105,7 +105,7 @@ pub async fn seed_from_backup(
 /// Makes a copy under the datadir rule: the marker and staging directory
 /// first, `copy` fills `<staging>/data`, then the commit; on failure the
 /// datadir is left empty again.
-async fn staged(
+pub(crate) async fn staged(
     cfg: &InitConfig,
     dd: &Datadir,
     donor: &Donor,

@@ -7,6 +7,7 @@ pub mod answer;
 pub mod clone;
 pub mod donor;
 pub mod plan;
+pub mod restore;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,8 @@ pub enum Outcome {
     LeftEmptyForMaster,
     /// A replica's clone, or the master's re-seed from the most advanced peer.
     Cloned,
+    /// The master of a new release, restored from a backup and the archive.
+    Restored,
 }
 
 /// Writes `<conf-dir>/mysql-sts.cnf` atomically.
@@ -136,6 +139,22 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
                     return Err(Error::SetAside {
                         detail: donor::set_aside_refusal(&copies),
                     });
+                }
+                if let Some(r) = &cfg.restore {
+                    // No peer holds data: a new release, made from a backup.
+                    let credentials = match &cfg.credentials {
+                        Ok(c) => c,
+                        Err(e) => {
+                            return Err(Error::MissingSecret {
+                                what: format!("{e} (the restore needs it)"),
+                            });
+                        }
+                    };
+                    restore::restore(cfg, credentials, &dd, r).await?;
+                    write_server_cnf(cfg, None, true)?;
+                    let held = dd.clone_info().map(|i| i.gtid).unwrap_or_default();
+                    begin_history(cfg, &dd, &held, true)?;
+                    return Ok(Outcome::Restored);
                 }
                 info!("empty datadir on the master: the server image initialises it");
                 return Ok(Outcome::LeftEmptyForMaster);
