@@ -56,6 +56,8 @@ SCENARIOS = [
      ["backup::{e}_backup_cut_short_damaged_or_foreign"], None),
     ("B3", "backups on a schedule: the pod that takes them, retention, another pod taking over",
      ["backup::{e}_backups_on_a_schedule"], None),
+    ("B4", "a new release restored to a point in time: a backup and the archived binary logs after it",
+     ["backup::{e}_restore_to_a_point_in_time"], None),
 ]
 
 

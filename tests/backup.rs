@@ -476,3 +476,135 @@ async fn mariadb_backups_on_a_schedule() {
 async fn mysql_backups_on_a_schedule() {
     on_a_schedule(Engine::Mysql).await;
 }
+
+async fn ids(c: &Cluster, n: u32) -> std::collections::BTreeSet<u64> {
+    let mut conn = c.root(n).await;
+    let rows: Vec<u64> = conn.query("SELECT id FROM app.w").await.unwrap();
+    conn.disconnect().await.unwrap();
+    rows.into_iter().collect()
+}
+
+async fn point_in_time(engine: Engine) {
+    let e = engine.name();
+    let s3 = S3::start();
+    let store = s3.store("pitr");
+    let mut a = Cluster::new(engine);
+    a.extra_env.extend(s3.env_for(&a, "pitr"));
+    a.extra_env.extend([
+        ("MYSQL_STS_BINLOG_ARCHIVE".into(), "true".into()),
+        ("MYSQL_STS_BINLOG_ARCHIVE_ROTATE".into(), "2s".into()),
+    ]);
+    for n in 0..2 {
+        a.start_pod(n).await;
+        a.wait_ready(n, Duration::from_secs(180)).await;
+    }
+    make_tables(&a).await;
+    let writer = Writer::start(a.pod(0).ip.clone(), "app.w", Duration::from_millis(5), None);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, out, log) = backup_cli(&a, 0, &[]);
+    assert_eq!(code, Some(0), "[{e}] {out}{log}");
+    let backup: mysql_sts::backup::Manifest = serde_json::from_str(&out).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The target: a whole second with no write in the second before it nor
+    // after it (binary log events carry whole seconds).
+    writer.hold().await;
+    let before: std::collections::BTreeSet<u64> = writer.acked_ids().into_iter().collect();
+    let held = std::time::SystemTime::now();
+    let whole = held
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let target = std::time::UNIX_EPOCH + Duration::from_secs(whole + 1);
+    while std::time::SystemTime::now() < target + Duration::from_millis(200) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.resume();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let acks = writer.finish().await;
+    let after = acks.len() - before.len();
+    assert!(after > 0, "[{e}] rows after the target");
+    // The archive reaches past the target (logs close every 2 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let archive = store.archive().await.unwrap();
+        let last = archive
+            .iter()
+            .filter_map(|l| humantime::parse_rfc3339(&l.closed).ok())
+            .max();
+        if last.is_some_and(|l| l > target + Duration::from_secs(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{e}] the archive ends at {last:?}: {archive:?}\n{}",
+            tail(&a.pod(0).log("sidecar"))
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let archived = store.archive().await.unwrap().len();
+
+    // A new release restored to the target.
+    let mut b = Cluster::new(engine);
+    let to = humantime::format_rfc3339_seconds(target).to_string();
+    b.extra_env.extend(s3.env_for(&b, "pitr-b"));
+    b.extra_env.extend([
+        (
+            "MYSQL_STS_RESTORE_URL".into(),
+            format!("s3://{}/pitr", common::s3::BUCKET),
+        ),
+        ("MYSQL_STS_RESTORE_TO_TIME".into(), to.clone()),
+    ]);
+    let restoring = Instant::now();
+    b.start_pod(0).await;
+    b.wait_ready(0, Duration::from_secs(180)).await;
+    let restore_secs = restoring.elapsed().as_secs_f64();
+    let init_log = std::fs::read_to_string(b.pod(0).log("init")).unwrap_or_default();
+    assert!(
+        init_log.contains("restoring a backup and the binary logs after it"),
+        "[{e}] {init_log}"
+    );
+    let restored = ids(&b, 0).await;
+    let missing: Vec<_> = before.difference(&restored).collect();
+    let extra: Vec<_> = restored.difference(&before).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "[{e}] restored to {to}: {} rows committed before it missing ({:?}…), {} after it present ({:?}…)",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(5).collect::<Vec<_>>()
+    );
+    // The rest of the new release seeds from its master as usual.
+    b.start_pod(1).await;
+    b.wait_ready(1, Duration::from_secs(180)).await;
+    assert_eq!(
+        ids(&b, 1).await,
+        restored,
+        "[{e}] mysql-1 of the new release"
+    );
+    let line = format!(
+        "backup {} then {} rows in the archive's {archived} logs; a new release restored to {to}: \
+         the {} rows committed before it, none of the {after} after it, ready in {restore_secs:.1} s; \
+         its mysql-1 cloned from it, equal",
+        backup.id,
+        acks.len(),
+        before.len()
+    );
+    eprintln!("[{e}] {line}");
+    report_scenario("B4. point-in-time restore", engine, &line);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_restore_to_a_point_in_time() {
+    point_in_time(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_restore_to_a_point_in_time() {
+    point_in_time(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_restore_to_a_point_in_time() {
+    point_in_time(Engine::Mysql).await;
+}

@@ -40,6 +40,8 @@ VARIANTS = {
     "backups": {"backup": {"enabled": True, "url": "s3://db-backups/prod", "endpoint": "https://minio.backup:9000",
                            "existingSecret": "db-s3", "caKey": "ca.crt", "schedule": "0 3 * * *",
                            "keep": 14, "maxAge": "30d", "seedFrom": "backup"}},
+    "restored": {"backup": {"endpoint": "https://minio.backup:9000", "existingSecret": "db-s3"},
+                 "restore": {"url": "s3://db-backups/prod", "toTime": "2026-12-07T10:15:00Z"}},
 }
 # CRDs have no schema in the Kubernetes set: checked by shape below instead.
 CRD_GROUPS = ("monitoring.coreos.com/",)
@@ -124,12 +126,20 @@ def check_backup():
     env = {e["name"]: e.get("value") for e in containers["agent"]["env"]}
     check(env["MYSQL_STS_BACKUP_CA_FILE"] == "/etc/mysql-sts/backup/ca.crt", "backups: the CA file")
     check(env["MYSQL_STS_BACKUP_SCHEDULE"] == "0 3 * * *", "backups: the schedule")
+    check(env.get("MYSQL_STS_BINLOG_ARCHIVE") == "true", "backups: the binary log archive")
+    restored = by_kind(render(VARIANTS["restored"]), "StatefulSet")[0]["spec"]["template"]["spec"]
+    init = {e["name"]: e.get("value") for e in restored["initContainers"][1]["env"]}
+    check(init.get("MYSQL_STS_RESTORE_URL") == "s3://db-backups/prod"
+          and init.get("MYSQL_STS_RESTORE_TO_TIME") == "2026-12-07T10:15:00Z"
+          and init.get("MYSQL_STS_BACKUP_ACCESS_KEY_FILE") and "MYSQL_STS_BACKUP_URL" not in init,
+          f"restore: init restores from the other release's bucket: {init}")
+    check(any(v["name"] == "backup-credentials" for v in restored["volumes"]), "restore: the keys are mounted")
     off = by_kind(render({}), "StatefulSet")[0]["spec"]["template"]["spec"]
     check(not any("BACKUP" in n for c in off["containers"] for n in env_names(c)), "no backup settings when off")
     good = VARIANTS["backups"]["backup"]
     for bad, says in (({"url": ""}, "backup.url is required"), ({"existingSecret": ""}, "backup.existingSecret"),
                       ({"url": "https://s3.amazonaws.com/b"}, "/backup/url"), ({"schedule": "daily"}, "/backup/schedule"),
-                      ({"seedFrom": "n-1"}, "/backup/seedFrom")):
+                      ({"seedFrom": "n-1"}, "/backup/seedFrom"), ({"binlogArchiveRotate": "soon"}, "binlogArchiveRotate")):
         try:
             render({"backup": {**good, **bad}})
             check(False, f"backup values {bad} were accepted")
@@ -289,7 +299,7 @@ ALERTS = {"MysqlStsPodNotReady", "MysqlStsErrantTransactions", "MysqlStsPurgedTr
           "MysqlStsReplicationLag", "MysqlStsCloneFailures", "MysqlStsBinlogRetentionNearCap",
           "MysqlStsBinlogForcedPurge", "MysqlStsSemiSyncWaiting",
           "MysqlStsAsideCopiesKept", "MysqlStsCertificateExpiring", "MysqlStsBackupTooOld",
-          "MysqlStsBackupFailed"}
+          "MysqlStsBackupFailed", "MysqlStsBinlogArchiveLagging"}
 
 
 def promtool_check_rules(groups, what):

@@ -57,6 +57,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - name: MYSQL_STS_SEED_FROM
   value: {{ .Values.backup.seedFrom | quote }}
 {{- end }}
+{{- with .Values.restore.url }}
+- name: MYSQL_STS_RESTORE_URL
+  value: {{ . | quote }}
+{{- with $.Values.restore.backup }}
+- name: MYSQL_STS_RESTORE_BACKUP
+  value: {{ . | quote }}
+{{- end }}
+{{- with $.Values.restore.toTime }}
+- name: MYSQL_STS_RESTORE_TO_TIME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Whether the agents reach a bucket: for backups, or a restore. */}}
+{{- define "mysql-sts.bucket" -}}
+{{- if or .Values.backup.enabled .Values.restore.url }}true{{ end -}}
 {{- end -}}
 
 {{/* Where the bucket is and how to log in; in every container the agent runs in. */}}
@@ -64,6 +81,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if .Values.backup.enabled }}
 - name: MYSQL_STS_BACKUP_URL
   value: {{ required "backup.url is required with backup.enabled (s3://<bucket>[/<prefix>])" .Values.backup.url | quote }}
+{{- end }}
+{{- if include "mysql-sts.bucket" . }}
 {{- with .Values.backup.endpoint }}
 - name: MYSQL_STS_BACKUP_ENDPOINT
   value: {{ . | quote }}
