@@ -7,7 +7,10 @@ killed through the runtime, the master's volume lost, a rolling upgrade, the
 passwords rotated and the certificates renewed in place, a semi-sync rebuild with no
 replica to acknowledge, the master lost while a replica held acknowledged rows only
 in its relay log, the master lost while a replica's data was set aside for a
-re-clone, the node rebooted, scale to zero, a drain against the PodDisruptionBudget.
+re-clone, a backup and a new release restored from it to a point in time, the node
+rebooted, scale to zero, a drain against the PodDisruptionBudget. Every release backs up
+to an S3-compatible store the suite starts on the host (SeaweedFS) and archives its
+binary logs there all along.
 The engines run side by side, each in a namespace of its own; the node's reboot and
 drain happen once, to every engine's release at the same time. A writer
 pod inserts rows through the chart's write Service and logs each one the server
@@ -25,6 +28,7 @@ import calendar
 import json
 import os
 import shlex
+import socket
 import ssl
 import subprocess
 import sys
@@ -38,6 +42,10 @@ RELEASE = "mysql-sts"  # the StatefulSet, its pods and Services are named after 
 CHART = os.path.join(ROOT, "charts", "mysql-sts")
 LOGS = os.environ.get("KUBE_E2E_LOGS", "/var/log/mysql-sts-kube/e2e")
 KUBE = os.path.join(ROOT, "scripts", "kube")
+NODE_IP = "10.78.0.1"  # the node's address (scripts/kube), which the pods reach the host at
+WEED = os.environ.get("MYSQL_STS_TEST_WEED", "/var/cache/mysql-sts-test/s3/bin/weed")
+S3_KEYS = {"access-key": "AKIAMYSQLSTSE2E", "secret-key": "e2e-S3-Secret-4c1d"}
+BUCKET = "backups"
 
 
 class Engine:
@@ -55,6 +63,52 @@ ENGINES = {
     "mariadb11": Engine("mariadb11", "MariaDB 11.8", "mariadb", "mysql-sts/mariadb", "11.8", "mariadb"),
     "mysql": Engine("mysql", "MySQL 9.7", "mysql", "mysql-sts/mysql", "9.7", "mysql"),
 }
+
+
+class Store:
+    """SeaweedFS on the host, an S3-compatible store the releases back up to
+    through the node's address; built from its Go module by install-test-deps."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="mysql-sts-e2e-s3-")
+        ports = []
+        while len(ports) < 4:
+            with socket.socket() as sock:
+                sock.bind(("0.0.0.0", 0))
+                p = sock.getsockname()[1]
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("0.0.0.0", p + 10000))
+                except OSError:
+                    continue
+            if 10000 <= p < 55000 and p not in ports:
+                ports.append(p)
+        self.port, filer, self.master, volume = ports
+        with open(os.path.join(self.dir, "s3.json"), "w") as f:
+            json.dump({"identities": [{"name": "e2e", "credentials": [
+                {"accessKey": S3_KEYS["access-key"], "secretKey": S3_KEYS["secret-key"]}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
+        os.makedirs(os.path.join(self.dir, "data"))
+        self.log = open(os.path.join(self.dir, "weed.log"), "w")
+        self.proc = subprocess.Popen(
+            [WEED, "server", f"-dir={self.dir}/data", "-s3", "-ip=127.0.0.1", "-ip.bind=0.0.0.0", "-volume.max=0",
+             "-master.volumeSizeLimitMB=256", f"-s3.port={self.port}", f"-filer.port={filer}",
+             f"-master.port={self.master}", f"-volume.port={volume}", f"-s3.config={self.dir}/s3.json"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.endpoint = f"http://{NODE_IP}:{self.port}"
+
+        def bucket():
+            out = subprocess.run([WEED, "shell", f"-master=127.0.0.1:{self.master}"], capture_output=True,
+                                 text=True, input=f"s3.bucket.create -name {BUCKET}\n", timeout=60)
+            return "created bucket" in out.stdout + out.stderr or "already exist" in out.stdout + out.stderr
+        wait("the S3 store's bucket", bucket, 120)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+STORE = None  # the Store, once main() started it
 
 
 class Failed(Exception):
@@ -115,6 +169,7 @@ class Release:
         self.engine, self.ns = engine, namespace
         self.acked = set()  # every id the server acknowledged, over all steps
         self.writer_seq = 0
+        self.backups = True  # back up to the suite's store
 
     # ------------------------------------------------------------ plumbing
     def kubectl(self, *args, **kw):
@@ -136,6 +191,15 @@ class Release:
             "resources.requests.cpu": "100m",
             "resources.requests.memory": "256Mi",
         }
+        if self.backups and STORE:
+            # Backups to the suite's store, and the binary log archive, all along.
+            sets.update({
+                "backup.enabled": "true",
+                "backup.url": f"s3://{BUCKET}/{self.ns}",
+                "backup.endpoint": STORE.endpoint,
+                "backup.existingSecret": "s3-keys",
+                "backup.binlogArchiveRotate": "10s",
+            })
         args = []
         for k, v in sets.items():
             args += ["--set-string" if k.endswith("tag") else "--set", f"{k}={v}"]
@@ -406,10 +470,17 @@ class Suite:
 
 
 # ---------------------------------------------------------------- the steps
+def s3_keys(r):
+    """The Secret with the store's keys, in the release's namespace."""
+    r.kubectl("create", "secret", "generic", "s3-keys",
+              *[f"--from-literal={k}={v}" for k, v in S3_KEYS.items()])
+
+
 def install(r):
     remove_namespace(r.ns)
-    r.helm("install", RELEASE, CHART, "--create-namespace", *r.values(), "--wait", "--timeout", "10m",
-           timeout=700)
+    run(["kubectl", "create", "namespace", r.ns])
+    s3_keys(r)
+    r.helm("install", RELEASE, CHART, *r.values(), "--wait", "--timeout", "10m", timeout=700)
     r.wait_ready(3)
     # A new install starts every container once: a restart is a crash the kubelet hid.
     restarts = {n: [c["name"] for c in p["status"]["containerStatuses"] if c["restartCount"]]
@@ -858,6 +929,65 @@ def relay_log_reseed(r):
             f"mysql-0 re-seeded; pods {caught_up} caught up from the re-seed's donor, none cloned again"), lost
 
 
+def backup_restore(r):
+    """A backup from the chosen replica while the writer runs, more rows, a target
+    second with none written in it, more rows; then a new release, in a namespace
+    of its own, installed with restore.url and restore.toTime: its mysql-0 holds
+    every row acknowledged before the target and none after, its replica equal."""
+    out = r.kubectl("exec", r.pod(0), "-c", "agent", "--", "/opt/mysql-sts/mysql-sts", "backup", timeout=600)
+    manifest = json.loads(out)
+    w = r.start_writer("before the target")
+    time.sleep(8)
+    before = r.stop_writer(w)
+    # Committed rows carry whole seconds: the target is the next whole second
+    # after the writer stopped, and the next writer starts after it.
+    target = int(time.time()) + 1
+    while time.time() < target + 1:
+        time.sleep(0.2)
+    w = r.start_writer("after the target")
+    time.sleep(5)
+    after_ids = r.stop_writer(w)
+    base_after = r.writer_seq * 1_000_000
+    # The master closes a log with transactions every 10 s; its archive catches up.
+    time.sleep(30)
+    to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(target))
+    b = Release(r.engine, f"{r.ns}-restored")
+    remove_namespace(b.ns)
+    run(["kubectl", "create", "namespace", b.ns])
+    s3_keys(b)
+    # The data carries the old release's accounts: the new one takes its passwords.
+    secret = json.loads(r.kubectl("get", "secret", RELEASE, "-o", "json"))
+    creds = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials"},
+             "data": {k: v for k, v in secret["data"].items() if not k.endswith("-previous")}}
+    b.kubectl("apply", "-f", "-", input=json.dumps(creds))
+    t0 = time.time()
+    b.helm("install", RELEASE, CHART, *b.values(), "--set", "replicas=2",
+           "--set", "auth.existingSecret=db-credentials",
+           "--set", f"restore.url=s3://{BUCKET}/{r.ns}", "--set", f"restore.toTime={to}",
+           "--wait", "--timeout", "10m", timeout=700)
+    b.wait_ready(2)
+    ready = time.time() - t0
+    try:
+        if "restoring a backup and the binary logs after it" not in b.init_log(0):
+            raise Failed(f"mysql-0 of {b.ns} did not restore: {b.init_log(0)[-600:]}")
+        restored = {int(x[0]) for x in b.sql(b.pod(0), "SELECT id FROM e2e.acks")}
+        replica = {int(x[0]) for x in b.sql(b.pod(1), "SELECT id FROM e2e.acks")}
+        missing = (r.acked - after_ids) - restored
+        late = {i for i in restored if i >= base_after}
+        if missing or late:
+            raise Failed(f"restored to {to}: {len(missing)} rows acknowledged before it missing, "
+                         f"{len(late)} written after it present")
+        if replica != restored:
+            raise Failed(f"the restored release's mysql-1 differs from its mysql-0: {len(replica ^ restored)} rows")
+    finally:
+        b.helm("uninstall", RELEASE, "--wait", check=False, timeout=300)
+        remove_namespace(b.ns)
+    return (f"backup {manifest['id']} from {manifest['source']} ({manifest['stored_bytes'] >> 10} KiB); "
+            f"a new release restored to {to} in {ready:.0f} s: the {len(r.acked - after_ids)} rows acknowledged "
+            f"before it ({len(before)} after the backup), none of the {len(after_ids)} after it; its mysql-1 "
+            f"cloned equal"), r.check(3)
+
+
 class NodeReboot:
     """The node powered off and on: kubelet and containerd stopped, every container
     killed, both started again. Every release on the node lives through it at once."""
@@ -958,6 +1088,7 @@ def bad_input(engine):
     """Each mistake a user makes, answered where they look, nothing half-made."""
     ns = "e2e-bad"
     r = Release(engine, ns)
+    r.backups = False
     remove_namespace(ns)
     run(["kubectl", "create", "namespace", ns])
     seen = []
@@ -1029,7 +1160,8 @@ PLAN = [
      ("helm upgrade rolls all", rolling_upgrade), ("passwords rotated in place", rotate_passwords),
      ("certificates renewed in place", renew_certificates),
      ("semi-sync rebuild, no replica to ack", semi_sync_rebuild),
-     ("relay log kept, master lost", relay_log_reseed), ("a copy set aside is not empty", aside_copy_not_empty)],
+     ("relay log kept, master lost", relay_log_reseed), ("a copy set aside is not empty", aside_copy_not_empty),
+     ("backup, point-in-time restore", backup_restore)],
     ("node reboot", NodeReboot),
     [("scale to 0 and back to 3", scale_zero)],
     ("drain against the PDB", Drain),
@@ -1079,11 +1211,14 @@ def main():
     args = ap.parse_args()
     engines = [ENGINES[k] for k in args.engines.split(",") if k]
     kube_env()
+    global STORE
+    STORE = Store()
     started = time.time()
     suite = Suite(args.report, engines)
     run_plan(suite, [Release(e, f"e2e-{e.key}") for e in engines])
     suite.step(None, "bad input", lambda: bad_input(engines[0]))
     suite.write_report(engines, started)
+    STORE.stop()
     passed = sum(1 for row in suite.rows if row[3])
     failed = len(suite.rows) - passed
     print(f"kube e2e: {passed} passed, {failed} failed")
