@@ -277,7 +277,8 @@ pub struct InitArgs {
     pub clone_compression: Compression,
     /// Where an empty replica's data comes from: `peer`, a clone of pod N-1
     /// (or a lower ordinal); `backup`, the newest backup in the bucket
-    /// (--backup-url), then it catches up from the master by GTID
+    /// (--backup-url), then it catches up from the master by GTID; `auto`,
+    /// the backup when the master still holds every binary log since it
     #[arg(long, env = "MYSQL_STS_SEED_FROM", value_enum, default_value_t = SeedFrom::Peer)]
     pub seed_from: SeedFrom,
     /// A new release's `mysql-0` (empty, and no peer holds data) restores
@@ -393,6 +394,9 @@ fn check_cron(s: &str) -> std::result::Result<String, String> {
 pub enum SeedFrom {
     Peer,
     Backup,
+    /// The newest backup when the master still holds every binary log
+    /// written since it, else a peer.
+    Auto,
 }
 
 #[derive(Debug, Args)]
@@ -743,7 +747,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
     let credentials = init_credentials(identity.role, credentials)?;
     let (resolver, http) = c.peer_client()?;
     let store = match args.seed_from {
-        SeedFrom::Backup => Some(c.store()?),
+        SeedFrom::Backup | SeedFrom::Auto => Some(c.store()?),
         SeedFrom::Peer => None,
     };
     let restore = match &args.restore_url {

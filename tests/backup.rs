@@ -149,12 +149,57 @@ async fn backup_then_seed(engine: Engine) {
     let line = format!(
         "backup of {:.1} MiB ({:.1} MiB stored) in {backup_secs:.1} s while the master took writes; \
          mysql-2 seeded from it and ready {ready_secs:.1} s after its init started, then equal \
-         to the master ({written} rows, {} written after the backup)",
+         to the master ({written} rows, {} written after the backup); `auto` took the backup \
+         while the master held the logs since it, a peer once they were purged",
         manifest.bytes as f64 / (1 << 20) as f64,
         manifest.stored_bytes as f64 / (1 << 20) as f64,
         written - rows_at_backup
     );
     eprintln!("[{e}] {line}");
+    // `auto`: the backup while the master holds every binary log since it…
+    c.create_pod(3);
+    let (status, out) = c.run_init(3, &["--seed-from", "auto"]);
+    assert!(status.success(), "[{e}] seeding with auto:\n{out}");
+    assert_eq!(
+        clone_record(&c, 3)["donor"],
+        format!("backup {}", manifest.id),
+        "[{e}] auto, logs kept"
+    );
+    // …a peer once the master purged the logs the backup would need.
+    {
+        let mut m = c.root(0).await;
+        m.query_drop("FLUSH BINARY LOGS").await.unwrap();
+        let logs: Vec<mysql_async::Row> = m.query("SHOW BINARY LOGS").await.unwrap();
+        let newest: String = logs.last().unwrap().get(0).unwrap();
+        m.query_drop(format!("PURGE BINARY LOGS TO '{newest}'"))
+            .await
+            .unwrap();
+        m.disconnect().await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let start = c.status(0).await["binlog_start"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if !engine.flavor().gtid_contains(&manifest.gtid, &start) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{e}] the master still says its logs start at {start}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    c.remove_pod(3);
+    c.create_pod(3);
+    let (status, out) = c.run_init(3, &["--seed-from", "auto"]);
+    assert!(status.success(), "[{e}] seeding with auto:\n{out}");
+    let donor = clone_record(&c, 3)["donor"].as_str().unwrap().to_owned();
+    assert!(
+        donor.starts_with("mysql-"),
+        "[{e}] auto after the purge seeded from {donor}"
+    );
     report_scenario(
         "B1. backup while writing, replica seeded from it",
         engine,

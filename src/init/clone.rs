@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::InitConfig;
+use crate::config::{InitConfig, SeedFrom};
 use crate::datadir::Datadir;
 use crate::engine::CloneCredentials;
 use crate::engine::clone::{Donor, Request};
@@ -77,15 +77,54 @@ async fn clone_once(
     .await
 }
 
-/// Seeds the empty datadir from the newest complete backup in `store`,
-/// under the same rule as a clone: a copy that fails leaves it empty.
+/// The backup an empty replica is seeded from, as `--seed-from` says:
+/// `backup`, the newest complete one (an error when there is none); `auto`,
+/// the newest when the master still holds every binary log written since
+/// it (the replica must catch up through them), else `None`: a peer.
+pub async fn backup_to_seed_from(
+    cfg: &InitConfig,
+    store: &crate::backup::Store,
+) -> Result<Option<crate::backup::Manifest>> {
+    match cfg.seed_from {
+        SeedFrom::Peer => Ok(None),
+        SeedFrom::Backup => Ok(Some(crate::backup::choose(store, None, cfg.flavor).await?)),
+        SeedFrom::Auto => {
+            let m = match crate::backup::choose(store, None, cfg.flavor).await {
+                Ok(m) => m,
+                Err(e) => {
+                    info!(why = %e, "no backup to seed from: cloning a peer");
+                    return Ok(None);
+                }
+            };
+            let master = &cfg.identity.master_fqdn;
+            let start = Status::fetch(&cfg.http, master, Duration::from_secs(5))
+                .await
+                .ok()
+                .and_then(|st| st.binlog_start);
+            match start {
+                Some(start) if cfg.flavor.gtid_contains(&m.gtid, &start) => Ok(Some(m)),
+                Some(start) => {
+                    info!(backup = %m.id, backup_gtid = %m.gtid, master_binlogs_from = %start, "the master no longer holds every binary log since the newest backup: cloning a peer");
+                    Ok(None)
+                }
+                None => {
+                    info!(backup = %m.id, "the master does not say where its binary logs start: cloning a peer");
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+/// Seeds the empty datadir from backup `m` in `store`, under the same rule
+/// as a clone: a copy that fails leaves it empty.
 pub async fn seed_from_backup(
     cfg: &InitConfig,
     credentials: &CloneCredentials,
     dd: &Datadir,
     store: &crate::backup::Store,
+    m: &crate::backup::Manifest,
 ) -> Result<()> {
-    let m = crate::backup::choose(store, None, cfg.flavor).await?;
     info!(backup = %m.id, gtid = %m.gtid, source = %m.source, bytes = m.bytes, store = %store.url, "seeding this replica from a backup");
     let donor = Donor {
         name: format!("backup {}", m.id),

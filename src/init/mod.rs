@@ -177,10 +177,12 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         Then::Clone => answer::serve(cfg, Phase::WaitingForDonor).await,
         _ => None,
     };
-    match (&cfg.store, cfg.seed_from, p.then) {
-        (Some(store), crate::config::SeedFrom::Backup, Then::Clone) => {
-            clone::seed_from_backup(cfg, credentials, &dd, store).await?
-        }
+    let from_backup = match (&cfg.store, p.then) {
+        (Some(store), Then::Clone) => clone::backup_to_seed_from(cfg, store).await?,
+        _ => None,
+    };
+    match (&cfg.store, from_backup) {
+        (Some(store), Some(m)) => clone::seed_from_backup(cfg, credentials, &dd, store, &m).await?,
         _ => clone::clone_with_retries(cfg, credentials, &dd, donor).await?,
     }
     if id.role == Role::Master {
