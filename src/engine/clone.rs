@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +19,7 @@ use crate::engine::mysqld::Binary;
 use crate::error::{IoContext, Result};
 use crate::net::agent_client::AgentClient;
 use crate::net::sql::Target;
-use crate::net::wire::Compression;
+use crate::net::wire::{Compression, Decoder, Frame, Trailer};
 
 /// A donor that resolved and answered ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +75,50 @@ pub trait StreamWatcher: Send + Sync {
     fn backup_peak_rss(&self, bytes: u64);
     /// The stream ended, with its trailer (`ok`) or cut short.
     fn finished(&self, ok: bool);
+}
+
+/// Reads a copy framed as a clone stream from `body` until its trailer,
+/// handing each data frame's bytes to `data` in order; gives up on a stream
+/// that brings nothing for `stall`, breaks, ends early, fails or does not
+/// match its trailer. Returns the trailer, and the stream's bytes on the wire.
+pub async fn read_framed(
+    mut body: BoxStream<'_, std::result::Result<Bytes, String>>,
+    stall: Duration,
+    progress: &mut crate::progress::Progress,
+    mut data: impl AsyncFnMut(Bytes) -> std::result::Result<(), String>,
+) -> std::result::Result<(Trailer, u64), String> {
+    let mut dec = Decoder::default();
+    let mut trailer = None;
+    while trailer.is_none() {
+        let chunk = match tokio::time::timeout(stall, body.next()).await {
+            Err(_) => {
+                return Err(format!(
+                    "no data for {} s after {} bytes",
+                    stall.as_secs(),
+                    dec.bytes()
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(format!("the stream broke after {} bytes: {e}", dec.bytes()));
+            }
+            Ok(Some(Ok(c))) => c,
+        };
+        dec.push(&chunk);
+        while let Some(frame) = dec.next_frame().map_err(|e| e.to_string())? {
+            match frame {
+                Frame::Data(d) => data(d).await?,
+                Frame::End(t) => trailer = Some(t),
+                Frame::Fail(m) => return Err(format!("the donor failed: {m}")),
+            }
+        }
+        progress.update(dec.bytes());
+    }
+    dec.finish().map_err(|e| e.to_string())?;
+    Ok((
+        trailer.expect("finish() checked the trailer"),
+        dec.wire_bytes(),
+    ))
 }
 
 /// A private directory for sockets and logs; short, as socket paths must be.

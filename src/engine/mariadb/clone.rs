@@ -13,11 +13,11 @@ use tokio::process::Command;
 use tracing::{info, warn};
 
 use crate::datadir::CloneInfo;
-use crate::engine::clone::{Request, run_dir_for};
+use crate::engine::clone::{Request, read_framed, run_dir_for};
 use crate::engine::mysqld::Use;
 use crate::engine::xbstream;
 use crate::error::{Error, Result};
-use crate::net::wire::{self, Decoder, Frame};
+use crate::net::wire;
 use crate::secret::Secret;
 
 pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneInfo)> {
@@ -82,7 +82,7 @@ pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneI
 /// trailer, prepares it and reads its GTID position.
 pub async fn receive(
     req: &Request<'_>,
-    mut body: BoxStream<'_, std::result::Result<Bytes, String>>,
+    body: BoxStream<'_, std::result::Result<Bytes, String>>,
     estimate: Option<u64>,
     started: Instant,
 ) -> Result<(PathBuf, CloneInfo)> {
@@ -114,46 +114,16 @@ pub async fn receive(
     // The stream is checked before mbstream writes any of it.
     let free = crate::datadir::free_bytes(&data).map_err(|e| fail(e.to_string()))?;
     let mut guard = xbstream::Guard::new(xbstream::Guard::cap_for(estimate, free));
-    let mut dec = Decoder::default();
-    let mut trailer = None;
-    while trailer.is_none() {
-        let chunk = match tokio::time::timeout(req.stall_timeout, body.next()).await {
-            Err(_) => {
-                return Err(fail(format!(
-                    "no data for {} s after {} bytes",
-                    req.stall_timeout.as_secs(),
-                    dec.bytes()
-                )));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(fail(format!(
-                    "the stream broke after {} bytes: {e}",
-                    dec.bytes()
-                )));
-            }
-            Ok(Some(Ok(c))) => c,
-        };
-        dec.push(&chunk);
-        loop {
-            match dec.next_frame().map_err(|e| fail(e.to_string()))? {
-                None => break,
-                Some(Frame::Data(d)) => {
-                    guard.check(&d).map_err(|r| fail(r.to_string()))?;
-                    stdin
-                        .write_all(&d)
-                        .await
-                        .map_err(|e| fail(format!("mbstream stopped taking data: {e}")))?
-                }
-                Some(Frame::End(t)) => trailer = Some(t),
-                Some(Frame::Fail(m)) => return Err(fail(format!("the donor failed: {m}"))),
-            }
-        }
-        progress.update(dec.bytes());
-    }
-    dec.finish().map_err(|e| fail(e.to_string()))?;
+    let (trailer, wire_bytes) = read_framed(body, req.stall_timeout, &mut progress, async |d| {
+        guard.check(&d).map_err(|r| r.to_string())?;
+        stdin
+            .write_all(&d)
+            .await
+            .map_err(|e| format!("mbstream stopped taking data: {e}"))
+    })
+    .await
+    .map_err(fail)?;
     guard.finish().map_err(|r| fail(r.to_string()))?;
-    let trailer = trailer.expect("finish() checked the trailer");
     drop(stdin);
     let out = mbstream
         .wait_with_output()
@@ -199,7 +169,7 @@ pub async fn receive(
         bytes: trailer.bytes,
         seconds: started.elapsed().as_secs_f64(),
         failed_attempts: 0,
-        wire_bytes: dec.wire_bytes(),
+        wire_bytes,
     };
     info!(donor = %donor, gtid = %info.gtid, prepare_secs = (started.elapsed() - streamed).as_secs_f64(), "copy prepared");
     Ok((data, info))

@@ -5,17 +5,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tracing::info;
 
 use crate::datadir::CloneInfo;
-use crate::engine::clone::{Request, run_dir_for};
+use crate::engine::clone::{Request, read_framed, run_dir_for};
 use crate::engine::mysqld::Use;
 use crate::engine::xbstream::{Extractor, Guard};
 use crate::error::{Error, Result};
 use crate::net::sql::{self as db, quote};
-use crate::net::wire::{Decoder, Frame};
 use crate::progress::{Progress, dir_size};
 use crate::secret::Secret;
 
@@ -148,7 +146,7 @@ pub async fn clone(
 pub async fn receive(
     req: &Request<'_>,
     root: &Secret,
-    mut body: BoxStream<'_, std::result::Result<Bytes, String>>,
+    body: BoxStream<'_, std::result::Result<Bytes, String>>,
     estimate: Option<u64>,
     started: Instant,
 ) -> Result<(PathBuf, CloneInfo)> {
@@ -163,44 +161,17 @@ pub async fn receive(
     let free = crate::datadir::free_bytes(&data).map_err(|e| fail(e.to_string()))?;
     let mut files = Extractor::new(&data, Guard::cap_for(estimate, free));
     let mut progress = Progress::new(donor, estimate);
-    let mut dec = Decoder::default();
-    let mut trailer = None;
-    while trailer.is_none() {
-        let chunk = match tokio::time::timeout(req.stall_timeout, body.next()).await {
-            Err(_) => {
-                return Err(fail(format!(
-                    "no data for {} s after {} bytes",
-                    req.stall_timeout.as_secs(),
-                    dec.bytes()
-                )));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(fail(format!(
-                    "the stream broke after {} bytes: {e}",
-                    dec.bytes()
-                )));
-            }
-            Ok(Some(Ok(c))) => c,
-        };
-        dec.push(&chunk);
-        while let Some(frame) = dec.next_frame().map_err(|e| fail(e.to_string()))? {
-            match frame {
-                Frame::Data(d) => tokio::task::block_in_place(|| files.write(&d))
-                    .map_err(|r| fail(r.to_string()))?,
-                Frame::End(t) => trailer = Some(t),
-                Frame::Fail(m) => return Err(fail(format!("the copy failed: {m}"))),
-            }
-        }
-        progress.update(dec.bytes());
-    }
-    dec.finish().map_err(|e| fail(e.to_string()))?;
+    let (trailer, wire_bytes) = read_framed(body, req.stall_timeout, &mut progress, async |d| {
+        tokio::task::block_in_place(|| files.write(&d)).map_err(|r| r.to_string())
+    })
+    .await
+    .map_err(fail)?;
     let count = files.finish().map_err(|r| fail(r.to_string()))?;
-    info!(donor = %donor, files = count, bytes = dec.bytes(), "copy received and verified; starting it once to finish recovery");
+    info!(donor = %donor, files = count, bytes = trailer.bytes, "copy received and verified; starting it once to finish recovery");
     if let Some(o) = req.owner {
         crate::datadir::chown_tree(&data, o)?;
     }
-    recover(req, data, root, started, dec.wire_bytes()).await
+    recover(req, data, root, started, wire_bytes).await
 }
 
 /// Starts a received copy once (its recovery), reads its GTID set and
