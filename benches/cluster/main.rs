@@ -13,9 +13,12 @@
 //! runs per figure (default 3), `BENCH_MYSQL_MB` (default the main size; 0
 //! skips MySQL), `BENCH_LINK_MB` (the slow links and the capped donor;
 //! default the main size, 0 skips them), `BENCH_WINDOW_SECS` (each latency
-//! window, default 45), `BENCH_ONLY` (`links`, `donor` or `scale-out`: that
-//! section alone), `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
+//! window, default 45), `BENCH_BACKUP_MB` (backups against clones, in
+//! `backups.rs`; default the main size, 0 skips them), `BENCH_ONLY`
+//! (`links`, `donor`, `scale-out` or `backup`: that section alone),
+//! `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
 
+mod backups;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod links;
@@ -722,6 +725,16 @@ fn main() {
         println!("{}", links::report(link_mb, 0.0, runs, &[], &cap));
         return;
     }
+    // BENCH_ONLY=backup: backups against clones, alone.
+    let backup_mb = env_num("BENCH_BACKUP_MB", main_mb);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("backup") {
+        let md = rt.block_on(backups::backups(backup_mb, runs));
+        println!("{md}");
+        if let Ok(path) = std::env::var("BENCH_OUT") {
+            std::fs::write(path, &md).unwrap();
+        }
+        return;
+    }
     // BENCH_ONLY=links: the slow-link figures alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("links") {
         let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
@@ -743,6 +756,10 @@ fn main() {
         let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
         md += "\n";
         md += &links::report(link_mb, data_mb, runs, &rows, &cap);
+    }
+    if backup_mb > 0 {
+        md += "\n";
+        md += &rt.block_on(backups::backups(backup_mb, runs));
     }
     println!("{md}");
     if let Ok(path) = std::env::var("BENCH_OUT") {
