@@ -57,7 +57,9 @@ SCENARIOS = [
     ("B3", "backups on a schedule: the pod that takes them, retention, another pod taking over",
      ["backup::{e}_backups_on_a_schedule"], None),
     ("B4", "a new release restored to a point in time: a backup and the archived binary logs after it",
-     ["backup::{e}_restore_to_a_point_in_time"], None),
+     ["backup::{e}_restore_to_a_point_in_time"], "backup, point-in-time restore"),
+    ("B5", "a store whose certificate the CA given (or the system's trust store) does not vouch for",
+     ["backup::the_stores_certificate_is_verified"], None),
 ]
 
 

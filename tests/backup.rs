@@ -653,3 +653,53 @@ async fn mariadb11_restore_to_a_point_in_time() {
 async fn mysql_restore_to_a_point_in_time() {
     point_in_time(Engine::Mysql).await;
 }
+
+/// `mysql-sts backups` on this host against the store over HTTPS.
+fn list_over_tls(s3: &S3, ca: Option<&std::path::Path>) -> (bool, String) {
+    let mut cmd = std::process::Command::new(agent_binary());
+    cmd.args(["backups", "--backup-url", "s3://backups/tls"])
+        .arg(format!(
+            "--backup-endpoint=https://127.0.0.1:{}",
+            s3.https_port.unwrap()
+        ))
+        .env("MYSQL_STS_BACKUP_ACCESS_KEY", common::s3::ACCESS_KEY)
+        .env("MYSQL_STS_BACKUP_SECRET_KEY", common::s3::SECRET_KEY);
+    if let Some(ca) = ca {
+        cmd.arg(format!("--backup-ca-file={}", ca.display()));
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code() == Some(0),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The store's certificate is verified: against the CA given, or the
+/// system's trust store, which knows nothing of the test's CA.
+#[test]
+fn the_stores_certificate_is_verified() {
+    let ca = common::tls::ca("mysql-sts test store CA");
+    let s3 = S3::start_tls(&ca);
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ca.crt");
+    std::fs::write(&ours, ca.pem()).unwrap();
+    let other = dir.path().join("other.crt");
+    std::fs::write(&other, common::tls::ca("another CA").pem()).unwrap();
+    let (ok, said) = list_over_tls(&s3, Some(&ours));
+    assert!(ok, "with the store's CA: {said}");
+    for (ca, what) in [
+        (Some(other.as_path()), "another CA"),
+        (None, "the system's trust store"),
+    ] {
+        let (ok, said) = list_over_tls(&s3, ca);
+        assert!(!ok, "the store's certificate was taken with {what}");
+        assert!(
+            said.contains("invalid peer certificate: UnknownIssuer"),
+            "{what}: {said}"
+        );
+        assert!(
+            said.contains("exit_code=5") || said.contains("mysql-sts: error"),
+            "{said}"
+        );
+    }
+}

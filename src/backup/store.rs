@@ -144,10 +144,21 @@ impl Store {
         })
     }
 
-    fn fail(&self, what: &str, e: impl std::fmt::Display) -> Error {
+    fn fail(&self, what: &str, e: impl std::error::Error) -> Error {
+        // The store's client says "error sending request" and keeps the
+        // cause (a refused connection, a certificate not trusted) beneath.
+        let mut why = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            let said = cause.to_string();
+            if !why.contains(&said) {
+                why = format!("{why}: {said}");
+            }
+            source = cause.source();
+        }
         Error::Backup {
             what: format!("{what} in {}", self.url),
-            why: plain(&e.to_string()),
+            why: plain(&why),
         }
     }
 

@@ -27,6 +27,8 @@ pub struct S3 {
     pub filer_port: u16,
     pub master_port: u16,
     volume_port: u16,
+    /// With TLS: the HTTPS port.
+    pub https_port: Option<u16>,
 }
 
 /// A port free now, whose gRPC twin (+10000) is free too, as `weed` needs.
@@ -51,6 +53,16 @@ impl S3 {
     /// Starts the store and makes the bucket; it answers S3 on every
     /// address of the host, the pods' bridges among them.
     pub fn start() -> S3 {
+        S3::start_with(None)
+    }
+
+    /// [`S3::start`], answering S3 over HTTPS too (on `https_port`) with a
+    /// certificate for 127.0.0.1 that `ca` signed.
+    pub fn start_tls(ca: &super::tls::Ca) -> S3 {
+        S3::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&super::tls::Ca>) -> S3 {
         let weed = weed_binary();
         assert!(
             weed.exists(),
@@ -73,8 +85,14 @@ impl S3 {
         )
         .unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
+        if let Some(ca) = ca {
+            let (cert, key) = super::tls::signed(ca, vec!["127.0.0.1".into(), "localhost".into()]);
+            std::fs::write(dir.path().join("s3.crt"), cert).unwrap();
+            std::fs::write(dir.path().join("s3.key"), key).unwrap();
+        }
         let mut s3 = S3 {
             child: None,
+            https_port: ca.map(|_| free_port_pair()),
             dir,
             port: free_port_pair(),
             filer_port: free_port_pair(),
@@ -96,8 +114,13 @@ impl S3 {
             .unwrap();
         let mut cmd = Command::new(weed_binary());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.arg("server");
+        if let Some(https) = self.https_port {
+            cmd.arg(format!("-s3.port.https={https}"))
+                .arg(format!("-s3.cert.file={}", dir.join("s3.crt").display()))
+                .arg(format!("-s3.key.file={}", dir.join("s3.key").display()));
+        }
         let child = cmd
-            .arg("server")
             .arg(format!("-dir={}", dir.join("data").display()))
             .args(["-s3", "-ip=127.0.0.1", "-ip.bind=0.0.0.0", "-volume.max=0"])
             .arg("-master.volumeSizeLimitMB=256")
