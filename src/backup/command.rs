@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::backup::store::ArchivedLog;
 use crate::backup::{Listed, Manifest};
 use crate::config::{BackupArgs, BackupsArgs, CommonArgs, Output, StatusArgs};
 use crate::error::{Error, Result, exit};
@@ -104,12 +105,13 @@ fn listed(m: &Manifest) -> Listed {
     }
 }
 
-/// Lists the bucket's backups.
+/// Lists the bucket's backups, and what its binary log archive covers.
 pub async fn backups(c: &CommonArgs, args: &BackupsArgs) -> Result<i32> {
     let store = c.store()?;
     let all = store.list().await?;
+    let archive = store.archive().await?;
     match args.output {
-        Output::Table => print!("{}", table(&all)),
+        Output::Table => print!("{}{}", table(&all), archive_lines(&archive)),
         Output::Json => {
             let rows: Vec<serde_json::Value> = all
                 .iter()
@@ -124,11 +126,37 @@ pub async fn backups(c: &CommonArgs, args: &BackupsArgs) -> Result<i32> {
                 .collect();
             println!(
                 "{}",
-                serde_json::to_string_pretty(&rows).expect("rows serialise")
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "backups": rows,
+                    "binlogs": archive,
+                }))
+                .expect("rows serialise")
             );
         }
     }
     Ok(exit::OK)
+}
+
+/// A line per history of the binary log archive: how many logs, and the
+/// times their transactions span.
+fn archive_lines(archive: &[ArchivedLog]) -> String {
+    let mut histories: std::collections::BTreeMap<&str, Vec<&ArchivedLog>> = Default::default();
+    for l in archive {
+        histories.entry(&l.history).or_default().push(l);
+    }
+    let mut out = String::new();
+    for (history, logs) in histories {
+        let first = logs.iter().map(|l| l.closed.as_str()).min().unwrap_or("-");
+        let last = logs.iter().map(|l| l.closed.as_str()).max().unwrap_or("-");
+        let bytes: u64 = logs.iter().map(|l| l.bytes).sum();
+        let _ = writeln!(
+            out,
+            "binary logs of {history}: {} archived ({:.1} MiB), closed from {first} to {last}",
+            logs.len(),
+            bytes as f64 / (1 << 20) as f64
+        );
+    }
+    out
 }
 
 /// One line per backup, oldest first.
