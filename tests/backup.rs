@@ -407,12 +407,32 @@ async fn cut_short_damaged_or_foreign(engine: Engine) {
         "[{e}] {out}"
     );
     assert_empty(&c, 2, e, "a seed from a foreign backup");
+
+    // 6. The bucket full: the store refuses the upload, the backup says so.
+    step("the bucket filled");
+    s3.fill_bucket();
+    let (code, out, log) = backup_cli(&c, 0, &[]);
+    assert_eq!(
+        code,
+        Some(5),
+        "[{e}] a backup into a full bucket:\n{out}{log}"
+    );
+    assert!(
+        log.contains("the store answered AccessDenied"),
+        "[{e}] {log}"
+    );
+    let complete = s3.store("faults").list().await.unwrap();
+    assert_eq!(
+        complete.iter().filter(|l| l.complete).count(),
+        1,
+        "[{e}] {complete:?}"
+    );
     report_scenario(
         "B2. backup cut short, damaged or foreign",
         engine,
         "sidecar killed mid-backup and store killed mid-backup: exit 5, nothing listed complete, \
          no seed; a damaged stream: seed exit 4; another engine's manifest: seed exit 5; \
-         the datadir empty after each",
+         the datadir empty after each; a full bucket: exit 5 naming what the store answered",
     );
 }
 

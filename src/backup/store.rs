@@ -523,8 +523,11 @@ fn plain(error: &str) -> String {
     };
     let message = tag("Message").unwrap_or_default();
     let hint = match code.as_str() {
-        "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied" => {
-            ": check the access key and secret key (--backup-access-key-file, --backup-secret-key-file) and what they may do"
+        "SignatureDoesNotMatch" | "InvalidAccessKeyId" => {
+            ": check the access key and secret key (--backup-access-key-file, --backup-secret-key-file)"
+        }
+        "AccessDenied" => {
+            ": check what the keys may do in the bucket; a store may also refuse every write to a full bucket"
         }
         "NoSuchBucket" => ": create the bucket, or fix --backup-url",
         "QuotaExceeded" | "EntityTooLarge" => ": the bucket is full",

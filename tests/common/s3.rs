@@ -159,31 +159,36 @@ impl S3 {
         }
     }
 
+    /// Runs commands in the store's own shell; its output.
+    pub fn shell(&self, commands: &str) -> String {
+        let mut shell = Command::new(weed_binary())
+            .args(["shell", &format!("-master=127.0.0.1:{}", self.master_port)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        shell
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(commands.as_bytes())
+            .unwrap();
+        let out = shell.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     /// Makes a bucket through the store's own shell (its master may take a
     /// moment to have a leader).
     pub fn make_bucket(&self, name: &str) {
         let started = Instant::now();
         loop {
-            let mut shell = Command::new(weed_binary())
-                .args(["shell", &format!("-master=127.0.0.1:{}", self.master_port)])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            shell
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("s3.bucket.create -name {name}\n").as_bytes())
-                .unwrap();
-            let out = shell.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let text = self.shell(&format!("s3.bucket.create -name {name}\n"));
             if text.contains("created bucket") || text.contains("already exist") {
                 return;
             }
@@ -193,6 +198,15 @@ impl S3 {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// Fills the bucket: a quota of 1 MB on it, enforced (the store then
+    /// refuses every write to it).
+    pub fn fill_bucket(&self) {
+        let said = self.shell(&format!(
+            "s3.bucket.quota -name {BUCKET} -op set -sizeMB 1\ns3.bucket.quota.enforce -apply\n"
+        ));
+        assert!(said.contains("read only"), "the bucket is not full: {said}");
     }
 
     /// The store as pods of `c` reach it: through their bridge's address.
