@@ -187,7 +187,9 @@ async fn backup_then_seed(engine: Engine) {
         }
         assert!(
             Instant::now() < deadline,
-            "[{e}] the master still says its logs start at {start}"
+            "[{e}] the master still says its logs start at {start:?}: {}\n{}",
+            c.status(0).await,
+            tail(&c.pod(0).log("sidecar"))
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

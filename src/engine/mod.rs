@@ -647,6 +647,18 @@ impl Flavor {
         }
     }
 
+    /// What a copy that replayed binary logs runs afterwards so that the
+    /// position it says it holds is the one its binary log holds: MariaDB
+    /// reports `gtid_slave_pos` (the backed-up replica's, from before the
+    /// replay) as the current position of transactions another server_id
+    /// wrote, and a replica cloned from this master would start there.
+    pub fn after_replay(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Mysql => &[],
+            Flavor::Mariadb => &["SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos"],
+        }
+    }
+
     /// The query answering what the binary log holds, in the form
     /// [`Flavor::binlog_start`] gives a log's start.
     pub fn binlog_position_query(self) -> &'static str {

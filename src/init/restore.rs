@@ -219,6 +219,9 @@ async fn replay(
         }
     }
     let mut conn = server.target.connect(Duration::from_secs(10)).await?;
+    for stmt in flavor.after_replay() {
+        crate::net::sql::exec(&mut conn, stmt).await?;
+    }
     let gtid = crate::net::sql::scalar(&mut conn, flavor.gtid_executed_query()).await?;
     drop(conn);
     server.shutdown().await?;
