@@ -200,13 +200,33 @@ impl S3 {
         }
     }
 
-    /// Fills the bucket: a quota of 1 MB on it, enforced (the store then
-    /// refuses every write to it).
-    pub fn fill_bucket(&self) {
-        let said = self.shell(&format!(
-            "s3.bucket.quota -name {BUCKET} -op set -sizeMB 1\ns3.bucket.quota.enforce -apply\n"
+    /// Fills the bucket: 3 MB more in it behind the store's back, then a
+    /// quota of 1 MB enforced (the store then refuses every write to it;
+    /// its usage figures come a moment after the writes).
+    pub async fn fill_bucket(&self) {
+        reqwest::Client::new()
+            .put(self.filer_url("filler"))
+            .body(vec![7u8; 3 << 20])
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        self.shell(&format!(
+            "s3.bucket.quota -name {BUCKET} -op set -sizeMB 1\n"
         ));
-        assert!(said.contains("read only"), "the bucket is not full: {said}");
+        let started = Instant::now();
+        loop {
+            let said = self.shell("s3.bucket.quota.enforce -apply\n");
+            if said.contains("read only") {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the bucket is not full: {said}"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// The store as pods of `c` reach it: through their bridge's address.
