@@ -731,7 +731,7 @@ pub struct InitConfig {
     pub seed_from: SeedFrom,
     pub store: Option<crate::backup::Store>,
     /// A new release's master: what to restore.
-    pub restore: Option<crate::init::restore::RestoreSettings>,
+    pub restore: Option<crate::backup::RestoreSettings>,
 }
 
 /// The init configuration from the flags; with `--flavor auto`, the server
@@ -762,7 +762,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
                 secret_key,
                 ca: c.backup_ca_file.clone(),
             };
-            Some(crate::init::restore::RestoreSettings {
+            Some(crate::backup::RestoreSettings {
                 store: crate::backup::Store::open(&from)?,
                 backup: args.restore_backup.clone(),
                 to_time: args.restore_to_time,

@@ -7,33 +7,6 @@ use crate::backup::store::ArchivedLog;
 use crate::backup::{Listed, Manifest};
 use crate::config::{BackupArgs, BackupsArgs, CommonArgs, Output, StatusArgs};
 use crate::error::{Error, Result, exit};
-use crate::overview::PodReport;
-use crate::pod::Role;
-
-/// The pod a backup is taken from: the ready replica of the highest
-/// ordinal; the master only when it is the only pod, so that a backup
-/// loads the master only when no replica can take the load.
-pub fn choose_pod(reports: &[PodReport]) -> std::result::Result<String, String> {
-    let ready = |r: &&PodReport| r.ready();
-    let replica = reports
-        .iter()
-        .filter(ready)
-        .filter_map(|r| r.status.as_ref())
-        .filter(|s| s.identity.role == Role::Replica)
-        .max_by_key(|s| s.identity.ordinal);
-    if let Some(s) = replica {
-        return Ok(s.identity.hostname.clone());
-    }
-    match reports {
-        [only] if only.ready() => Ok(only.pod.clone()),
-        [_] => Err("the master, the only pod, is not ready".into()),
-        _ => Err(format!(
-            "no replica is ready ({} pods); the master is backed up only when it is alone: \
-             name a pod with --pod to back it up anyway",
-            reports.len()
-        )),
-    }
-}
 
 /// Asks the chosen pod's sidecar for a backup and prints its manifest.
 pub async fn backup(c: &CommonArgs, args: &BackupArgs) -> Result<i32> {
@@ -50,7 +23,7 @@ pub async fn backup(c: &CommonArgs, args: &BackupArgs) -> Result<i32> {
             let reports =
                 crate::overview::ask_all(|n| cfg.name(n), cfg.replicas, &cfg.resolver, &cfg.http)
                     .await;
-            choose_pod(&reports).map_err(|why| Error::Backup {
+            crate::backup::choose_pod(&reports).map_err(|why| Error::Backup {
                 what: "no pod to back up".into(),
                 why,
             })?

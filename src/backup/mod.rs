@@ -111,6 +111,42 @@ pub fn started_of(id: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&t).ok()
 }
 
+/// What a new release's master restores, and to when.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    pub store: Store,
+    /// This backup; `None`: the newest complete one taken before the target.
+    pub backup: Option<String>,
+    /// Replay the archive up to this time (transactions committed before
+    /// it); `None`: to the archive's end.
+    pub to_time: Option<SystemTime>,
+}
+
+/// The pod a backup is taken from: the ready replica of the highest
+/// ordinal; the master only when it is the only pod, so that a backup
+/// loads the master only when no replica can take the load.
+pub fn choose_pod(reports: &[crate::overview::PodReport]) -> std::result::Result<String, String> {
+    let ready = |r: &&crate::overview::PodReport| r.ready();
+    let replica = reports
+        .iter()
+        .filter(ready)
+        .filter_map(|r| r.status.as_ref())
+        .filter(|s| s.identity.role == crate::pod::Role::Replica)
+        .max_by_key(|s| s.identity.ordinal);
+    if let Some(s) = replica {
+        return Ok(s.identity.hostname.clone());
+    }
+    match reports {
+        [only] if only.ready() => Ok(only.pod.clone()),
+        [_] => Err("the master, the only pod, is not ready".into()),
+        _ => Err(format!(
+            "no replica is ready ({} pods); the master is backed up only when it is alone: \
+             name a pod with --pod to back it up anyway",
+            reports.len()
+        )),
+    }
+}
+
 /// What a backup is made from: the local server, and its stream's job.
 pub struct Source {
     pub flavor: Flavor,
@@ -299,6 +335,34 @@ pub async fn prune(store: &Store, keep: u32, max_age: Option<Duration>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(host: &str, ready: bool) -> crate::overview::PodReport {
+        let id = crate::pod::Identity::new(host, "mysql-h.db.svc.cluster.local", 100).unwrap();
+        let mut st = crate::status::Status::starting(id, Some(Flavor::Mariadb));
+        st.ready.ready = ready;
+        crate::overview::PodReport {
+            pod: host.into(),
+            status: Some(st),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_backup_is_taken_from_the_highest_ready_replica() {
+        let all = [
+            report("mysql-0", true),
+            report("mysql-1", true),
+            report("mysql-2", true),
+            report("mysql-3", false),
+        ];
+        assert_eq!(choose_pod(&all), Ok("mysql-2".into()));
+        // No replica ready: the master is not loaded in its place…
+        let none = [report("mysql-0", true), report("mysql-1", false)];
+        assert!(choose_pod(&none).unwrap_err().contains("--pod"));
+        // …unless it is alone.
+        assert_eq!(choose_pod(&all[..1]), Ok("mysql-0".into()));
+        assert!(choose_pod(&[report("mysql-0", false)]).is_err());
+    }
 
     #[test]
     fn retention_keeps_the_newest_and_by_count_and_age() {

@@ -14,24 +14,13 @@ use tokio::process::Command;
 use tracing::{info, warn};
 
 use crate::backup::store::ArchivedLog;
-use crate::backup::{Manifest, Store};
+use crate::backup::{Manifest, RestoreSettings, Store};
 use crate::config::InitConfig;
 use crate::datadir::Datadir;
 use crate::engine::clone::{Donor, Request, run_dir_for};
 use crate::engine::mysqld::Use;
 use crate::engine::{CloneCredentials, Flavor};
 use crate::error::{Error, Result};
-
-/// What to restore, and to when.
-#[derive(Debug, Clone)]
-pub struct RestoreSettings {
-    pub store: Store,
-    /// This backup; `None`: the newest complete one taken before the target.
-    pub backup: Option<String>,
-    /// Replay the archive up to this time (transactions committed before
-    /// it); `None`: to the archive's end.
-    pub to_time: Option<SystemTime>,
-}
 
 /// Restores into the empty datadir.
 pub async fn restore(

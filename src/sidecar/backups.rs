@@ -1,6 +1,6 @@
 //! Backups from the sidecar: the one a `POST /backup` asks for, and the
 //! schedule (`--backup-schedule`), which every sidecar keeps and the one
-//! pod [`choose_pod`](crate::backup::command::choose_pod) names runs; then
+//! pod [`choose_pod`](crate::backup::choose_pod) names runs; then
 //! retention. Metrics say when the last one succeeded and how old the
 //! newest complete backup in the bucket is.
 
@@ -154,7 +154,7 @@ async fn scheduled(shared: &Arc<Shared>, s: &BackupSettings) -> Result<()> {
         )
     };
     let reports = crate::overview::ask_all(name, s.replicas, &s.resolver, &s.http).await;
-    match crate::backup::command::choose_pod(&reports) {
+    match crate::backup::choose_pod(&reports) {
         Ok(pod) if pod == shared.identity.hostname => {}
         Ok(pod) => {
             info!(chosen = %pod, "the scheduled backup is another pod's");
