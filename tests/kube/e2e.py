@@ -76,13 +76,14 @@ class Store:
             with socket.socket() as sock:
                 sock.bind(("0.0.0.0", 0))
                 p = sock.getsockname()[1]
+            if not 10000 <= p < 55000 or p in ports:
+                continue
             with socket.socket() as sock:
                 try:
                     sock.bind(("0.0.0.0", p + 10000))
                 except OSError:
                     continue
-            if 10000 <= p < 55000 and p not in ports:
-                ports.append(p)
+            ports.append(p)
         self.port, filer, self.master, volume = ports
         with open(os.path.join(self.dir, "s3.json"), "w") as f:
             json.dump({"identities": [{"name": "e2e", "credentials": [
