@@ -962,7 +962,10 @@ def backup_restore(r):
              "data": {k: v for k, v in secret["data"].items() if not k.endswith("-previous")}}
     b.kubectl("apply", "-f", "-", input=json.dumps(creds))
     t0 = time.time()
+    # The node's CPU is all requested by the three releases at five pods each:
+    # the restored one asks for little.
     b.helm("install", RELEASE, CHART, *b.values(), "--set", "replicas=2",
+           "--set", "resources.requests.cpu=10m", "--set", "agent.resources.requests.cpu=5m",
            "--set", "auth.existingSecret=db-credentials",
            "--set", f"restore.url=s3://{BUCKET}/{r.ns}", "--set", f"restore.toTime={to}",
            "--wait", "--timeout", "10m", timeout=700)
