@@ -254,16 +254,21 @@ impl Store {
 
     /// Starts writing the stream of backup `id`.
     pub async fn upload(&self, id: &str) -> Result<Upload> {
-        let path = self.object(id, super::STREAM);
+        self.start_upload(&self.object(id, super::STREAM), format!("backup {id}"))
+            .await
+    }
+
+    /// Starts writing the object at `path`, `what` for messages.
+    async fn start_upload(&self, path: &ObjPath, what: String) -> Result<Upload> {
         let up = self
             .s3
-            .put_multipart(&path)
+            .put_multipart(path)
             .await
-            .map_err(|e| self.fail(&format!("cannot start the upload of backup {id}"), e))?;
+            .map_err(|e| self.fail(&format!("cannot start the upload of {what}"), e))?;
         Ok(Upload {
             w: WriteMultipart::new_with_chunk_size(up, PART_BYTES),
             store: self.clone(),
-            id: id.to_owned(),
+            what,
             bytes: 0,
         })
     }
@@ -275,14 +280,32 @@ impl Store {
         id: &str,
         size: u64,
     ) -> Result<BoxStream<'static, std::result::Result<Bytes, String>>> {
+        self.read(
+            &self.object(id, super::STREAM),
+            format!("backup {id}"),
+            Some(size),
+        )
+        .await
+    }
+
+    /// The object at `path` as a stream, `what` for messages; when `size`
+    /// is given the object must be that long.
+    async fn read(
+        &self,
+        path: &ObjPath,
+        what: String,
+        size: Option<u64>,
+    ) -> Result<BoxStream<'static, std::result::Result<Bytes, String>>> {
         let got = self
             .s3
-            .get(&self.object(id, super::STREAM))
+            .get(path)
             .await
-            .map_err(|e| self.fail(&format!("cannot read backup {id}"), e))?;
-        if got.meta.size != size {
+            .map_err(|e| self.fail(&format!("cannot read {what}"), e))?;
+        if let Some(size) = size
+            && got.meta.size != size
+        {
             return Err(Error::Backup {
-                what: format!("backup {id} in {}", self.url),
+                what: format!("{what} in {}", self.url),
                 why: format!(
                     "its stream is {} bytes and its manifest says {size}: not the stream the manifest was written for",
                     got.meta.size
@@ -290,10 +313,9 @@ impl Store {
             });
         }
         let store = self.clone();
-        let id = id.to_owned();
         Ok(got
             .into_stream()
-            .map(move |r| r.map_err(|e| store.fail(&format!("reading backup {id}"), e).to_string()))
+            .map(move |r| r.map_err(|e| store.fail(&format!("reading {what}"), e).to_string()))
             .boxed())
     }
 
@@ -380,17 +402,7 @@ impl Store {
         use tokio::io::AsyncReadExt;
         let object = self.binlogs(&record.history).join(record.name.as_str());
         let what = format!("binary log {}", record.name);
-        let up = self
-            .s3
-            .put_multipart(&object)
-            .await
-            .map_err(|e| self.fail(&format!("cannot start the upload of {what}"), e))?;
-        let mut up = Upload {
-            w: WriteMultipart::new_with_chunk_size(up, PART_BYTES),
-            store: self.clone(),
-            id: what.clone(),
-            bytes: 0,
-        };
+        let mut up = self.start_upload(&object, what.clone()).await?;
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| self.fail(&format!("cannot read {}", path.display()), e))?;
@@ -429,23 +441,12 @@ impl Store {
         history: &str,
         name: &str,
     ) -> Result<BoxStream<'static, std::result::Result<Bytes, String>>> {
-        let got = self
-            .s3
-            .get(&self.binlogs(history).join(name))
-            .await
-            .map_err(|e| self.fail(&format!("cannot read binary log {name}"), e))?;
-        let store = self.clone();
-        let name = name.to_owned();
-        Ok(got
-            .into_stream()
-            .map(move |r| {
-                r.map_err(|e| {
-                    store
-                        .fail(&format!("reading binary log {name}"), e)
-                        .to_string()
-                })
-            })
-            .boxed())
+        self.read(
+            &self.binlogs(history).join(name),
+            format!("binary log {name}"),
+            None,
+        )
+        .await
     }
 }
 
@@ -468,11 +469,12 @@ pub struct ArchivedLog {
     pub closed: String,
 }
 
-/// A backup's stream being written, in parts.
+/// An object being written, in parts: a backup's stream, an archived log.
 pub struct Upload {
     w: WriteMultipart,
     store: Store,
-    id: String,
+    /// What is uploaded, for messages (`backup <id>`, `binary log <name>`).
+    what: String,
     pub bytes: u64,
 }
 
@@ -482,10 +484,7 @@ impl Upload {
         self.w
             .wait_for_capacity(PARTS_IN_FLIGHT)
             .await
-            .map_err(|e| {
-                self.store
-                    .fail(&format!("cannot upload backup {}", self.id), e)
-            })?;
+            .map_err(|e| self.store.fail(&format!("cannot upload {}", self.what), e))?;
         self.w.write(data);
         self.bytes += data.len() as u64;
         Ok(())
@@ -493,18 +492,18 @@ impl Upload {
 
     /// Completes the object.
     pub async fn finish(self) -> Result<u64> {
-        let (store, id, bytes) = (self.store, self.id, self.bytes);
+        let (store, what, bytes) = (self.store, self.what, self.bytes);
         self.w
             .finish()
             .await
-            .map_err(|e| store.fail(&format!("cannot complete the upload of backup {id}"), e))?;
+            .map_err(|e| store.fail(&format!("cannot complete the upload of {what}"), e))?;
         Ok(bytes)
     }
 
     /// Gives the upload up: the store drops the parts sent.
     pub async fn abort(self) {
         if let Err(e) = self.w.abort().await {
-            tracing::warn!(backup = %self.id, error = %e, "cannot abort the upload; the store keeps its parts until its own cleanup");
+            tracing::warn!(upload = %self.what, error = %e, "cannot abort the upload; the store keeps its parts until its own cleanup");
         }
     }
 }
