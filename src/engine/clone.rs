@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::mysqld::Binary;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::net::agent_client::AgentClient;
 use crate::net::sql::Target;
 use crate::net::wire::{Compression, Decoder, Frame, Trailer};
@@ -46,6 +46,26 @@ pub struct Request<'a> {
     pub tls_ca: Option<&'a Path>,
     /// The compression a MariaDB recipient asks of the donor's stream.
     pub compression: Compression,
+}
+
+impl Request<'_> {
+    /// This copy failed, for `why`: the error names where it came from.
+    pub fn fail(&self, why: String) -> Error {
+        Error::Clone {
+            donor: self.donor.name.clone(),
+            why,
+        }
+    }
+
+    /// Makes `<staging>/data`, where the copy lands; returns it and the
+    /// room left on its volume.
+    pub fn data_dir(&self) -> Result<(PathBuf, u64)> {
+        let data = self.staging.join("data");
+        std::fs::create_dir(&data)
+            .map_err(|e| self.fail(format!("cannot create {}: {e}", data.display())))?;
+        let free = crate::datadir::free_bytes(&data).map_err(|e| self.fail(e.to_string()))?;
+        Ok((data, free))
+    }
 }
 
 /// The donor's side: one clone stream to serve to a recipient.

@@ -22,10 +22,7 @@ use crate::secret::Secret;
 
 pub async fn clone(req: &Request<'_>, token: &Secret) -> Result<(PathBuf, CloneInfo)> {
     let donor = &req.donor.name;
-    let fail = |why: String| Error::Clone {
-        donor: donor.clone(),
-        why,
-    };
+    let fail = |why: String| req.fail(why);
     let refused = |why: &str| Error::CloneRefused {
         donor: donor.clone(),
         why: why.to_owned(),
@@ -87,13 +84,8 @@ pub async fn receive(
     started: Instant,
 ) -> Result<(PathBuf, CloneInfo)> {
     let donor = &req.donor.name;
-    let fail = |why: String| Error::Clone {
-        donor: donor.clone(),
-        why,
-    };
-    let data = req.staging.join("data");
-    std::fs::create_dir(&data)
-        .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
+    let fail = |why: String| req.fail(why);
+    let (data, free) = req.data_dir()?;
     let mut mbstream = Command::new("mbstream")
         .arg("-x")
         .arg("-C")
@@ -112,7 +104,6 @@ pub async fn receive(
 
     let mut progress = crate::progress::Progress::new(donor, estimate);
     // The stream is checked before mbstream writes any of it.
-    let free = crate::datadir::free_bytes(&data).map_err(|e| fail(e.to_string()))?;
     let mut guard = xbstream::Guard::new(xbstream::Guard::cap_for(estimate, free));
     let (trailer, wire_bytes) = read_framed(body, req.stall_timeout, &mut progress, async |d| {
         guard.check(&d).map_err(|r| r.to_string())?;

@@ -12,7 +12,7 @@ use crate::datadir::CloneInfo;
 use crate::engine::clone::{Request, read_framed, run_dir_for};
 use crate::engine::mysqld::Use;
 use crate::engine::xbstream::{Extractor, Guard};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::net::sql::{self as db, quote};
 use crate::progress::{Progress, dir_size};
 use crate::secret::Secret;
@@ -53,10 +53,7 @@ pub async fn clone(
     password: &Secret,
 ) -> Result<(PathBuf, CloneInfo)> {
     let donor = &req.donor.name;
-    let fail = |why: String| Error::Clone {
-        donor: donor.clone(),
-        why,
-    };
+    let fail = |why: String| req.fail(why);
     let started = Instant::now();
     let scratch = req.staging.join("scratch");
     let data = req.staging.join("data");
@@ -151,14 +148,8 @@ pub async fn receive(
     started: Instant,
 ) -> Result<(PathBuf, CloneInfo)> {
     let donor = &req.donor.name;
-    let fail = |why: String| Error::Clone {
-        donor: donor.clone(),
-        why,
-    };
-    let data = req.staging.join("data");
-    std::fs::create_dir(&data)
-        .map_err(|e| fail(format!("cannot create {}: {e}", data.display())))?;
-    let free = crate::datadir::free_bytes(&data).map_err(|e| fail(e.to_string()))?;
+    let fail = |why: String| req.fail(why);
+    let (data, free) = req.data_dir()?;
     let mut files = Extractor::new(&data, Guard::cap_for(estimate, free));
     let mut progress = Progress::new(donor, estimate);
     let (trailer, wire_bytes) = read_framed(body, req.stall_timeout, &mut progress, async |d| {
@@ -184,10 +175,7 @@ async fn recover(
     wire_bytes: u64,
 ) -> Result<(PathBuf, CloneInfo)> {
     let donor = &req.donor.name;
-    let fail = |why: String| Error::Clone {
-        donor: donor.clone(),
-        why,
-    };
+    let fail = |why: String| req.fail(why);
     let run = run_dir_for("recover", req.owner)?;
     let bytes = dir_size(&data);
     // The copy carries the donor's accounts: root has the cluster's root password.
