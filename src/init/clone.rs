@@ -77,41 +77,45 @@ async fn clone_once(
     .await
 }
 
-/// The backup an empty replica is seeded from, as `--seed-from` says:
-/// `backup`, the newest complete one (an error when there is none); `auto`,
-/// the newest when the master still holds every binary log written since
-/// it (the replica must catch up through them), else `None`: a peer.
+/// The backup an empty replica is seeded from, as `--seed-from` says, and
+/// the bucket it is in: `backup`, the newest complete one (an error when
+/// there is none); `auto`, the newest when the master still holds every
+/// binary log written since it (the replica must catch up through them);
+/// else `None`: a peer.
 pub async fn backup_to_seed_from(
     cfg: &InitConfig,
-    store: &crate::backup::Store,
-) -> Result<Option<crate::backup::Manifest>> {
-    match cfg.seed_from {
-        SeedFrom::Peer => Ok(None),
-        SeedFrom::Backup => Ok(Some(crate::backup::choose(store, None, cfg.flavor).await?)),
-        SeedFrom::Auto => {
-            let m = match crate::backup::choose(store, None, cfg.flavor).await {
-                Ok(m) => m,
-                Err(e) => {
-                    info!(why = %e, "no backup to seed from: cloning a peer");
-                    return Ok(None);
-                }
-            };
-            let master = &cfg.identity.master_fqdn;
-            let start = Status::fetch(&cfg.http, master, Duration::from_secs(5))
-                .await
-                .ok()
-                .and_then(|st| st.binlog_start);
-            match start {
-                Some(start) if cfg.flavor.gtid_contains(&m.gtid, &start) => Ok(Some(m)),
-                Some(start) => {
-                    info!(backup = %m.id, backup_gtid = %m.gtid, master_binlogs_from = %start, "the master no longer holds every binary log since the newest backup: cloning a peer");
-                    Ok(None)
-                }
-                None => {
-                    info!(backup = %m.id, "the master does not say where its binary logs start: cloning a peer");
-                    Ok(None)
-                }
+) -> Result<Option<(&crate::backup::Store, crate::backup::Manifest)>> {
+    let Some(store) = &cfg.store else {
+        return Ok(None);
+    };
+    let m = match cfg.seed_from {
+        SeedFrom::Peer => return Ok(None),
+        SeedFrom::Backup => crate::backup::choose(store, None, cfg.flavor).await?,
+        SeedFrom::Auto => match crate::backup::choose(store, None, cfg.flavor).await {
+            Ok(m) => m,
+            Err(e) => {
+                info!(why = %e, "no backup to seed from: cloning a peer");
+                return Ok(None);
             }
+        },
+    };
+    if cfg.seed_from == SeedFrom::Backup {
+        return Ok(Some((store, m)));
+    }
+    let master = &cfg.identity.master_fqdn;
+    let start = Status::fetch(&cfg.http, master, Duration::from_secs(5))
+        .await
+        .ok()
+        .and_then(|st| st.binlog_start);
+    match start {
+        Some(start) if cfg.flavor.gtid_contains(&m.gtid, &start) => Ok(Some((store, m))),
+        Some(start) => {
+            info!(backup = %m.id, backup_gtid = %m.gtid, master_binlogs_from = %start, "the master no longer holds every binary log since the newest backup: cloning a peer");
+            Ok(None)
+        }
+        None => {
+            info!(backup = %m.id, "the master does not say where its binary logs start: cloning a peer");
+            Ok(None)
         }
     }
 }
@@ -126,19 +130,36 @@ pub async fn seed_from_backup(
     m: &crate::backup::Manifest,
 ) -> Result<()> {
     info!(backup = %m.id, gtid = %m.gtid, source = %m.source, bytes = m.bytes, store = %store.url, "seeding this replica from a backup");
-    let donor = Donor {
-        name: format!("backup {}", m.id),
-        ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-    };
-    staged(cfg, dd, &donor, 0, async |req| {
-        let body = store.download(&m.id, m.stored_bytes).await?;
-        let (data, info) = credentials.receive(req, body, Some(m.bytes)).await?;
-        if info.gtid != m.gtid {
-            warn!(backup = %m.id, manifest = %m.gtid, copy = %info.gtid, "the restored copy's GTID position is not the manifest's");
-        }
-        Ok((data, info))
+    staged(cfg, dd, &backup_donor(m), 0, async |req| {
+        receive_backup(credentials, req, store, m).await
     })
     .await
+}
+
+/// What a copy from backup `m` is named after: the donor of its logs,
+/// errors and clone record.
+pub(crate) fn backup_donor(m: &crate::backup::Manifest) -> Donor {
+    Donor {
+        name: format!("backup {}", m.id),
+        ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// Receives backup `m` from `store` into `<staging>/data`, as a clone from
+/// a donor is received.
+pub(crate) async fn receive_backup(
+    credentials: &CloneCredentials,
+    req: &Request<'_>,
+    store: &crate::backup::Store,
+    m: &crate::backup::Manifest,
+) -> Result<(std::path::PathBuf, crate::datadir::CloneInfo)> {
+    let body = store.download(&m.id, m.stored_bytes).await?;
+    let (data, info) = credentials.receive(req, body, Some(m.bytes)).await?;
+    // The manifest's set is all in the copy (a MySQL copy may hold more).
+    if !m.engine.gtid_contains(&info.gtid, &m.gtid) {
+        warn!(backup = %m.id, manifest = %m.gtid, copy = %info.gtid, "the restored copy lacks transactions its manifest names");
+    }
+    Ok((data, info))
 }
 
 /// Makes a copy under the datadir rule: the marker and staging directory

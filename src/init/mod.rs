@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::InitConfig;
 use crate::datadir::{Datadir, State};
+use crate::engine::CloneCredentials;
 use crate::error::{Error, IoContext, Result};
 use crate::pod::{Role, peer_name};
 use crate::shutdown::Shutdown;
@@ -142,18 +143,8 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
                 }
                 if let Some(r) = &cfg.restore {
                     // No peer holds data: a new release, made from a backup.
-                    let credentials = match &cfg.credentials {
-                        Ok(c) => c,
-                        Err(e) => {
-                            return Err(Error::MissingSecret {
-                                what: format!("{e} (the restore needs it)"),
-                            });
-                        }
-                    };
-                    restore::restore(cfg, credentials, &dd, r).await?;
-                    write_server_cnf(cfg, None, true)?;
-                    let held = dd.clone_info().map(|i| i.gtid).unwrap_or_default();
-                    begin_history(cfg, &dd, &held, true)?;
+                    restore::restore(cfg, credentials(cfg, "restore")?, &dd, r).await?;
+                    master_history(cfg, &dd)?;
                     return Ok(Outcome::Restored);
                 }
                 info!("empty datadir on the master: the server image initialises it");
@@ -163,34 +154,44 @@ async fn work(cfg: &InitConfig) -> Result<Outcome> {
         }
         Then::Clone => None,
     };
-    let credentials = match &cfg.credentials {
-        Ok(c) => c,
-        Err(Error::MissingSecret { what }) => {
-            return Err(Error::MissingSecret {
-                what: format!("{what} (the re-seed needs it)"),
-            });
-        }
-        Err(e) => return Err(Error::config(e.to_string())),
-    };
+    let credentials = credentials(cfg, "re-seed")?;
     // A replica waiting for its donor tells an empty master it holds nothing.
     let _answer = match p.then {
         Then::Clone => answer::serve(cfg, Phase::WaitingForDonor).await,
         _ => None,
     };
-    let from_backup = match (&cfg.store, p.then) {
-        (Some(store), Then::Clone) => clone::backup_to_seed_from(cfg, store).await?,
+    let from_backup = match p.then {
+        Then::Clone => clone::backup_to_seed_from(cfg).await?,
         _ => None,
     };
-    match (&cfg.store, from_backup) {
-        (Some(store), Some(m)) => clone::seed_from_backup(cfg, credentials, &dd, store, &m).await?,
-        _ => clone::clone_with_retries(cfg, credentials, &dd, donor).await?,
+    match from_backup {
+        Some((store, m)) => clone::seed_from_backup(cfg, credentials, &dd, store, &m).await?,
+        None => clone::clone_with_retries(cfg, credentials, &dd, donor).await?,
     }
     if id.role == Role::Master {
-        write_server_cnf(cfg, None, true)?;
-        let held = dd.clone_info().map(|i| i.gtid).unwrap_or_default();
-        begin_history(cfg, &dd, &held, true)?;
+        master_history(cfg, &dd)?;
     }
     Ok(Outcome::Cloned)
+}
+
+/// What a copy needs to prove who it is; the error of a missing one says
+/// that `work` (a re-seed, a restore) needs it.
+fn credentials<'a>(cfg: &'a InitConfig, work: &str) -> Result<&'a CloneCredentials> {
+    match &cfg.credentials {
+        Ok(c) => Ok(c),
+        Err(Error::MissingSecret { what }) => Err(Error::MissingSecret {
+            what: format!("{what} (the {work} needs it)"),
+        }),
+        Err(e) => Err(Error::config(e.to_string())),
+    }
+}
+
+/// A master whose data is a copy (a re-seed, a restore) takes its server
+/// config for data it holds, and a history of its own over that copy.
+fn master_history(cfg: &InitConfig, dd: &Datadir) -> Result<()> {
+    write_server_cnf(cfg, None, true)?;
+    let held = dd.clone_info().map(|i| i.gtid).unwrap_or_default();
+    begin_history(cfg, dd, &held, true)
 }
 
 /// Writes the server config, under `server_id` when the master's data has

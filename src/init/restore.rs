@@ -17,7 +17,7 @@ use crate::backup::store::ArchivedLog;
 use crate::backup::{Manifest, RestoreSettings, Store};
 use crate::config::InitConfig;
 use crate::datadir::Datadir;
-use crate::engine::clone::{Donor, Request, run_dir_for};
+use crate::engine::clone::{Request, run_dir_for};
 use crate::engine::mysqld::Use;
 use crate::engine::{CloneCredentials, Flavor};
 use crate::error::{Error, Result};
@@ -45,13 +45,9 @@ pub async fn restore(
     {
         warn!(archive_ends = %last, "the target is after the archive's last log: restoring to the archive's end");
     }
-    let donor = Donor {
-        name: format!("backup {}", m.id),
-        ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-    };
+    let donor = super::clone::backup_donor(&m);
     super::clone::staged(cfg, dd, &donor, 0, async |req| {
-        let body = r.store.download(&m.id, m.stored_bytes).await?;
-        let (data, mut info) = credentials.receive(req, body, Some(m.bytes)).await?;
+        let (data, mut info) = super::clone::receive_backup(credentials, req, &r.store, &m).await?;
         if let Some(first) = logs.first()
             && !flavor.gtid_contains(&info.gtid, &first.start)
         {
