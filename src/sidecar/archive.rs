@@ -6,7 +6,7 @@
 //! retention fence keeps every log until it is archived (only its byte cap
 //! overrides that, as it overrides the replicas' hold).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,6 +18,7 @@ use crate::backup::Store;
 use crate::backup::store::ArchivedLog;
 use crate::engine::binlog;
 use crate::error::Result;
+use crate::sidecar::retention::Starts;
 use crate::sidecar::shared::Shared;
 
 /// What the archive needs.
@@ -35,8 +36,7 @@ struct Archiver {
     /// The master's history, and the logs of it in the archive.
     history: Option<String>,
     archived: BTreeSet<String>,
-    /// What each log starts from.
-    starts: HashMap<String, String>,
+    starts: Starts,
     /// The open log, and since when this sidecar has seen it open.
     open: Option<(String, Instant)>,
 }
@@ -50,7 +50,7 @@ pub async fn run(shared: Arc<Shared>, s: ArchiveSettings, stop: CancellationToke
         conn: None,
         history: None,
         archived: BTreeSet::new(),
-        starts: HashMap::new(),
+        starts: Starts::default(),
         open: None,
     };
     info!(store = %a.s.store.url, rotate_after = %humantime::format_duration(a.s.rotate_after), "archiving the binary logs");
@@ -96,12 +96,12 @@ impl Archiver {
             self.conn = Some(conn);
             return Ok(());
         };
-        let mut pending: Vec<&binlog::Listed> = closed
+        let pending: Vec<&binlog::Listed> = closed
             .iter()
             .filter(|l| !self.archived.contains(&l.name))
             .collect();
         self.report(&dir, &pending);
-        while let Some(log) = pending.first().copied() {
+        for (i, log) in pending.iter().enumerate() {
             let next = listed
                 .iter()
                 .skip_while(|l| l.name != log.name)
@@ -111,8 +111,8 @@ impl Archiver {
                 name: log.name.clone(),
                 history: history.clone(),
                 engine: flavor,
-                start: self.start(&mut conn, flavor, &log.name).await?,
-                end: self.start(&mut conn, flavor, &next.name).await?,
+                start: self.starts.of(&mut conn, flavor, &log.name).await?,
+                end: self.starts.of(&mut conn, flavor, &next.name).await?,
                 bytes: log.size,
                 closed: std::fs::metadata(dir.join(&log.name))
                     .and_then(|m| m.modified())
@@ -128,28 +128,12 @@ impl Archiver {
             self.shared.metrics.binlog_archived.inc();
             self.archived.insert(log.name.clone());
             self.shared.set_archived_logs(&self.archived);
-            pending.remove(0);
-            self.report(&dir, &pending);
+            self.report(&dir, &pending[i + 1..]);
         }
         self.rotate(&mut conn, flavor, active).await?;
-        self.starts
-            .retain(|name, _| listed.iter().any(|l| &l.name == name));
+        self.starts.keep(&listed);
         self.conn = Some(conn);
         Ok(())
-    }
-
-    async fn start(
-        &mut self,
-        conn: &mut Conn,
-        flavor: crate::engine::Flavor,
-        name: &str,
-    ) -> Result<String> {
-        if let Some(s) = self.starts.get(name) {
-            return Ok(s.clone());
-        }
-        let s = flavor.binlog_start(conn, name).await?;
-        self.starts.insert(name.to_owned(), s.clone());
-        Ok(s)
     }
 
     /// The logs waiting for the archive, and how long the oldest has.
@@ -180,7 +164,7 @@ impl Archiver {
         if since.elapsed() < self.s.rotate_after {
             return Ok(());
         }
-        let start = self.start(conn, flavor, &active.name).await?;
+        let start = self.starts.of(conn, flavor, &active.name).await?;
         let executed = crate::net::sql::scalar(conn, flavor.binlog_position_query()).await?;
         if flavor.gtid_contains(&start, &executed) {
             // Nothing written since it opened: nothing to archive.

@@ -52,8 +52,7 @@ struct Retention {
     conn: Option<Conn>,
     /// What each replica executed, as last heard.
     positions: BTreeMap<String, String>,
-    /// What each log starts from (a log's start never changes).
-    starts: HashMap<String, String>,
+    starts: Starts,
     held_for: Option<String>,
     forced_purges: u64,
     /// Since when the cap would make logs a replica needs go.
@@ -68,7 +67,7 @@ pub async fn run(shared: Arc<Shared>, s: RetentionSettings, stop: CancellationTo
         s,
         conn: None,
         positions,
-        starts: HashMap::new(),
+        starts: Starts::default(),
         held_for: None,
         forced_purges: 0,
         over_cap_since: None,
@@ -292,18 +291,10 @@ impl Retention {
     ) -> Result<Vec<Log>> {
         let listed = binlog::list(conn).await?;
         let now = SystemTime::now();
-        self.starts
-            .retain(|name, _| listed.iter().any(|l| &l.name == name));
+        self.starts.keep(&listed);
         let mut logs = Vec::with_capacity(listed.len());
         for l in listed {
-            let start = match self.starts.get(&l.name) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = flavor.binlog_start(conn, &l.name).await?;
-                    self.starts.insert(l.name.clone(), s.clone());
-                    s
-                }
-            };
+            let start = self.starts.of(conn, flavor, &l.name).await?;
             logs.push(Log {
                 age: dir.and_then(|d| binlog::age(d, &l.name, now)),
                 name: l.name,
@@ -312,5 +303,28 @@ impl Retention {
             });
         }
         Ok(logs)
+    }
+}
+
+/// What each binary log starts from (`Flavor::binlog_start`), read once per
+/// log: a log's start never changes.
+#[derive(Debug, Default)]
+pub struct Starts(HashMap<String, String>);
+
+impl Starts {
+    /// Where log `name` starts.
+    pub async fn of(&mut self, conn: &mut Conn, flavor: Flavor, name: &str) -> Result<String> {
+        if let Some(s) = self.0.get(name) {
+            return Ok(s.clone());
+        }
+        let s = flavor.binlog_start(conn, name).await?;
+        self.0.insert(name.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Forgets the logs that are not in `listed` any more.
+    pub fn keep(&mut self, listed: &[binlog::Listed]) {
+        self.0
+            .retain(|name, _| listed.iter().any(|l| &l.name == name));
     }
 }
