@@ -14,9 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::engine::clone::StreamJob;
 use crate::net::wire::{self, Compression};
-use crate::sidecar::shared::{Shared, StreamReport};
+use crate::sidecar::shared::{Shared, stream_job};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -165,21 +164,13 @@ async fn clone(
         Ok(admitted) => admitted,
         Err(answer) => return *answer,
     };
-    let job = StreamJob {
-        local: s.local(),
-        datadir: s.datadir.clone(),
-        shutdown: s.shutdown.clone(),
-        permit,
-        peer: peer.to_string(),
-        watcher: Arc::new(StreamReport(s.clone())),
-        // What the recipient asks for; an old recipient asks nothing.
-        compression: headers
-            .get(wire::COMPRESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(Compression::None),
-        max_rate: s.clone_max_rate,
-    };
+    // What the recipient asks for; an old recipient asks nothing.
+    let compression = headers
+        .get(wire::COMPRESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Compression::None);
+    let job = stream_job(&s, permit, peer.to_string(), compression);
     let compression = job.compression;
     let Some(started) = flavor.start_clone_stream(job) else {
         return json_response(

@@ -14,11 +14,10 @@ use tracing::{info, warn};
 
 use crate::backup::{Manifest, Store};
 use crate::engine::Flavor;
-use crate::engine::clone::StreamJob;
 use crate::error::Result;
 use crate::net::agent_client::AgentClient;
 use crate::net::wire::Compression;
-use crate::sidecar::shared::{Shared, StreamReport};
+use crate::sidecar::shared::{Shared, stream_job};
 
 /// A copy that brings nothing for this long is given up.
 const STALL: Duration = Duration::from_secs(120);
@@ -51,16 +50,12 @@ pub async fn take(
     flavor: Flavor,
     permit: OwnedSemaphorePermit,
 ) -> Result<Manifest> {
-    let job = StreamJob {
-        local: shared.local(),
-        datadir: shared.datadir.clone(),
-        shutdown: shared.shutdown.clone(),
+    let job = stream_job(
+        shared,
         permit,
-        peer: format!("backup to {}", store.url),
-        watcher: Arc::new(StreamReport(shared.clone())),
-        compression: Compression::Zstd,
-        max_rate: shared.clone_max_rate,
-    };
+        format!("backup to {}", store.url),
+        Compression::Zstd,
+    );
     let src = crate::backup::Source {
         flavor,
         local: shared.local(),

@@ -159,6 +159,27 @@ impl Shared {
     }
 }
 
+/// The job of a stream of this pod's copy to `peer` (a recipient, or the
+/// bucket), holding the clone slot `permit`: reported into this pod's
+/// status and metrics, capped by `--clone-max-rate`.
+pub fn stream_job(
+    shared: &Arc<Shared>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    peer: String,
+    compression: crate::net::wire::Compression,
+) -> crate::engine::clone::StreamJob {
+    crate::engine::clone::StreamJob {
+        local: shared.local(),
+        datadir: shared.datadir.clone(),
+        shutdown: shared.shutdown.clone(),
+        permit,
+        peer,
+        watcher: Arc::new(StreamReport(shared.clone())),
+        compression,
+        max_rate: shared.clone_max_rate,
+    }
+}
+
 /// Reports a clone stream of this donor into its status and metrics.
 pub struct StreamReport(pub Arc<Shared>);
 
