@@ -150,7 +150,19 @@ async fn scheduled(shared: &Arc<Shared>, s: &BackupSettings) -> Result<()> {
     };
     let reports = crate::overview::ask_all(name, s.replicas, &s.resolver, &s.http).await;
     match crate::backup::choose_pod(&reports) {
-        Ok(pod) if pod == shared.identity.hostname => {}
+        Ok(pod) if pod == shared.identity.hostname => {
+            // Why a higher ordinal did not take it: what its sidecar said.
+            let passed_over = reports
+                .iter()
+                .filter(|r| !r.ready())
+                .map(|r| match (&r.status, &r.error) {
+                    (Some(s), _) => format!("{}: not ready ({})", r.pod, s.ready.reason),
+                    (None, e) => format!("{}: no answer ({})", r.pod, e.as_deref().unwrap_or("")),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            info!(%passed_over, "this pod takes the scheduled backup");
+        }
         Ok(pod) => {
             info!(chosen = %pod, "the scheduled backup is another pod's");
             return Ok(());
