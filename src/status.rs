@@ -28,6 +28,10 @@ pub struct Status {
     pub last_error: Option<String>,
     pub clone_streams_active: u32,
     pub clone_streams_served: u64,
+    /// The most bytes a second this donor sends a copy at
+    /// (`--clone-max-rate`): a MySQL recipient sets its CLONE to it.
+    #[serde(default)]
+    pub clone_max_rate: Option<u64>,
     /// The clone stream being served, if any.
     pub clone_stream: Option<StreamStatus>,
     /// Where this pod's data came from (its last clone), if it was cloned.
@@ -96,6 +100,7 @@ impl Status {
             last_error: None,
             clone_streams_active: 0,
             clone_streams_served: 0,
+            clone_max_rate: None,
             clone_stream: None,
             cloned_from: None,
             round_age_s: None,

@@ -2,9 +2,10 @@
 //! `--clone-compression zstd` sends far fewer bytes than the data, `none` the
 //! data as it is, and a donor with `--clone-max-rate` sends no faster than
 //! its cap, its backup reading the data files through the page cache (past
-//! it when uncapped); every copy holds the donor's rows. And the slow links'
-//! footing: their proxies listen on the bridge's host end, which every pod
-//! must still reach when another pod goes.
+//! it when uncapped); every copy holds the donor's rows. The same options
+//! drive MySQL's CLONE plugin: its network compression and its bandwidth
+//! caps. And the slow links' footing: their proxies listen on the bridge's
+//! host end, which every pod must still reach when another pod goes.
 
 mod common;
 
@@ -205,6 +206,60 @@ async fn mariadb_clone_stream_options() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb11_clone_stream_options() {
     stream_options(Engine::Mariadb11).await;
+}
+
+/// MySQL: `--clone-compression` turns the CLONE plugin's network
+/// compression on, and a donor's `--clone-max-rate` (read from its sidecar)
+/// caps the recipient's CLONE.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_clone_options() {
+    let mut c = Cluster::new(Engine::Mysql);
+    c.start_pod(0).await;
+    c.wait_ready(0, Duration::from_secs(120)).await;
+    load(&c, 24).await;
+
+    let plain = clone_with(&mut c, &["--clone-compression", "none"]).await;
+    let zstd = clone_with(&mut c, &["--clone-compression", "zstd"]).await;
+    let (plain_wire, zstd_wire) = (
+        plain["wire_bytes"].as_u64().unwrap(),
+        zstd["wire_bytes"].as_u64().unwrap(),
+    );
+    eprintln!(
+        "[mysql] a clone of {:.1} MB: {:.1} MB on the network as it is, {:.1} MB compressed ({:.2}x)",
+        plain["bytes"].as_u64().unwrap() as f64 / 1e6,
+        plain_wire as f64 / 1e6,
+        zstd_wire as f64 / 1e6,
+        plain_wire as f64 / zstd_wire as f64
+    );
+    assert!(plain_wire > 24_000_000, "[mysql] {plain}");
+    assert!(
+        zstd_wire * 2 < plain_wire,
+        "[mysql] compressed, {zstd_wire} bytes against {plain_wire}: {zstd}"
+    );
+
+    // The donor capped at 8 MiB/s: `auto` compresses, and the data read
+    // still takes what the cap allows.
+    let rate = 8u64 << 20;
+    c.extra_env
+        .push(("MYSQL_STS_CLONE_MAX_RATE".into(), "8MiB".into()));
+    c.kill_sidecar(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(30)).await;
+    let capped = clone_with(&mut c, &["--clone-compression", "auto"]).await;
+    let (wire, secs) = (
+        capped["wire_bytes"].as_u64().unwrap(),
+        capped["seconds"].as_f64().unwrap(),
+    );
+    eprintln!(
+        "[mysql] with --clone-max-rate 8MiB and auto: {:.1} MB on the network, {secs:.1} s ({:.2} MiB/s of data)",
+        wire as f64 / 1e6,
+        plain_wire as f64 / secs / f64::from(1 << 20)
+    );
+    assert!(wire * 2 < plain_wire, "[mysql] auto, capped: {capped}");
+    assert!(
+        secs >= plain_wire as f64 / rate as f64 * 0.9,
+        "[mysql] {plain_wire} bytes of data in {secs} s: faster than 8 MiB/s"
+    );
 }
 
 /// Whether pod `n` opens a TCP connection to the bridge's host end (the

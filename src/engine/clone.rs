@@ -44,7 +44,8 @@ pub struct Request<'a> {
     /// With a CA: the MySQL clone requires TLS and verifies the donor's
     /// certificate against it.
     pub tls_ca: Option<&'a Path>,
-    /// The compression a MariaDB recipient asks of the donor's stream.
+    /// The compression the recipient asks for: of a MariaDB donor's stream,
+    /// of a MySQL CLONE's network layer.
     pub compression: Compression,
 }
 

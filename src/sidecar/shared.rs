@@ -47,7 +47,10 @@ impl Shared {
         clone_token: Option<Secret>,
         clone_max_rate: Option<u64>,
     ) -> Arc<Shared> {
-        let status = Status::starting(identity.clone(), flavor);
+        let status = Status {
+            clone_max_rate,
+            ..Status::starting(identity.clone(), flavor)
+        };
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&identity),
             identity,

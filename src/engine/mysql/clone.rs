@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::datadir::CloneInfo;
 use crate::engine::clone::{Request, read_framed, run_dir_for};
@@ -14,8 +14,10 @@ use crate::engine::mysqld::Use;
 use crate::engine::xbstream::{Extractor, Guard};
 use crate::error::Result;
 use crate::net::sql::{self as db, quote};
+use crate::net::wire::Compression;
 use crate::progress::{Progress, dir_size};
 use crate::secret::Secret;
+use crate::status::Status;
 
 const START_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -79,6 +81,12 @@ pub async fn clone(
             .await
             .map_err(|e| fail(format!("the CLONE plugin is not available: {e}")))?;
     }
+    // The donor's cap and the compression asked for, in the CLONE plugin's
+    // own settings: the recipient drives the copy and holds them.
+    let cap = donor_max_rate(req).await;
+    for (name, value) in clone_settings(cap, req.compression) {
+        db::exec(&mut conn, &format!("SET GLOBAL {name} = {value}")).await?;
+    }
     let donor_addr = format!("{}:{}", req.donor.ip, req.mysql_port);
     db::exec(
         &mut conn,
@@ -111,6 +119,7 @@ pub async fn clone(
     // Progress is what has landed in the target directory so far.
     let mut progress = Progress::new(donor, None);
     let clone_started = Instant::now();
+    let received_before = received_bytes();
     {
         let clone = mysql_async::prelude::Queryable::query_drop(&mut conn, sql);
         let mut clone = std::pin::pin!(clone);
@@ -125,6 +134,9 @@ pub async fn clone(
         }
     }
     let clone_secs = clone_started.elapsed().as_secs_f64();
+    // What crossed the network (compressed, when it was): what the pod's
+    // interfaces received meanwhile, as performance_schema may be off.
+    let wire_bytes = received_bytes().saturating_sub(received_before);
     drop(conn);
     server
         .shutdown()
@@ -132,9 +144,57 @@ pub async fn clone(
         .map_err(|e| fail(format!("scratch server: {e}")))?;
     std::fs::remove_dir_all(&scratch)
         .map_err(|e| fail(format!("cannot remove {}: {e}", scratch.display())))?;
-    info!(donor = %donor, bytes = dir_size(&data), clone_secs, secs = started.elapsed().as_secs_f64(), "copy received; starting it once to finish recovery");
+    info!(donor = %donor, bytes = dir_size(&data), wire_bytes, clone_secs, secs = started.elapsed().as_secs_f64(), "copy received; starting it once to finish recovery");
     let _ = std::fs::remove_dir_all(&run);
-    recover(req, data, root, started, 0).await
+    recover(req, data, root, started, wire_bytes).await
+}
+
+/// The bytes this pod's network interfaces (all but loopback) received so
+/// far, from `/proc/self/net/dev`.
+fn received_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim() != "lo")
+        .filter_map(|(_, counters)| counters.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The donor's `--clone-max-rate`, from its sidecar; none when it does not
+/// say (an older agent) or cannot be asked now.
+async fn donor_max_rate(req: &Request<'_>) -> Option<u64> {
+    match Status::fetch(req.http, &req.donor.name, Duration::from_secs(5)).await {
+        Ok(st) => st.clone_max_rate,
+        Err(e) => {
+            warn!(donor = %req.donor.name, error = %e, "cannot read the donor's clone rate cap; cloning uncapped");
+            None
+        }
+    }
+}
+
+/// The CLONE plugin's settings for a copy from a donor that sends at most
+/// `cap` bytes a second, with `compression`. Its bandwidths are whole MiB a
+/// second, at least one (0 is no cap); both the data read and what crosses
+/// the network are held to the cap, as a MariaDB donor's stream is. The
+/// plugin compresses on the network layer, on or off for the whole copy:
+/// `auto` turns it on for a capped donor, where the link and not the disk
+/// holds the copy back.
+pub fn clone_settings(cap: Option<u64>, compression: Compression) -> Vec<(&'static str, String)> {
+    let mib = cap.map_or(0, |b| b.div_ceil(1 << 20).max(1));
+    let compress = match compression {
+        Compression::Zstd => true,
+        Compression::None => false,
+        Compression::Auto => cap.is_some(),
+    };
+    vec![
+        ("clone_max_data_bandwidth", mib.to_string()),
+        ("clone_max_network_bandwidth", mib.to_string()),
+        (
+            "clone_enable_compression",
+            if compress { "ON" } else { "OFF" }.to_owned(),
+        ),
+    ]
 }
 
 /// Receives a copy framed as a clone stream (a backup in a bucket: an
@@ -206,4 +266,37 @@ async fn recover(
     };
     info!(donor = %donor, gtid = %info.gtid, secs = info.seconds, "copy recovered and shut down");
     Ok((data, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_settings_follow_the_donors_cap_and_the_compression() {
+        let get = |cap, c| {
+            clone_settings(cap, c)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            get(None, Compression::Auto),
+            "clone_max_data_bandwidth=0 clone_max_network_bandwidth=0 clone_enable_compression=OFF"
+        );
+        // 250 Mbit/s is 29.8 MiB/s: 30, never below the cap asked.
+        assert_eq!(
+            get(Some(31_250_000), Compression::Auto),
+            "clone_max_data_bandwidth=30 clone_max_network_bandwidth=30 clone_enable_compression=ON"
+        );
+        assert_eq!(
+            get(Some(1000), Compression::None),
+            "clone_max_data_bandwidth=1 clone_max_network_bandwidth=1 clone_enable_compression=OFF"
+        );
+        assert_eq!(
+            get(None, Compression::Zstd),
+            "clone_max_data_bandwidth=0 clone_max_network_bandwidth=0 clone_enable_compression=ON"
+        );
+    }
 }
