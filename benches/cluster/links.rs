@@ -130,7 +130,7 @@ fn disk_mb_s(dir: &std::path::Path) -> f64 {
 /// average, over and over for `len`, on CPU 0 where the master's pod runs:
 /// what reading the disk at a capped clone's rate costs the master's
 /// writes, with no backup. Returns the bytes read.
-fn paced_read(dir: &std::path::Path, size: usize, mb_s: f64, len: Duration) -> u64 {
+pub fn paced_read(dir: &std::path::Path, size: usize, mb_s: f64, len: Duration) -> u64 {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     if cpus() >= 2 {

@@ -6,7 +6,9 @@
 //!   latency while a replica clones from its N-1 or from mysql-0 (in
 //!   `scaleout.rs`), the agent's footprint, the cost of a readiness probe
 //!   and the recovery after a master restart.
-//! - MySQL: mysql-sts against a hand-issued `CLONE INSTANCE`.
+//! - MySQL: mysql-sts against a hand-issued `CLONE INSTANCE`; over slow links
+//!   and from a capped master donor, on data that compresses as tables do
+//!   (`mysql_links.rs`).
 //!
 //! Settings (environment): `BENCH_SIZES` MB list (default `256,1024,2048`),
 //! `BENCH_MB` the main size (default 1024, one of the sizes), `BENCH_RUNS`
@@ -15,13 +17,14 @@
 //! default the main size, 0 skips them), `BENCH_WINDOW_SECS` (each latency
 //! window, default 45), `BENCH_BACKUP_MB` (backups against clones, in
 //! `backups.rs`; default the main size, 0 skips them), `BENCH_ONLY`
-//! (`links`, `donor`, `scale-out` or `backup`: that section alone),
+//! (`links`, `mysql-links`, `donor`, `scale-out` or `backup`: that section alone),
 //! `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
 
 mod backups;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod links;
+mod mysql_links;
 mod report;
 mod scaleout;
 
@@ -735,6 +738,15 @@ fn main() {
         }
         return;
     }
+    // BENCH_ONLY=mysql-links: MySQL's slow-link and capped-donor figures alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("mysql-links") {
+        let md = rt.block_on(mysql_links::mysql_links(link_mb, runs));
+        println!("{md}");
+        if let Ok(path) = std::env::var("BENCH_OUT") {
+            std::fs::write(path, &md).unwrap();
+        }
+        return;
+    }
     // BENCH_ONLY=links: the slow-link figures alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("links") {
         let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
@@ -756,6 +768,10 @@ fn main() {
         let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
         md += "\n";
         md += &links::report(link_mb, data_mb, runs, &rows, &cap);
+    }
+    if link_mb > 0 && mysql_mb > 0 {
+        md += "\n";
+        md += &rt.block_on(mysql_links::mysql_links(link_mb, runs));
     }
     if backup_mb > 0 {
         md += "\n";
