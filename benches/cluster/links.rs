@@ -182,7 +182,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// What a clone record says crossed the network (MB).
-fn wire_mb(c: &Cluster, n: u32) -> Option<f64> {
+pub fn wire_mb(c: &Cluster, n: u32) -> Option<f64> {
     let record: serde_json::Value = serde_json::from_slice(
         &std::fs::read(c.pod(n).datadir().join(".mysql-sts-clone.json")).ok()?,
     )

@@ -628,28 +628,7 @@ async fn mysql(size: u64, runs: usize) -> MysqlResult {
     }
     let donor = c.pod(1).ip.clone();
     for _ in 0..runs {
-        c.create_pod(2);
-        let d = c.pod(2).dir.join("hand");
-        let d = d.display();
-        let server = format!(
-            "mysqld --no-defaults --user=root --datadir={d}/scratch --socket={d}/s.sock --port=3306 \
-             --mysqlx=OFF --secure-file-priv= --plugin-load-add=mysql_clone.so --log-error={d}/error.log --pid-file={d}/pid"
-        );
-        let client = format!("mysql --no-defaults -uroot -S {d}/s.sock");
-        let script = format!(
-            "mkdir -p {d}; mysqld --no-defaults --user=root --initialize-insecure --datadir={d}/scratch 2>/dev/null; \
-             {server} & pid=$!; trap 'kill $pid; wait $pid' EXIT; \
-             i=0; while ! {client} -e 'SELECT 1' >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 1200 ] || {{ cat {d}/error.log >&2; exit 1; }}; sleep 0.1; done; \
-             {client} -e \"SET GLOBAL clone_valid_donor_list = '{donor}:3306'\"; \
-             date +%s.%N; \
-             {client} -e \"CLONE INSTANCE FROM 'root'@'{donor}':3306 IDENTIFIED BY '{ROOT_PASSWORD}' DATA DIRECTORY = '{d}/data'\"; \
-             date +%s.%N"
-        );
-        let (_, out) = timed_sh(&c, 2, &script);
-        let t: Vec<f64> = out.lines().filter_map(|l| l.parse().ok()).collect();
-        assert_eq!(t.len(), 2, "{out}");
-        hand.push(t[1] - t[0]);
-        c.remove_pod(2);
+        hand.push(mysql_links::clone_by_hand(&mut c, &donor));
     }
     MysqlResult {
         data_mb,

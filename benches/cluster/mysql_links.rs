@@ -9,7 +9,7 @@
 
 use super::*;
 use common::link::{SlowLink, mbit};
-use links::{LinkRow, paced_read};
+use links::{LinkRow, paced_read, wire_mb};
 use report::{LatencyRow, quantile, stats};
 
 /// Grows `bench.filler` to about `mb` MB on the master with rows such as an
@@ -75,7 +75,7 @@ fn zstd_ratio(c: &Cluster, n: u32) -> f64 {
 
 /// A hand-issued `CLONE INSTANCE` from `donor` into a scratch server in pod
 /// 2 (made and started first, not timed): the statement's wall time.
-fn clone_by_hand(c: &mut Cluster, donor: &str) -> f64 {
+pub fn clone_by_hand(c: &mut Cluster, donor: &str) -> f64 {
     c.create_pod(2);
     let d = c.pod(2).dir.join("hand");
     let d = d.display();
@@ -98,15 +98,6 @@ fn clone_by_hand(c: &mut Cluster, donor: &str) -> f64 {
     assert_eq!(t.len(), 2, "{out}");
     c.remove_pod(2);
     t[1] - t[0]
-}
-
-/// What a clone record says crossed the network (MB).
-fn wire_mb(c: &Cluster, n: u32) -> Option<f64> {
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(c.pod(n).datadir().join(".mysql-sts-clone.json")).ok()?,
-    )
-    .ok()?;
-    record["wire_bytes"].as_u64().map(|b| b as f64 / 1e6)
 }
 
 /// The master donor's rows: idle, serving clones uncapped, capped at a
