@@ -374,6 +374,8 @@ class Suite:
         self.rows = []  # (engine label, step, replication, ok, seconds, acked, lost, note)
         self.report = report
         self.order = [e.label for e in engines] + ["any"]
+        # The commit the run began at (the tree may move on while it runs).
+        self.commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
 
     def record(self, release, name, t0, before, outcome, durable=True):
         """Records a step's row from `outcome`, (note, lost) or the Failed it raised.
@@ -423,7 +425,7 @@ class Suite:
         return [r for r in releases if not self.record(r, name, t0, acked[r], outcomes[r])]
 
     def write_report(self, engines, started):
-        commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+        commit = self.commit
         versions = run(["kubectl", "version", "-o", "json"], check=False).stdout
         try:
             server = json.loads(versions)["serverVersion"]["gitVersion"]
