@@ -295,6 +295,15 @@ pub struct InitArgs {
     /// (`2026-12-07T10:15:00Z`): what was committed before it [default: all of it]
     #[arg(long, env = "MYSQL_STS_RESTORE_TO_TIME", value_parser = humantime::parse_rfc3339_weak)]
     pub restore_to_time: Option<std::time::SystemTime>,
+    /// With --restore-url: replay the archive up to and including this
+    /// transaction (MySQL `<server uuid>:<n>`, MariaDB `<domain>-<server>-<seq>`),
+    /// in the order the archive's binary logs hold them
+    #[arg(
+        long,
+        env = "MYSQL_STS_RESTORE_TO_GTID",
+        conflicts_with = "restore_to_time"
+    )]
+    pub restore_to_gtid: Option<String>,
     /// Once init is done, run this command in its place: the server, so
     /// that every start of the server's container goes through init (a
     /// re-clone asked by the sidecar, a half-finished clone, an emptied
@@ -766,6 +775,7 @@ pub async fn init(c: &CommonArgs, args: &InitArgs) -> Result<InitConfig> {
                 store: crate::backup::Store::open(&from)?,
                 backup: args.restore_backup.clone(),
                 to_time: args.restore_to_time,
+                to_gtid: args.restore_to_gtid.clone(),
             })
         }
     };

@@ -600,6 +600,26 @@ async fn ids(c: &Cluster, n: u32) -> std::collections::BTreeSet<u64> {
     rows.into_iter().collect()
 }
 
+/// The last transaction the master of `c` wrote, as one GTID.
+async fn last_gtid(c: &Cluster, engine: Engine) -> String {
+    let mut conn = c.root(0).await;
+    let gtid = if engine == Engine::Mysql {
+        // `<uuid>:1-<n>`: its one server wrote every transaction.
+        let set = scalar(&mut conn, "SELECT @@global.gtid_executed")
+            .await
+            .unwrap();
+        let (uuid, range) = set.trim().split_once(':').unwrap();
+        let last = range.rsplit(['-', ':']).next().unwrap();
+        format!("{uuid}:{last}")
+    } else {
+        scalar(&mut conn, "SELECT @@global.gtid_binlog_pos")
+            .await
+            .unwrap()
+    };
+    conn.disconnect().await.unwrap();
+    gtid
+}
+
 async fn point_in_time(engine: Engine) {
     let e = engine.name();
     let s3 = S3::start();
@@ -625,6 +645,8 @@ async fn point_in_time(engine: Engine) {
     // after it (binary log events carry whole seconds).
     writer.hold().await;
     let before: std::collections::BTreeSet<u64> = writer.acked_ids().into_iter().collect();
+    // The same point as a transaction: the master's last one now.
+    let at_gtid = last_gtid(&a, engine).await;
     let held = std::time::SystemTime::now();
     let whole = held
         .duration_since(std::time::UNIX_EPOCH)
@@ -698,10 +720,32 @@ async fn point_in_time(engine: Engine) {
         restored,
         "[{e}] mysql-1 of the new release"
     );
+    // Another new release restored to the same point named by its GTID.
+    let mut c = Cluster::new(engine);
+    c.extra_env.extend(s3.env_for(&c, "pitr-c"));
+    c.extra_env.extend([
+        (
+            "MYSQL_STS_RESTORE_URL".into(),
+            format!("s3://{}/pitr", common::s3::BUCKET),
+        ),
+        ("MYSQL_STS_RESTORE_TO_GTID".into(), at_gtid.clone()),
+    ]);
+    let restoring = Instant::now();
+    c.start_pod(0).await;
+    c.wait_ready(0, Duration::from_secs(180)).await;
+    let gtid_secs = restoring.elapsed().as_secs_f64();
+    let to_gtid = ids(&c, 0).await;
+    assert!(
+        to_gtid == before,
+        "[{e}] restored to {at_gtid}: {} rows committed up to it missing, {} after it present",
+        before.difference(&to_gtid).count(),
+        to_gtid.difference(&before).count()
+    );
     let line = format!(
         "backup {} then {} rows in the archive's {archived} logs; a new release restored to {to}: \
          the {} rows committed before it, none of the {after} after it, ready in {restore_secs:.1} s; \
-         its mysql-1 cloned from it, equal",
+         its mysql-1 cloned from it, equal; another restored to the same point by its GTID ({at_gtid}): \
+         the same rows, ready in {gtid_secs:.1} s",
         backup.id,
         acks.len(),
         before.len()

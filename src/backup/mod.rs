@@ -120,6 +120,8 @@ pub struct RestoreSettings {
     /// Replay the archive up to this time (transactions committed before
     /// it); `None`: to the archive's end.
     pub to_time: Option<SystemTime>,
+    /// Or up to and including this transaction.
+    pub to_gtid: Option<String>,
 }
 
 /// The pod a backup is taken from: the ready replica of the highest

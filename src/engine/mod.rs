@@ -647,6 +647,43 @@ impl Flavor {
         }
     }
 
+    /// The reader's arguments that stop a replay of `files` (in order)
+    /// right after transaction `gtid`. MariaDB's reader stops at a GTID
+    /// itself; MySQL's only at a byte position of the last file, which is
+    /// found there: the start of the transaction after `gtid` (none when
+    /// `gtid` is its last).
+    pub async fn replay_to_gtid(
+        self,
+        files: &[std::path::PathBuf],
+        gtid: &str,
+    ) -> Result<Vec<String>> {
+        match self {
+            Flavor::Mariadb => Ok(vec![format!("--stop-position={gtid}")]),
+            Flavor::Mysql => {
+                let last = files.last().ok_or_else(|| {
+                    crate::error::Error::Other(format!("no binary log to replay to {gtid}"))
+                })?;
+                Ok(mysql::binlog_end_of(last, gtid)
+                    .await?
+                    .map(|at| vec![format!("--stop-position={at}")])
+                    .unwrap_or_default())
+            }
+        }
+    }
+
+    /// Whether `gtid` names one transaction as this engine writes them.
+    pub fn is_one_gtid(self, gtid: &str) -> bool {
+        match self {
+            Flavor::Mysql => gtid
+                .split_once(':')
+                .is_some_and(|(uuid, n)| uuid.len() == 36 && n.parse::<u64>().is_ok_and(|n| n > 0)),
+            Flavor::Mariadb => {
+                let parts: Vec<&str> = gtid.split('-').collect();
+                parts.len() == 3 && parts.iter().all(|p| p.parse::<u64>().is_ok())
+            }
+        }
+    }
+
     /// What a copy that replayed binary logs runs afterwards so that the
     /// position it says it holds is the one its binary log holds: MariaDB
     /// reports `gtid_slave_pos` (the backed-up replica's, from before the

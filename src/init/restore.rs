@@ -30,6 +30,16 @@ pub async fn restore(
     r: &RestoreSettings,
 ) -> Result<()> {
     let flavor = cfg.flavor;
+    if let Some(g) = &r.to_gtid
+        && !flavor.is_one_gtid(g)
+    {
+        return Err(Error::Backup {
+            what: format!("restore to {g}"),
+            why: format!(
+                "not one {flavor} GTID (MySQL: <server uuid>:<n>; MariaDB: <domain>-<server>-<seq>)"
+            ),
+        });
+    }
     let m = choose(&r.store, r, flavor).await?;
     let archive: Vec<ArchivedLog> = r
         .store
@@ -38,8 +48,17 @@ pub async fn restore(
         .into_iter()
         .filter(|l| l.engine == flavor)
         .collect();
-    let logs = to_replay(&archive, &m.gtid, r.to_time, flavor);
-    info!(backup = %m.id, gtid = %m.gtid, logs = logs.len(), to = ?r.to_time.map(humantime::format_rfc3339_seconds), store = %r.store.url, "restoring a backup and the binary logs after it");
+    let mut logs = to_replay(&archive, &m.gtid, r.to_time, flavor);
+    if let Some(g) = &r.to_gtid {
+        logs = up_to_gtid(logs, g, flavor).ok_or_else(|| Error::Backup {
+            what: format!("restore to {g}"),
+            why: format!(
+                "no binary log archived in {} after backup {} holds it",
+                r.store.url, m.id
+            ),
+        })?;
+    }
+    info!(backup = %m.id, gtid = %m.gtid, logs = logs.len(), to = ?r.to_time.map(humantime::format_rfc3339_seconds), to_gtid = ?r.to_gtid, store = %r.store.url, "restoring a backup and the binary logs after it");
     if let (Some(t), Some(last)) = (r.to_time, archive.iter().map(|l| l.closed.as_str()).max())
         && humantime::parse_rfc3339(last).is_ok_and(|c| c < t)
     {
@@ -60,7 +79,7 @@ pub async fn restore(
             });
         }
         if !logs.is_empty() {
-            info.gtid = replay(req, &data, flavor, &r.store, &logs, r.to_time, &info.gtid).await?;
+            info.gtid = replay(req, &data, flavor, &r.store, &logs, r, &info.gtid).await?;
         }
         Ok((data, info))
     })
@@ -69,6 +88,35 @@ pub async fn restore(
 
 /// The backup to start from.
 async fn choose(store: &Store, r: &RestoreSettings, flavor: Flavor) -> Result<Manifest> {
+    if let Some(g) = &r.to_gtid {
+        // One that does not hold the target yet: the replay reaches it.
+        let holds = |m: &Manifest| flavor.gtid_contains(&m.gtid, g);
+        if r.backup.is_some() {
+            let m = crate::backup::choose(store, r.backup.as_deref(), flavor).await?;
+            if holds(&m) {
+                return Err(Error::Backup {
+                    what: format!("restore of backup {} to {g}", m.id),
+                    why: format!("the backup holds {g} already ({})", m.gtid),
+                });
+            }
+            return Ok(m);
+        }
+        return store
+            .list()
+            .await?
+            .into_iter()
+            .rev()
+            .filter_map(|l| l.manifest)
+            .filter(|m| m.engine == flavor)
+            .find(|m| !holds(m))
+            .ok_or_else(|| Error::Backup {
+                what: format!("restore to {g}"),
+                why: format!(
+                    "{} holds no complete {flavor} backup taken before it",
+                    store.url
+                ),
+            });
+    }
     if r.backup.is_some() || r.to_time.is_none() {
         return crate::backup::choose(store, r.backup.as_deref(), flavor).await;
     }
@@ -115,15 +163,29 @@ pub fn to_replay(
     logs
 }
 
-/// Applies `logs` after `from` (up to `to`) to the copy in `data` through a
-/// private start of it; returns the GTID position it then holds.
+/// `logs` up to the first one holding `gtid`; `None` when none does.
+pub fn up_to_gtid(
+    mut logs: Vec<ArchivedLog>,
+    gtid: &str,
+    flavor: Flavor,
+) -> Option<Vec<ArchivedLog>> {
+    let last = logs
+        .iter()
+        .position(|l| flavor.gtid_contains(&l.end, gtid))?;
+    logs.truncate(last + 1);
+    Some(logs)
+}
+
+/// Applies `logs` after `from` (up to the target of `r`) to the copy in
+/// `data` through a private start of it; returns the GTID position it then
+/// holds.
 async fn replay(
     req: &Request<'_>,
     data: &Path,
     flavor: Flavor,
     store: &Store,
     logs: &[ArchivedLog],
-    to: Option<SystemTime>,
+    r: &RestoreSettings,
     from: &str,
 ) -> Result<String> {
     let fail = |why: String| Error::Backup {
@@ -161,7 +223,15 @@ async fn replay(
     let (dump_tool, client) = flavor.replay_tools();
     let mut dump = Command::new(dump_tool);
     dump.env("TZ", "UTC").args(flavor.replay_from(from));
-    if let Some(t) = to {
+    if let Some(g) = &r.to_gtid {
+        dump.args(
+            flavor
+                .replay_to_gtid(&files, g)
+                .await
+                .map_err(|e| fail(e.to_string()))?,
+        );
+    }
+    if let Some(t) = r.to_time {
         // Events at or after the target are left out; the tools read the
         // time in the zone of their TZ.
         let t = humantime::format_rfc3339_seconds(t).to_string();
@@ -275,5 +345,27 @@ mod tests {
         );
         // A backup at the end of the archive: nothing to replay.
         assert!(to_replay(&archive, "0-100-40", None, Flavor::Mariadb).is_empty());
+        // To a transaction: up to the log that holds it.
+        let after = to_replay(&archive, "0-100-15", None, Flavor::Mariadb);
+        assert_eq!(
+            names(up_to_gtid(after.clone(), "0-100-21", Flavor::Mariadb).unwrap()),
+            ["binlog.000002", "binlog.000003"]
+        );
+        assert_eq!(
+            names(up_to_gtid(after.clone(), "0-100-20", Flavor::Mariadb).unwrap()),
+            ["binlog.000002"]
+        );
+        assert!(up_to_gtid(after, "0-100-41", Flavor::Mariadb).is_none());
+    }
+
+    #[test]
+    fn one_gtid_of_each_engine() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        assert!(Flavor::Mysql.is_one_gtid(&format!("{uuid}:7")));
+        assert!(!Flavor::Mysql.is_one_gtid(&format!("{uuid}:1-7")));
+        assert!(!Flavor::Mysql.is_one_gtid("0-1-7"));
+        assert!(Flavor::Mariadb.is_one_gtid("0-1-7"));
+        assert!(!Flavor::Mariadb.is_one_gtid("0-1-7,1-2-3"));
+        assert!(!Flavor::Mariadb.is_one_gtid(&format!("{uuid}:7")));
     }
 }

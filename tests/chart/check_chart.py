@@ -145,7 +145,21 @@ def check_backup():
             check(False, f"backup values {bad} were accepted")
         except Exception as e:  # the engine raises its own error types
             check(says in str(e), f"backup values {bad}: unclear error {e}")
-    print("ok   backups: the bucket's settings and keys in init, server and sidecar; bad ones refused at install")
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    to_gtid = {**VARIANTS["restored"], "restore": {"url": "s3://db-backups/prod", "toGtid": f"{uuid}:42"}}
+    spec = by_kind(render(to_gtid), "StatefulSet")[0]["spec"]["template"]["spec"]
+    init = {e["name"]: e.get("value") for e in spec["initContainers"][1]["env"]}
+    check(init.get("MYSQL_STS_RESTORE_TO_GTID") == f"{uuid}:42" and "MYSQL_STS_RESTORE_TO_TIME" not in init,
+          f"restore: to a GTID: {init}")
+    for bad, says in (({"toGtid": "0-1-7", "toTime": "2026-12-07T10:15:00Z"}, "name two targets"),
+                      ({"toGtid": f"{uuid}:1-42"}, "/restore/toGtid")):
+        try:
+            render({**VARIANTS["restored"], "restore": {"url": "s3://db-backups/prod", **bad}})
+            check(False, f"restore values {bad} were accepted")
+        except Exception as e:  # the engine raises its own error types
+            check(says in str(e), f"restore values {bad}: unclear error {e}")
+    print("ok   backups: the bucket's settings and keys in init, server and sidecar; bad ones refused at install;"
+          " a restore to a time or a GTID, not both")
 
 
 def by_kind(objs, kind):

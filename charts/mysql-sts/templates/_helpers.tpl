@@ -68,6 +68,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - name: MYSQL_STS_RESTORE_TO_TIME
   value: {{ . | quote }}
 {{- end }}
+{{- with $.Values.restore.toGtid }}
+{{- if $.Values.restore.toTime }}
+{{- fail "mysql-sts: restore.toTime and restore.toGtid name two targets: set one" }}
+{{- end }}
+- name: MYSQL_STS_RESTORE_TO_GTID
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

@@ -173,3 +173,70 @@ pub async fn compare_with_master(master: &mut Conn, ours: &str, held: &str) -> R
         master_gtid: Some(one_line(&row, 2)),
     })
 }
+
+/// Where, in binary log `file`, the transaction after `gtid` begins (the
+/// byte position `mysqlbinlog --stop-position` takes); `None` when `gtid`
+/// is the file's last. Reads the file's events as `mysqlbinlog` prints them
+/// and stops reading once it knows.
+pub async fn binlog_end_of(file: &std::path::Path, gtid: &str) -> Result<Option<u64>> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new("mysqlbinlog")
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| crate::error::Error::Other(format!("cannot run mysqlbinlog: {e}")))?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let (mut at, mut found) = (0u64, false);
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| crate::error::Error::Other(format!("reading mysqlbinlog: {e}")))?
+    {
+        if let Some(pos) = line.strip_prefix("# at ") {
+            at = pos.trim().parse().unwrap_or(at);
+        } else if let Some(next) = gtid_next(&line) {
+            if found {
+                return Ok(Some(at));
+            }
+            found = next.eq_ignore_ascii_case(gtid);
+        }
+    }
+    if found {
+        Ok(None)
+    } else {
+        Err(crate::error::Error::Other(format!(
+            "the binary log {} does not hold {gtid}",
+            file.display()
+        )))
+    }
+}
+
+/// The GTID a `mysqlbinlog` line gives the transaction it begins:
+/// `SET @@SESSION.GTID_NEXT= '<uuid>:<n>'/*!*/;` (not `AUTOMATIC`).
+fn gtid_next(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("SET @@SESSION.GTID_NEXT= '")?;
+    let gtid = &rest[..rest.find('\'')?];
+    gtid.contains(':').then_some(gtid)
+}
+
+#[cfg(test)]
+mod binlog_tests {
+    use super::gtid_next;
+
+    #[test]
+    fn the_gtid_a_transaction_begins_with() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        assert_eq!(
+            gtid_next(&format!("SET @@SESSION.GTID_NEXT= '{uuid}:23'/*!*/;")),
+            Some(format!("{uuid}:23").as_str())
+        );
+        assert_eq!(
+            gtid_next("SET @@SESSION.GTID_NEXT= 'AUTOMATIC' /* added by mysqlbinlog */ /*!*/;"),
+            None
+        );
+        assert_eq!(gtid_next("# at 233"), None);
+    }
+}
