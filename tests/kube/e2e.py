@@ -262,8 +262,9 @@ class Release:
                 f.write(f"$ kubectl {' '.join(args)}\n{self.kubectl(*args, check=False).stdout}\n")
             for name in self.pods():
                 for c in ("init", "server", "agent"):
-                    f.write(f"$ kubectl logs {name} -c {c}\n"
-                            f"{self.kubectl('logs', name, '-c', c, '--tail=60', check=False).stdout}\n")
+                    for previous in ([], ["--previous"]):
+                        args = ["logs", name, "-c", c, "--tail=400", *previous]
+                        f.write(f"$ kubectl {' '.join(args)}\n{self.kubectl(*args, check=False).stdout}\n")
         return path
 
     def client_pod(self, name, script, labels=None):
@@ -353,6 +354,8 @@ echo stopped
                 if ids is None:
                     raise Failed("the pods could not be queried")
                 if lost:
+                    missing = {p: sorted(self.acked - got)[:10] for p, got in ids.items() if self.acked - got}
+                    print(f"{self.engine.label}: acknowledged rows missing, by pod: {missing}", flush=True)
                     return lost
                 raise Failed(f"CHECKSUM TABLE differs between pods: {sums}")
             time.sleep(2)
@@ -391,6 +394,8 @@ class Suite:
             ok = lost == 0 or lost is None or not durable
             if lost:
                 note = f"{lost} acknowledged rows missing; {note}"
+            if not ok:
+                note += f" (see {release.dump(name)})"
         secs = time.time() - t0
         acked = (len(release.acked) - before) if release else 0
         self.rows.append((label, name, "semi-sync" if durable else "async", ok, secs, acked, lost, note))
