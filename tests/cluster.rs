@@ -1068,7 +1068,8 @@ async fn mysql_certificates_renewed_in_place() {
 async fn served(c: &Cluster, pods: u32, cert: &str, within: Duration) {
     let e = c.engine.name();
     let want = mysql_sts::sidecar::tls::not_after_pem(cert.as_bytes()).unwrap();
-    let line = format!("mysql_sts_tls_certificate_expiry_timestamp_seconds{{file=\"cert\"}} {want}\n");
+    let line =
+        format!("mysql_sts_tls_certificate_expiry_timestamp_seconds{{file=\"cert\"}} {want}\n");
     let deadline = Instant::now() + within;
     for n in 0..pods {
         loop {
