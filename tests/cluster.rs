@@ -1015,7 +1015,6 @@ async fn init_without_donor_exits_3() {
 /// expiry metric tells each date. (The short-lived one comes once the pods
 /// run, however long they take to start on a loaded machine.)
 async fn certificates_renewed_in_place(engine: Engine) {
-    let e = engine.name();
     let mut c = Cluster::new(engine);
     c.enable_tls();
     for n in 0..2 {

@@ -101,14 +101,8 @@ async fn choose(store: &Store, r: &RestoreSettings, flavor: Flavor) -> Result<Ma
             }
             return Ok(m);
         }
-        return store
-            .list()
+        return newest(store, flavor, |m| !holds(m))
             .await?
-            .into_iter()
-            .rev()
-            .filter_map(|l| l.manifest)
-            .filter(|m| m.engine == flavor)
-            .find(|m| !holds(m))
             .ok_or_else(|| Error::Backup {
                 what: format!("restore to {g}"),
                 why: format!(
@@ -121,14 +115,8 @@ async fn choose(store: &Store, r: &RestoreSettings, flavor: Flavor) -> Result<Ma
         return crate::backup::choose(store, r.backup.as_deref(), flavor).await;
     }
     let to = r.to_time.expect("checked");
-    store
-        .list()
+    newest(store, flavor, |m| m.finished_at().is_some_and(|f| f <= to))
         .await?
-        .into_iter()
-        .rev()
-        .filter_map(|l| l.manifest)
-        .filter(|m| m.engine == flavor)
-        .find(|m| m.finished_at().is_some_and(|f| f <= to))
         .ok_or_else(|| Error::Backup {
             what: format!("restore to {}", humantime::format_rfc3339_seconds(to)),
             why: format!(
@@ -136,6 +124,21 @@ async fn choose(store: &Store, r: &RestoreSettings, flavor: Flavor) -> Result<Ma
                 store.url
             ),
         })
+}
+
+/// The newest complete backup of `flavor` in `store` that `fits`.
+async fn newest(
+    store: &Store,
+    flavor: Flavor,
+    fits: impl Fn(&Manifest) -> bool,
+) -> Result<Option<Manifest>> {
+    Ok(store
+        .list()
+        .await?
+        .into_iter()
+        .rev()
+        .filter_map(|l| l.manifest)
+        .find(|m| m.engine == flavor && fits(m)))
 }
 
 /// The archived logs that hold transactions after `from`, in the order they
