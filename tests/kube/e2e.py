@@ -355,7 +355,10 @@ echo stopped
                     raise Failed("the pods could not be queried")
                 if lost:
                     missing = {p: sorted(self.acked - got)[:10] for p, got in ids.items() if self.acked - got}
-                    print(f"{self.engine.label}: acknowledged rows missing, by pod: {missing}", flush=True)
+                    # The pods' logs as they are now, before the step goes on.
+                    path = self.dump(f"rows-missing-{int(time.time())}")
+                    print(f"{self.engine.label}: acknowledged rows missing, by pod: {missing} (see {path})",
+                          flush=True)
                     return lost
                 raise Failed(f"CHECKSUM TABLE differs between pods: {sums}")
             time.sleep(2)
