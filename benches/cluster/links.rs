@@ -190,6 +190,42 @@ pub fn wire_mb(c: &Cluster, n: u32) -> Option<f64> {
     record["wire_bytes"].as_u64().map(|b| b as f64 / 1e6)
 }
 
+/// Clones into pod 2 through a link of `rate` Mbit/s already in place, with
+/// each `--clone-compression`, `runs` of each; `zstd` names that row.
+pub fn compression_rows(
+    c: &mut Cluster,
+    rate: u64,
+    runs: usize,
+    zstd: &'static str,
+) -> Vec<LinkRow> {
+    let mut rows = Vec::new();
+    for (method, compression) in [
+        ("mysql-sts, no compression", "none"),
+        (zstd, "zstd"),
+        ("mysql-sts, auto", "auto"),
+    ] {
+        let mut row = LinkRow {
+            mbit: rate,
+            method,
+            secs: Vec::new(),
+            wire_mb: None,
+        };
+        for _ in 0..runs {
+            let (secs, _) = clone_ours_with(c, 2, &["--clone-compression", compression]);
+            row.secs.push(secs);
+            row.wire_mb = wire_mb(c, 2);
+            c.remove_pod(2);
+        }
+        eprintln!(
+            "bench: {:?} {rate} Mbit/s, {method}: {:.2} s",
+            c.engine,
+            stats(&row.secs).0
+        );
+        rows.push(row);
+    }
+    rows
+}
+
 pub async fn slow_links(mb: u64, runs: usize) -> (f64, Vec<LinkRow>, CapResult) {
     let (mut c, data_mb) = donor_with_data(Engine::Mariadb, mb, Duration::from_secs(600)).await;
     let gateway = c.gateway();
@@ -199,29 +235,7 @@ pub async fn slow_links(mb: u64, runs: usize) -> (f64, Vec<LinkRow>, CapResult) 
         // mysql-2's init reaches mysql-1 by name: the name leads to the link.
         let link = SlowLink::start(&gateway, &donor, &[8080], mbit(rate)).await;
         c.override_dns(1, Some(&gateway));
-        for (method, compression) in [
-            ("mysql-sts, no compression", "none"),
-            ("mysql-sts, zstd", "zstd"),
-            ("mysql-sts, auto", "auto"),
-        ] {
-            let mut row = LinkRow {
-                mbit: rate,
-                method,
-                secs: Vec::new(),
-                wire_mb: None,
-            };
-            for _ in 0..runs {
-                let (secs, _) = clone_ours_with(&mut c, 2, &["--clone-compression", compression]);
-                row.secs.push(secs);
-                row.wire_mb = wire_mb(&c, 2);
-                c.remove_pod(2);
-            }
-            eprintln!(
-                "bench: {rate} Mbit/s, {method}: {:.2} s",
-                stats(&row.secs).0
-            );
-            rows.push(row);
-        }
+        rows.extend(compression_rows(&mut c, rate, runs, "mysql-sts, zstd"));
         c.override_dns(1, None);
         drop(link);
         let mut bare = LinkRow {
@@ -266,17 +280,7 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
         ..CapResult::default()
     };
     let two = cpus() >= 2;
-    let pin_all = |c: &Cluster| {
-        if two {
-            pin_pods(c, 1, "0", "1");
-            pin_self("1");
-        }
-    };
-    pin_all(c);
-    let writer = master_writer(c);
-    // mysql-2's donor, mysql-1, is the master by name.
-    let master = c.pod(0).ip.clone();
-    c.override_dns(1, Some(&master));
+    let writer = master_as_donor(c);
     let plain = ["--clone-compression", "none"];
     for _ in 0..rounds {
         r.idle.push(idle_window(&writer, min).await);
@@ -343,6 +347,41 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
     r
 }
 
+/// The master's pod and this bench's client on CPU 0, the other pods on
+/// CPU 1 (where there are two).
+pub fn pin_all(c: &Cluster) {
+    if cpus() >= 2 {
+        pin_pods(c, 1, "0", "1");
+        pin_self("1");
+    }
+}
+
+/// Pins the pods, starts the master's writer, and makes mysql-2's donor,
+/// mysql-1, the master by name.
+pub fn master_as_donor(c: &mut Cluster) -> Writer {
+    pin_all(c);
+    let writer = master_writer(c);
+    let master = c.pod(0).ip.clone();
+    c.override_dns(1, Some(&master));
+    writer
+}
+
+/// The table of clones over links, a row per method and link.
+pub fn link_table(rows: &[LinkRow]) -> String {
+    let mut s = "| link | method | time: median | min | max | on the wire |\n\
+                 | --- | --- | --- | --- | --- | --- |\n"
+        .to_owned();
+    for r in rows {
+        let (med, min, max) = stats(&r.secs);
+        let wire = r.wire_mb.map_or("-".to_owned(), |w| format!("{w:.0} MB"));
+        s += &format!(
+            "| {} Mbit/s | {} | {med:.2} s | {min:.2} s | {max:.2} s | {wire} |\n",
+            r.mbit, r.method
+        );
+    }
+    s
+}
+
 /// The section of the report.
 pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapResult) -> String {
     let mut s = format!(
@@ -352,16 +391,9 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
          bare pipeline sends through the same proxy. Runs of each: {runs}. The generated rows repeat \
          one padding value, so they compress far better than most tables do: the on-the-wire \
          column shows how much.\n\n\
-         | link | method | time: median | min | max | on the wire |\n| --- | --- | --- | --- | --- | --- |\n"
+"
     );
-    for r in rows {
-        let (med, min, max) = stats(&r.secs);
-        let wire = r.wire_mb.map_or("-".to_owned(), |w| format!("{w:.0} MB"));
-        s += &format!(
-            "| {} Mbit/s | {} | {med:.2} s | {min:.2} s | {max:.2} s | {wire} |\n",
-            r.mbit, r.method
-        );
-    }
+    s += &link_table(rows);
     s += "\n";
     for rate in [1000, 250] {
         let med = |m: &str| {

@@ -171,34 +171,38 @@ async fn grow(c: &Cluster, mb: u64) {
     )
     .await
     .unwrap();
-    let target = mb * 1000;
-    loop {
-        let rows: u64 = scalar(&mut m, "SELECT COUNT(*) FROM bench.filler")
-            .await
-            .unwrap()
-            .parse()
-            .unwrap();
-        if rows >= target {
-            break;
-        }
-        if rows == 0 {
-            m.query_drop("INSERT INTO bench.filler (pad) VALUES (REPEAT('x', 1000))")
-                .await
-                .unwrap();
-            continue;
-        }
-        let add = rows.min(target - rows);
-        m.query_drop(format!(
-            "INSERT INTO bench.filler (pad) SELECT pad FROM bench.filler LIMIT {add}"
-        ))
-        .await
-        .unwrap();
-    }
+    fill(
+        &mut m,
+        mb * 1000,
+        "INSERT INTO bench.filler (pad) VALUES (REPEAT('x', 1000))",
+        |add| format!("INSERT INTO bench.filler (pad) SELECT pad FROM bench.filler LIMIT {add}"),
+    )
+    .await;
     m.disconnect().await.unwrap();
     eprintln!(
         "bench: data grown to {mb} MB in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Fills `bench.filler` to `target` rows: `first` when it is empty, then
+/// `copy(add)`, which adds `add` rows from those there, doubling it.
+async fn fill(m: &mut mysql_async::Conn, target: u64, first: &str, copy: impl Fn(u64) -> String) {
+    loop {
+        let rows: u64 = scalar(m, "SELECT COUNT(*) FROM bench.filler")
+            .await
+            .unwrap()
+            .parse()
+            .unwrap();
+        if rows >= target {
+            return;
+        }
+        let sql = match rows {
+            0 => first.to_owned(),
+            _ => copy(rows.min(target - rows)),
+        };
+        m.query_drop(sql).await.unwrap();
+    }
 }
 
 /// Waits until pod `n` has applied every row of the master's filler table.

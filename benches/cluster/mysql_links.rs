@@ -9,7 +9,7 @@
 
 use super::*;
 use common::link::{SlowLink, mbit};
-use links::{LinkRow, paced_read, wire_mb};
+use links::{LinkRow, paced_read};
 use report::{LatencyRow, quantile, stats};
 
 /// Grows `bench.filler` to about `mb` MB on the master with rows such as an
@@ -37,26 +37,14 @@ async fn grow_mixed(c: &Cluster, mb: u64) {
          CONCAT({sentence})"
     );
     let cols = "(name, qty, price, at, ref, tag, pad)";
-    m.query_drop(format!("INSERT INTO bench.filler {cols} SELECT {row}"))
-        .await
-        .unwrap();
-    // Rows are about 1 KB: double until there are `mb` thousand.
-    loop {
-        let rows: u64 = scalar(&mut m, "SELECT COUNT(*) FROM bench.filler")
-            .await
-            .unwrap()
-            .parse()
-            .unwrap();
-        if rows >= mb * 1000 {
-            break;
-        }
-        let add = rows.min(mb * 1000 - rows);
-        m.query_drop(format!(
-            "INSERT INTO bench.filler {cols} SELECT {row} FROM bench.filler LIMIT {add}"
-        ))
-        .await
-        .unwrap();
-    }
+    // Rows are about 1 KB: `mb` thousand of them.
+    fill(
+        &mut m,
+        mb * 1000,
+        &format!("INSERT INTO bench.filler {cols} SELECT {row}"),
+        |add| format!("INSERT INTO bench.filler {cols} SELECT {row} FROM bench.filler LIMIT {add}"),
+    )
+    .await;
     m.disconnect().await.unwrap();
     eprintln!(
         "bench: mixed data grown to {mb} MB in {:.0} s",
@@ -125,29 +113,12 @@ pub async fn mysql_links(mb: u64, runs: usize) -> String {
         // link, which carries both the sidecar's port and the server's.
         let link = SlowLink::start(&gateway, &donor, &[8080, 3306], mbit(rate)).await;
         c.override_dns(1, Some(&gateway));
-        for (method, compression) in [
-            ("mysql-sts, no compression", "none"),
-            ("mysql-sts, compressed", "zstd"),
-            ("mysql-sts, auto", "auto"),
-        ] {
-            let mut row = LinkRow {
-                mbit: rate,
-                method,
-                secs: Vec::new(),
-                wire_mb: None,
-            };
-            for _ in 0..runs {
-                let (secs, _) = clone_ours_with(&mut c, 2, &["--clone-compression", compression]);
-                row.secs.push(secs);
-                row.wire_mb = wire_mb(&c, 2);
-                c.remove_pod(2);
-            }
-            eprintln!(
-                "bench: mysql {rate} Mbit/s, {method}: {:.2} s",
-                stats(&row.secs).0
-            );
-            rows.push(row);
-        }
+        rows.extend(links::compression_rows(
+            &mut c,
+            rate,
+            runs,
+            "mysql-sts, compressed",
+        ));
         c.override_dns(1, None);
         let mut hand = LinkRow {
             mbit: rate,
@@ -189,17 +160,7 @@ async fn capped_master(
     data_mb: f64,
 ) -> (Vec<Vec<f64>>, Vec<LatencyRow>, f64) {
     let min = window_len();
-    let two = cpus() >= 2;
-    let pin_all = |c: &Cluster| {
-        if two {
-            pin_pods(c, 1, "0", "1");
-            pin_self("1");
-        }
-    };
-    pin_all(c);
-    let writer = master_writer(c);
-    let master = c.pod(0).ip.clone();
-    c.override_dns(1, Some(&master));
+    let writer = links::master_as_donor(c);
     let plain = ["--clone-compression", "none"];
     let mut idle = Vec::new();
     let mut rows = vec![
@@ -231,7 +192,7 @@ async fn capped_master(
             c.kill_sidecar(0);
             c.start_sidecar(0);
             c.wait_ready(0, Duration::from_secs(60)).await;
-            pin_all(c);
+            links::pin_all(c);
             let win = scaleout::clones_window(c, &writer, 2, true, min, &plain);
             eprintln!(
                 "bench: mysql master donor, {}: {} writes, p99 {:.2} ms, {} clones",
@@ -274,16 +235,9 @@ fn report(
          The rows are what an application keeps (a word from a small vocabulary, numbers, a \
          date, two hex digests, a sentence of 60 random words of twelve): zstd's fast level makes \
          the table's data file **{ratio:.1}×** smaller. Runs of each: {runs}.\n\n\
-         | link | method | time: median | min | max | on the wire |\n| --- | --- | --- | --- | --- | --- |\n"
+"
     );
-    for r in rows {
-        let (med, min, max) = stats(&r.secs);
-        let wire = r.wire_mb.map_or("-".to_owned(), |w| format!("{w:.0} MB"));
-        s += &format!(
-            "| {} Mbit/s | {} | {med:.2} s | {min:.2} s | {max:.2} s | {wire} |\n",
-            r.mbit, r.method
-        );
-    }
+    s += &links::link_table(rows);
     let idle99 = report::median_p99(idle);
     let ratio_of = |row: usize| report::median_p99(&donor_rows[row].windows) / idle99;
     s += &format!(
