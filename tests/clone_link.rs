@@ -66,6 +66,17 @@ async fn clone_with(c: &mut Cluster, args: &[&str]) -> serde_json::Value {
     record
 }
 
+/// Starts mysql-0's sidecar again with `--clone-max-rate` at `mib` MiB/s;
+/// returns that rate in bytes a second.
+async fn cap_donor(c: &mut Cluster, mib: u64) -> u64 {
+    c.extra_env
+        .push(("MYSQL_STS_CLONE_MAX_RATE".into(), format!("{mib}MiB")));
+    c.kill_sidecar(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(30)).await;
+    mib << 20
+}
+
 /// Watches, until the returned stop is called, the tables' data files
 /// (`*.ibd`) that a `mariadb-backup` child of process `sidecar` holds, and
 /// keeps whether each was opened with O_DIRECT (past the page cache).
@@ -169,12 +180,7 @@ async fn stream_options(engine: Engine) {
 
     // The donor capped at 4 MiB/s: the stream takes at least what the cap
     // allows.
-    let rate = 4u64 << 20;
-    c.extra_env
-        .push(("MYSQL_STS_CLONE_MAX_RATE".into(), "4MiB".into()));
-    c.kill_sidecar(0);
-    c.start_sidecar(0);
-    c.wait_ready(0, Duration::from_secs(30)).await;
+    let rate = cap_donor(&mut c, 4).await;
     let watch = watch_backup_files(c.sidecar_pid(0).unwrap());
     let capped = clone_with(&mut c, &["--clone-compression", "none"]).await;
     let files = watch();
@@ -239,12 +245,7 @@ async fn mysql_clone_options() {
 
     // The donor capped at 8 MiB/s: `auto` compresses, and the data read
     // still takes what the cap allows.
-    let rate = 8u64 << 20;
-    c.extra_env
-        .push(("MYSQL_STS_CLONE_MAX_RATE".into(), "8MiB".into()));
-    c.kill_sidecar(0);
-    c.start_sidecar(0);
-    c.wait_ready(0, Duration::from_secs(30)).await;
+    let rate = cap_donor(&mut c, 8).await;
     let capped = clone_with(&mut c, &["--clone-compression", "auto"]).await;
     let (wire, secs) = (
         capped["wire_bytes"].as_u64().unwrap(),

@@ -213,6 +213,14 @@ async fn replay(
         out.flush().await.map_err(|e| fail(e.to_string()))?;
         files.push(path);
     }
+    // Where the replay stops, found before the copy is started for it.
+    let to_gtid = match &r.to_gtid {
+        Some(g) => flavor
+            .replay_to_gtid(&files, g)
+            .await
+            .map_err(|e| fail(e.to_string()))?,
+        None => Vec::new(),
+    };
     let run = run_dir_for("replay", req.owner)?;
     let server = req
         .binary
@@ -225,15 +233,9 @@ async fn replay(
         .expect("a private server listens on its socket");
     let (dump_tool, client) = flavor.replay_tools();
     let mut dump = Command::new(dump_tool);
-    dump.env("TZ", "UTC").args(flavor.replay_from(from));
-    if let Some(g) = &r.to_gtid {
-        dump.args(
-            flavor
-                .replay_to_gtid(&files, g)
-                .await
-                .map_err(|e| fail(e.to_string()))?,
-        );
-    }
+    dump.env("TZ", "UTC")
+        .args(flavor.replay_from(from))
+        .args(to_gtid);
     if let Some(t) = r.to_time {
         // Events at or after the target are left out; the tools read the
         // time in the zone of their TZ.
