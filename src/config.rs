@@ -304,11 +304,12 @@ pub struct InitArgs {
         conflicts_with = "restore_to_time"
     )]
     pub restore_to_gtid: Option<String>,
-    /// Once init is done, run this command in its place: the server, so
-    /// that every start of the server's container goes through init (a
-    /// re-clone asked by the sidecar, a half-finished clone, an emptied
-    /// datadir are dealt with before the server touches the data), e.g.
-    /// `-- docker-entrypoint.sh mysqld`
+    /// Once init is done, run this command and stay its parent until it
+    /// ends: the server, so that every start of the server's container
+    /// goes through init (a re-clone asked by the sidecar, a half-finished
+    /// clone, an emptied datadir are dealt with before the server touches
+    /// the data), and a MySQL master's stop answers no commit a replica did
+    /// not acknowledge; e.g. `-- docker-entrypoint.sh mysqld`
     #[arg(last = true, value_name = "COMMAND")]
     pub exec: Vec<String>,
 }
@@ -653,6 +654,17 @@ impl CommonArgs {
         Identity::new(&self.hostname()?, &self.peer_domain()?, self.server_id_base)
     }
 
+    /// The pod's own server, as root over TCP on the loopback.
+    pub fn local_root(&self, root: Secret) -> Target {
+        Target {
+            host: "127.0.0.1".into(),
+            port: self.mysql_port,
+            socket: None,
+            user: "root".into(),
+            password: Some(root),
+        }
+    }
+
     /// Every secret as loaded: a missing one is an error kept for whoever needs it.
     pub fn secrets(&self) -> Secrets {
         Secrets {
@@ -885,13 +897,7 @@ pub fn sidecar(c: &CommonArgs, args: &SidecarArgs) -> Result<SidecarConfig> {
         archive: sidecar_archive(c, args, identity.role)?,
         identity,
         flavor,
-        local: Target {
-            host: "127.0.0.1".into(),
-            port: c.mysql_port,
-            socket: None,
-            user: "root".into(),
-            password: Some(root),
-        },
+        local: c.local_root(root),
         datadir: c.datadir.clone(),
         clone_token,
         control: LoopSettings {

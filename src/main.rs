@@ -2,7 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mysql_sts::config::{self, Cli, Command, LogFormat, Output};
+use mysql_sts::engine::Flavor;
 use mysql_sts::error::{Result, exit};
+use mysql_sts::pod::Role;
 use mysql_sts::shutdown::Shutdown;
 use mysql_sts::{init, install, overview, probe, sidecar};
 
@@ -97,6 +99,17 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Init(args) => {
             let cfg = config::init(c, args).await?;
+            // MySQL answers a commit waiting for a semi-sync acknowledgement
+            // OK as it shuts down: a master's stop is guarded.
+            let guard = (cfg.flavor == Flavor::Mysql
+                && cfg.identity.role == Role::Master
+                && cfg.semi_sync.is_some())
+            .then(|| c.root_password().ok())
+            .flatten()
+            .map(|root| init::server::StopGuard {
+                local: c.local_root(root),
+                wait: init::server::STOP_WAIT,
+            });
             let outcome = init::run(cfg, Shutdown::on_signals()?).await?;
             tracing::info!(?outcome, "init done");
             match args.exec.split_first() {
@@ -107,12 +120,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     if let Err(e) = mysql_sts::sched::default_slice() {
                         tracing::warn!("the kernel refused the default time slice: {e}");
                     }
-                    let e = std::os::unix::process::CommandExt::exec(
-                        std::process::Command::new(program).args(rest),
-                    );
-                    Err(mysql_sts::Error::Other(format!(
-                        "cannot run {program}: {e}"
-                    )))
+                    Ok(init::server::run(program, rest, guard).await?)
                 }
                 None => Ok(exit::OK),
             }

@@ -603,6 +603,109 @@ async fn received_not_applied_survives(engine: Engine) {
     );
 }
 
+/// A master that stops (its pod deleted, drained, rolled) while a commit
+/// waits for an acknowledgement no replica can give answers that commit
+/// with an error, never OK: MySQL's shutdown answered it OK, and the row,
+/// held by the stopping master alone, was lost with its volume. Then, with
+/// the replica back, a stop is a clean shutdown again, and quick.
+async fn a_stopping_master_answers_no_unacknowledged_commit(engine: Engine) {
+    let e = engine.name();
+    let mut c = Cluster::new(engine);
+    c.extra_env
+        .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
+    for n in 0..2 {
+        c.start_pod(n).await;
+        c.wait_ready(n, Duration::from_secs(120)).await;
+    }
+    let mut m = c.root(0).await;
+    m.query_drop("CREATE DATABASE app").await.unwrap();
+    m.query_drop("CREATE TABLE app.t (id BIGINT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    drop(m);
+    // Started again on its data: the server under init, as in its pod.
+    c.server_via_init = true;
+    c.stop_pod(0);
+    c.start_pod(0).await;
+    c.wait_ready(0, Duration::from_secs(120)).await;
+    c.stop_pod(1);
+    let mut m = c.root(0).await;
+    let commit = tokio::spawn(async move {
+        let r = m.query_drop("INSERT INTO app.t VALUES (1)").await;
+        r.map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !commit.is_finished(),
+        "[{e}] the commit did not wait for mysql-1"
+    );
+    let took = c.stop_server_like_kubelet(0);
+    let answered = tokio::time::timeout(Duration::from_secs(30), commit)
+        .await
+        .expect("the client heard nothing")
+        .unwrap();
+    eprintln!(
+        "[{e}] the master stopped in {:.1} s; the waiting commit got {answered:?}",
+        took.as_secs_f64()
+    );
+    let log = std::fs::read_to_string(c.pod(0).log("init")).unwrap_or_default();
+    assert!(
+        answered.is_err(),
+        "[{e}] a commit no replica acknowledged was answered OK as the master stopped:\n{log}"
+    );
+
+    // With the replica back, commits are acknowledged and a stop is clean.
+    c.stop_pod(0);
+    c.start_pod(0).await;
+    c.start_pod(1).await;
+    c.wait_ready(0, Duration::from_secs(120)).await;
+    c.wait_ready(1, Duration::from_secs(120)).await;
+    let mut m = c.root(0).await;
+    m.query_drop("INSERT INTO app.t VALUES (2)").await.unwrap();
+    drop(m);
+    let before = std::fs::read_to_string(c.pod(0).log("init"))
+        .unwrap_or_default()
+        .len();
+    let clean = c.stop_server_like_kubelet(0);
+    let log = std::fs::read_to_string(c.pod(0).log("init")).unwrap_or_default();
+    let log = log.get(before..).unwrap_or_default();
+    eprintln!(
+        "[{e}] with its replica up, the master stopped in {:.1} s",
+        clean.as_secs_f64()
+    );
+    assert!(
+        log.contains("read-only with no commit in flight") || e != "mysql",
+        "[{e}] a master with its replica up was killed, not shut down:\n{log}"
+    );
+    let error = answered.unwrap_err();
+    report_scenario(
+        "22. a master stopped while a commit waits for an acknowledgement no replica gave",
+        engine,
+        &format!(
+            "the client got an error, not OK (`{}`), the server stopped in {:.1} s; \
+             with its replica up, a clean stop in {:.1} s",
+            error.chars().take(60).collect::<String>(),
+            took.as_secs_f64(),
+            clean.as_secs_f64()
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_a_stopping_master_answers_no_unacknowledged_commit() {
+    a_stopping_master_answers_no_unacknowledged_commit(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb11_a_stopping_master_answers_no_unacknowledged_commit() {
+    a_stopping_master_answers_no_unacknowledged_commit(Engine::Mariadb11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_a_stopping_master_answers_no_unacknowledged_commit() {
+    a_stopping_master_answers_no_unacknowledged_commit(Engine::Mysql).await;
+}
+
 /// A re-seed waits until its donor has committed what it received, however
 /// its applier runs. MySQL's is parallel: its coordinator hands the relay
 /// log to the workers and then says it has read it all ("waiting for more
@@ -673,6 +776,15 @@ async fn reseed_waits_for_a_held_applier(engine: Engine) {
         released.elapsed().as_secs_f64()
     );
     assert_eq!(rows, 20, "[{e}] acknowledged rows were lost:\n{log}");
+    report_scenario(
+        "23. a re-seed from a donor whose applier is held",
+        engine,
+        &format!(
+            "init waited {} s for the held applier; re-seeded {:.1} s after it was let go, with 20 of 20 rows",
+            held.as_secs(),
+            released.elapsed().as_secs_f64()
+        ),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@ pub mod clone;
 pub mod donor;
 pub mod plan;
 pub mod restore;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 

@@ -764,6 +764,37 @@ impl Cluster {
         }
     }
 
+    /// Stops pod `n`'s server as the kubelet stops a container: SIGTERM to
+    /// its first process alone (init, with `server_via_init`), which must
+    /// stop the server; then the rest of the pod's restart loop. Returns how
+    /// long init took to end.
+    pub fn stop_server_like_kubelet(&mut self, n: u32) -> Duration {
+        assert!(
+            self.server_via_init,
+            "the container's first process is init"
+        );
+        let looped = self.pods.get_mut(&n).unwrap().server.take().unwrap();
+        let children = Command::new("pgrep")
+            .args(["-P", &looped.id().to_string()])
+            .output()
+            .unwrap();
+        let init = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .next()
+            .expect("init runs under the restart loop")
+            .to_owned();
+        let started = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &init]).status();
+        while Path::new(&format!("/proc/{init}")).exists()
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let took = started.elapsed();
+        terminate_group(looped);
+        took
+    }
+
     /// Waits until the pod's `/readyz` answers 200; panics with its last answer.
     pub async fn wait_ready(&self, n: u32, within: Duration) -> Duration {
         let started = Instant::now();
