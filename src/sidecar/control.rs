@@ -264,7 +264,16 @@ impl Control {
         };
 
         // Plan and apply.
-        let actions = plan::plan(role, &seen, self.memory, &self.master);
+        let mut actions = plan::plan(role, &seen, self.memory, &self.master);
+        // A stopping master's stop made it read-only so that no commit
+        // starts that its shutdown would answer: it stays so.
+        if self
+            .shared
+            .stopping
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            actions.retain(|a| *a != Action::SetReadOnly(false));
+        }
         if actions.contains(&Action::ApplyRelayLog) {
             self.relay = Relay::Applying;
         }

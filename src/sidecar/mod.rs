@@ -204,6 +204,9 @@ pub async fn run(
         }
         _ = shutdown.requested() => {}
     }
+    shared
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     info!(
         grace_s = DRAIN_GRACE.as_secs(),
         "stopping: draining requests and streams"
