@@ -39,6 +39,23 @@ async fn semi_sync_pair_with(engine: Engine, env: &[(&str, &str)]) -> Cluster {
     c
 }
 
+/// Inserts rows `ids` into `app.t`, each commit acknowledged within 30 s.
+async fn insert_acknowledged(
+    m: &mut mysql_async::Conn,
+    e: &str,
+    ids: std::ops::RangeInclusive<u64>,
+) {
+    for id in ids {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            m.exec_drop("INSERT INTO app.t VALUES (?)", (id,)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("[{e}] commit {id} was not acknowledged"))
+        .unwrap();
+    }
+}
+
 async fn replica_starts_under_a_waiting_commit(engine: Engine) {
     let e = engine.name();
     let mut c = semi_sync_pair(engine).await;
@@ -515,15 +532,7 @@ async fn received_not_applied_survives(engine: Engine) {
     let mut lock = c.root(1).await;
     lock.query_drop("LOCK TABLES app.t READ").await.unwrap();
     let mut m = c.root(0).await;
-    for id in 1..=20u64 {
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            m.exec_drop("INSERT INTO app.t VALUES (?)", (id,)),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("[{e}] commit {id} was not acknowledged"))
-        .unwrap();
-    }
+    insert_acknowledged(&mut m, e, 1..=20).await;
     drop(m);
     // Acknowledged by mysql-1's receipt alone: its applier waits on the lock.
     let st = c.status(1).await;
@@ -610,19 +619,7 @@ async fn received_not_applied_survives(engine: Engine) {
 /// the replica back, a stop is a clean shutdown again, and quick.
 async fn a_stopping_master_answers_no_unacknowledged_commit(engine: Engine) {
     let e = engine.name();
-    let mut c = Cluster::new(engine);
-    c.extra_env
-        .push(("MYSQL_STS_SEMI_SYNC".into(), "true".into()));
-    for n in 0..2 {
-        c.start_pod(n).await;
-        c.wait_ready(n, Duration::from_secs(120)).await;
-    }
-    let mut m = c.root(0).await;
-    m.query_drop("CREATE DATABASE app").await.unwrap();
-    m.query_drop("CREATE TABLE app.t (id BIGINT PRIMARY KEY) ENGINE=InnoDB")
-        .await
-        .unwrap();
-    drop(m);
+    let mut c = semi_sync_pair(engine).await;
     // Started again on its data: the server under init, as in its pod.
     c.server_via_init = true;
     c.stop_pod(0);
@@ -707,12 +704,12 @@ async fn mysql_a_stopping_master_answers_no_unacknowledged_commit() {
 }
 
 /// A re-seed waits until its donor has committed what it received, however
-/// its applier runs. MySQL's is parallel: its coordinator hands the relay
-/// log to the workers and then says it has read it all ("waiting for more
-/// updates") while they are still applying, or held, as here, by a table
-/// lock. An empty mysql-0 must not take that for done: a copy of mysql-1
-/// then lacks acknowledged rows, and mysql-1, ahead of its new master, is
-/// cloned again from it and loses them too.
+/// its applier runs, here held by a table lock. MySQL's applier is
+/// parallel: the re-seed takes "has read all relay log" for done, which its
+/// coordinator says only once the workers' queues are empty (while they
+/// apply it says "Waiting for replica workers to process their queues").
+/// Were that not so, a copy of mysql-1 would lack acknowledged rows, and
+/// mysql-1, ahead of its new master, would be cloned again and lose them.
 async fn reseed_waits_for_a_held_applier(engine: Engine) {
     let e = engine.name();
     let mut c = semi_sync_pair(engine).await;
@@ -720,15 +717,7 @@ async fn reseed_waits_for_a_held_applier(engine: Engine) {
     let mut lock = c.root(1).await;
     lock.query_drop("LOCK TABLES app.t READ").await.unwrap();
     let mut m = c.root(0).await;
-    for id in 1..=20u64 {
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            m.exec_drop("INSERT INTO app.t VALUES (?)", (id,)),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("[{e}] commit {id} was not acknowledged"))
-        .unwrap();
-    }
+    insert_acknowledged(&mut m, e, 1..=20).await;
     drop(m);
     c.stop_pod(0);
     let dd = c.pod(0).datadir();
