@@ -17,6 +17,10 @@ use crate::status::Phase;
 /// Serves what init is waiting for, until dropped.
 pub struct Answer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Its connections: a peer's client keeps one open between requests,
+    /// and init lives on as the server's parent, so they are closed too
+    /// (else a peer would hear this init's "waiting" for ever).
+    handle: axum_server::Handle<std::net::SocketAddr>,
     shared: Arc<Shared>,
 }
 
@@ -35,6 +39,7 @@ impl Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
+        self.handle.shutdown();
         self.task.abort();
     }
 }
@@ -63,9 +68,9 @@ pub async fn serve(cfg: &InitConfig, phase: Phase) -> Option<Answer> {
         // for the copies a re-clone set aside, which it says it holds.
         st.gtid_executed = (phase == Phase::WaitingForDonor).then(String::new);
     });
+    let handle = axum_server::Handle::new();
     let started = async {
         let listener = crate::sidecar::bind(cfg.agent_listen)?;
-        let handle = axum_server::Handle::new();
         crate::sidecar::spawn_api(shared.clone(), listener, cfg.tls.as_ref(), &handle)
             .await
             .map(|(task, _)| task)
@@ -78,5 +83,9 @@ pub async fn serve(cfg: &InitConfig, phase: Phase) -> Option<Answer> {
         }
     };
     info!(listen = %cfg.agent_listen, phase = ?phase, "answering on the agent port while waiting");
-    Some(Answer { task, shared })
+    Some(Answer {
+        task,
+        handle,
+        shared,
+    })
 }
