@@ -30,6 +30,12 @@ use crate::net::sql::{self, Target};
 /// grace period (30 s by default).
 pub const STOP_WAIT: Duration = Duration::from_secs(15);
 
+/// The lock files of the image's server sockets (MySQL's).
+const STALE_LOCKS: [&str; 2] = [
+    "/run/mysqld/mysqld.sock.lock",
+    "/run/mysqld/mysqlx.sock.lock",
+];
+
 /// What a stop must do before the server may shut down: on a MySQL master
 /// with semi-sync, answer no commit a replica did not acknowledge.
 #[derive(Debug, Clone)]
@@ -45,6 +51,15 @@ pub async fn run(program: &str, args: &[String], guard: Option<StopGuard>) -> Re
     let mut term = signal(SignalKind::terminate()).map_err(other("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(other("SIGINT handler"))?;
     let mut chld = signal(SignalKind::child()).map_err(other("SIGCHLD handler"))?;
+    // A server killed with its container (a node's reboot) leaves its socket's
+    // lock file naming its pid; as init's child its pid is no longer 1, and
+    // another process of the new container may hold that pid: MySQL then
+    // refuses to start. No server runs in this container before this one.
+    for lock in STALE_LOCKS {
+        if std::fs::remove_file(lock).is_ok() {
+            info!(lock, "removed the socket lock file a stopped server left");
+        }
+    }
     let child = std::process::Command::new(program)
         .args(args)
         .spawn()
