@@ -61,6 +61,11 @@ impl Shutdown {
         self.graceful.cancelled().await
     }
 
+    /// Whether a stop was asked for.
+    pub fn is_requested(&self) -> bool {
+        self.graceful.is_cancelled()
+    }
+
     /// Resolves once an immediate stop was asked for.
     pub async fn forced(&self) {
         self.now.cancelled().await

@@ -22,7 +22,7 @@ use rustix::process::{Pid, Signal, WaitOptions, kill_process};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::net::sql::{self, Target};
 
 /// How long a stopping master waits for replicas to acknowledge the
@@ -48,9 +48,9 @@ pub struct StopGuard {
 /// Runs `program` with `args` until it exits; returns the exit code to
 /// leave with (128 + the signal for a server a signal ended).
 pub async fn run(program: &str, args: &[String], guard: Option<StopGuard>) -> Result<i32> {
-    let mut term = signal(SignalKind::terminate()).map_err(other("SIGTERM handler"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(other("SIGINT handler"))?;
-    let mut chld = signal(SignalKind::child()).map_err(other("SIGCHLD handler"))?;
+    let mut term = signal(SignalKind::terminate()).io_context(|| "SIGTERM handler".into())?;
+    let mut int = signal(SignalKind::interrupt()).io_context(|| "SIGINT handler".into())?;
+    let mut chld = signal(SignalKind::child()).io_context(|| "SIGCHLD handler".into())?;
     // A server killed with its container (a node's reboot) leaves its socket's
     // lock file naming its pid; as init's child its pid is no longer 1, and
     // another process of the new container may hold that pid: MySQL then
@@ -107,10 +107,6 @@ fn reap(server: Pid) -> Result<Option<i32>> {
     }
 }
 
-fn other(what: &'static str) -> impl Fn(std::io::Error) -> Error {
-    move |e| Error::Other(format!("{what}: {e}"))
-}
-
 impl StopGuard {
     /// Makes the server read-only with no commit in flight; returns false
     /// when that could not be done within the wait and the server must be
@@ -144,42 +140,43 @@ impl StopGuard {
                         "commits still wait for an acknowledgement no replica gave: killing the server, which answers none of them");
                     return false;
                 }
-                Err(_) => {
-                    // Each waiting commit's client loses its connection (an
-                    // error, not OK); the commit itself waits on in the server.
-                    match waiting_commits(&mut conn).await {
-                        Ok(ids) => {
-                            for id in &ids {
-                                if sql::exec(&mut conn, &format!("KILL CONNECTION {id}"))
-                                    .await
-                                    .is_ok()
-                                {
-                                    disconnected += 1;
-                                }
-                            }
-                            if !ids.is_empty() {
-                                warn!(
-                                    sessions = ids.len(),
-                                    "commits wait for a replica's acknowledgement: their clients are disconnected"
-                                );
-                            }
-                        }
-                        Err(e) => warn!(error = %e, "cannot list the waiting commits"),
-                    }
-                }
+                Err(_) => disconnected += disconnect_waiting(&mut conn).await,
             }
         }
     }
 }
 
-/// The sessions whose commit waits for a replica's acknowledgement and
-/// whose client is still connected.
-async fn waiting_commits(conn: &mut mysql_async::Conn) -> Result<Vec<u64>> {
-    let ids = sql::scalar(
+/// Disconnects the clients of the commits that wait for a replica's
+/// acknowledgement (an error, not OK; each commit itself waits on in the
+/// server); returns how many it disconnected.
+async fn disconnect_waiting(conn: &mut mysql_async::Conn) -> usize {
+    let ids = match sql::scalar(
         conn,
         "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
          WHERE STATE LIKE 'Waiting for semi-sync ACK%' AND COMMAND <> 'Killed'",
     )
-    .await?;
-    Ok(ids.split(',').filter_map(|id| id.parse().ok()).collect())
+    .await
+    {
+        Ok(ids) => ids,
+        Err(e) => {
+            warn!(error = %e, "cannot list the waiting commits");
+            return 0;
+        }
+    };
+    let mut disconnected = 0;
+    for id in ids.split(',').filter_map(|id| id.parse::<u64>().ok()) {
+        if sql::exec(conn, &format!("KILL CONNECTION {id}"))
+            .await
+            .is_ok()
+        {
+            disconnected += 1;
+        }
+    }
+    if disconnected > 0 {
+        warn!(
+            sessions = disconnected,
+            "commits wait for a replica's acknowledgement: their clients are disconnected"
+        );
+    }
+    disconnected
 }

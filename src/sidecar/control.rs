@@ -19,6 +19,7 @@ use crate::net::agent_client::AgentClient;
 use crate::net::sql::{self, Target};
 use crate::pod::Role;
 use crate::secret::Secret;
+use crate::shutdown::Shutdown;
 use crate::sidecar::observe;
 use crate::sidecar::plan::{self, Action, MasterRef, Memory, OutageClock, Seen, SilenceClock};
 use crate::sidecar::readiness::{self, Observation, Policy};
@@ -91,10 +92,13 @@ struct Control {
     /// The replication password replication was last pointed with in this
     /// run (or the one it had when a change was first seen).
     pointed_with: Option<Secret>,
+    /// The pod's stop, as the sidecar heard it.
+    pod: Shutdown,
 }
 
-/// Runs until `stop` fires.
-pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) {
+/// Runs until `stop` fires; from the moment `pod` asks the sidecar to
+/// stop, a master is no longer made writable.
+pub async fn run(shared: Arc<Shared>, s: LoopSettings, pod: Shutdown, stop: CancellationToken) {
     let master = MasterRef {
         ca: s.tls_ca.as_ref().map(|p| p.to_string_lossy().into_owned()),
         host: shared.identity.master_fqdn.clone(),
@@ -120,6 +124,7 @@ pub async fn run(shared: Arc<Shared>, s: LoopSettings, stop: CancellationToken) 
         catch_up: None,
         root_wanted: None,
         pointed_with: None,
+        pod,
     };
     let mut tick = tokio::time::interval(c.s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -267,11 +272,7 @@ impl Control {
         let mut actions = plan::plan(role, &seen, self.memory, &self.master);
         // A stopping master's stop made it read-only so that no commit
         // starts that its shutdown would answer: it stays so.
-        if self
-            .shared
-            .stopping
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.pod.is_requested() {
             actions.retain(|a| *a != Action::SetReadOnly(false));
         }
         if actions.contains(&Action::ApplyRelayLog) {

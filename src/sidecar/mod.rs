@@ -191,6 +191,7 @@ pub async fn run(
     let control = tokio::spawn(control::run(
         shared.clone(),
         settings,
+        shutdown.clone(),
         shared.shutdown.clone(),
     ));
     if let Some(r) = retention {
@@ -204,9 +205,6 @@ pub async fn run(
         }
         _ = shutdown.requested() => {}
     }
-    shared
-        .stopping
-        .store(true, std::sync::atomic::Ordering::Relaxed);
     info!(
         grace_s = DRAIN_GRACE.as_secs(),
         "stopping: draining requests and streams"

@@ -31,9 +31,6 @@ pub struct Shared {
     pub datadir: std::path::PathBuf,
     pub last_tick: Mutex<Instant>,
     pub shutdown: CancellationToken,
-    /// The pod is stopping (the sidecar drains): its master stays as its
-    /// stop left it, read-only (see `init::server`).
-    pub stopping: std::sync::atomic::AtomicBool,
     /// The bucket backups go to, when one is configured.
     pub store: std::sync::OnceLock<crate::backup::Store>,
     /// With the binary log archive on: the logs it holds, which alone the
@@ -65,7 +62,6 @@ impl Shared {
             datadir,
             last_tick: Mutex::new(Instant::now()),
             shutdown: CancellationToken::new(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
             store: std::sync::OnceLock::new(),
             archived_logs: Mutex::new(None),
         });
