@@ -36,6 +36,29 @@ async fn semi_sync_pair_with(engine: Engine, env: &[(&str, &str)]) -> Cluster {
         .await
         .unwrap();
     m.disconnect().await.unwrap();
+    // An acknowledgement says the replica received the table, not that it
+    // applied it: tests that lock it on mysql-1 need it there.
+    let mut r = c.root(1).await;
+    let started = Instant::now();
+    loop {
+        let found: Option<u64> = r
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 't'",
+            )
+            .await
+            .unwrap();
+        if found == Some(1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "[{}] mysql-1 did not apply app.t in 60 s",
+            engine.name()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    r.disconnect().await.unwrap();
     c
 }
 
@@ -220,14 +243,17 @@ async fn rebuild_under_a_waiting_commit(engine: Engine) {
     });
     let started = Instant::now();
     loop {
+        // The master counts the stopped replica as a client until its dump
+        // thread fails to send it the waiting commit's events.
         let st = c.status(0).await;
-        if st["semi_sync"]["waiting_sessions"].as_u64() == Some(1) {
-            assert_eq!(st["semi_sync"]["clients"], 0, "[{e}] {st}");
+        if st["semi_sync"]["waiting_sessions"].as_u64() == Some(1)
+            && st["semi_sync"]["clients"].as_u64() == Some(0)
+        {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "[{e}] mysql-0 does not show the waiting commit: {st}"
+            "[{e}] mysql-0 does not show the waiting commit with no client: {st}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
