@@ -507,7 +507,9 @@ class Suite:
             f"etcd 3.7.3, containerd 2.4.2, runc 1.5.3, CNI plugins 1.10.0 (bridge, host-local), "
             f"CoreDNS 1.15.0, Helm {helm}",
             "- node: cgroup v1 (cgroupfs driver, `failCgroupV1: false`), overlayfs snapshotter, "
-            "local persistent volumes",
+            "local persistent volumes; the kubelet syncs each pod every 10 s (`syncFrequency`, a "
+            "minute by default), so a changed Secret reaches the pods in about 10-20 s, where a "
+            "default kubelet takes up to 60-90 s",
             "- engines: " + ", ".join(f"{e.label} (`{e.image}`)" for e in engines),
             "",
             "A writer pod inserts rows through the chart's write Service while each step runs and logs every",
