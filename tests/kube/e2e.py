@@ -25,8 +25,10 @@ Needs the cluster up (scripts/kube up) and the images loaded (scripts/kube image
 import argparse
 import base64
 import calendar
+import http.client
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -129,6 +132,51 @@ def run(args, check=True, timeout=300, input=None):
     return p.stdout if check else p
 
 
+class Api:
+    """GETs from the API server as `kubectl get -o json` would, over one kept connection
+    per thread: a kubectl process for each poll of each release took a tenth of a core."""
+
+    def __init__(self):
+        self.local = threading.local()
+        self.ctx = None
+
+    def _connect(self):
+        if self.ctx is None:
+            with open(os.environ["KUBECONFIG"]) as f:
+                cfg = f.read()
+
+            def field(key):
+                return re.search(rf"^\s*{key}:\s*(\S+)\s*$", cfg, re.M).group(1)
+            server = urllib.parse.urlsplit(field("server"))
+            self.host, self.port = server.hostname, server.port or 443
+            ctx = ssl.create_default_context(cafile=field("certificate-authority"))
+            ctx.load_cert_chain(field("client-certificate"), field("client-key"))
+            self.ctx = ctx
+        return http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=30)
+
+    def get(self, path):
+        """The object at `path`, decoded; Failed when the server refuses (404 among them)."""
+        for attempt in (1, 2):
+            conn = getattr(self.local, "conn", None) or self._connect()
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+                self.local.conn = conn
+                break
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise Failed(f"GET {path}: {e}")
+        if resp.status != 200:
+            raise Failed(f"GET {path}: {resp.status} {body[:300]!r}")
+        return json.loads(body)
+
+
+API = Api()
+
+
 def wait(what, probe, timeout):
     """Polls probe until it returns something true; returns it."""
     end = time.time() + timeout
@@ -212,8 +260,9 @@ class Release:
         return run(["helm", "--namespace", self.ns, *args], **kw)
 
     def pods(self):
-        out = self.kubectl("get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json")
-        return {p["metadata"]["name"]: p for p in json.loads(out)["items"]}
+        selector = urllib.parse.quote(f"app.kubernetes.io/instance={RELEASE}")
+        items = API.get(f"/api/v1/namespaces/{self.ns}/pods?labelSelector={selector}")["items"]
+        return {p["metadata"]["name"]: p for p in items}
 
     @staticmethod
     def ready(pod):
@@ -316,7 +365,7 @@ class Release:
                 lines += [f"  {name}/{c}: {line[:240]}" for line in said]
         return "\n".join(lines)
 
-    def client_pod(self, name, script, labels=None):
+    def client_pod(self, name, script, labels=None, shell="sh"):
         """Applies a pod that runs `script` with the engine's client, as root through MYSQL_PWD."""
         pod = {
             "apiVersion": "v1", "kind": "Pod",
@@ -327,7 +376,7 @@ class Release:
                 "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999},
                 "containers": [{
                     "name": "client", "image": self.engine.image, "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", script],
+                    "command": [shell, "-c", script],
                     "env": [{"name": "MYSQL_PWD", "valueFrom": {"secretKeyRef": {"name": RELEASE, "key": "root-password"}}}],
                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
                 }],
@@ -336,7 +385,7 @@ class Release:
         self.kubectl("apply", "-f", "-", input=json.dumps(pod))
 
     def phase(self, name):
-        return json.loads(self.kubectl("get", "pod", name, "-o", "json"))["status"].get("phase")
+        return API.get(f"/api/v1/namespaces/{self.ns}/pods/{name}")["status"].get("phase")
 
     def wait_finished(self, name, timeout):
         """Waits until pod `name` has ended; returns its phase."""
@@ -347,24 +396,40 @@ class Release:
 
     # ------------------------------------------------------------ the writer
     def start_writer(self, step):
-        """A pod that inserts rows through the write Service and logs each acknowledged id."""
+        """A pod that inserts rows through the write Service and logs each acknowledged id.
+        One session inserts a row at a time until a statement fails, then another: a
+        client process and a login per row took half a core of the node's two."""
         self.writer_seq += 1
         name = f"writer-{self.writer_seq}"
         base = self.writer_seq * 1_000_000
         script = f"""
 i={base}
+trap '' PIPE
+mkfifo /tmp/tick && exec 9<>/tmp/tick
+pause() {{ read -t "$1" -u 9 || :; }}  # nothing is written to the fifo: a wait with no process
 while [ ! -e /tmp/stop ]; do
-  if {self.engine.client} -h {RELEASE}-write -uroot --connect-timeout=3 \\
-       -e "INSERT INTO e2e.acks (id, step) VALUES ($i, '{step}')" >/dev/null 2>/tmp/err; then
-    echo "ack $i"
-  else
-    echo "err $i $(tr '\\n' ' ' < /tmp/err | cut -c1-160)"; sleep 0.5
-  fi
+  coproc DB {{ {self.engine.client} -h {RELEASE}-write -uroot --connect-timeout=3 -n -N -B 2>/tmp/err; }}
+  pid=$DB_PID in=${{DB[1]}} out=${{DB[0]}}
+  # The client runs the SELECT, and prints the id, only once the INSERT before it
+  # returned OK; it stops at the first error.
+  while [ ! -e /tmp/stop ] \\
+      && echo "INSERT INTO e2e.acks (id, step) VALUES ($i, '{step}'); SELECT 'ack $i';" >&"$in" \\
+      && read -r line <&"$out"; do
+    echo "$line"
+    i=$((i + 1))
+    pause 0.05
+  done
+  exec {{in}}>&- 2>/dev/null
+  wait "$pid" 2>/dev/null
+  [ -e /tmp/stop ] && break
+  # The failed row may have committed unanswered: its id is not used again.
+  echo "err $i $(grep -m1 ERROR /tmp/err | cut -c1-160)"
   i=$((i + 1))
+  pause 0.5
 done
 echo stopped
 """
-        self.client_pod(name, script, {"mysql-sts.local/e2e": "writer"})
+        self.client_pod(name, script, {"mysql-sts.local/e2e": "writer"}, shell="bash")
         wait(f"writer {name} running", lambda: self.phase(name) != "Pending", 120)
         return name
 
