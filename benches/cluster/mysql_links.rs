@@ -31,9 +31,10 @@ async fn grow_mixed(c: &Cluster, mb: u64) {
     let words = "ELT(1 + FLOOR(RAND() * 12), 'order', 'shipped', 'customer', 'pending', \
                  'invoice', 'returned', 'warehouse', 'paid', 'north', 'express', 'refund', 'item')";
     let sentence = (0..60).map(|_| words).collect::<Vec<_>>().join(", ' ', ");
+    // Two digests, the second 32 characters long: MySQL 9 has no MD5().
     let row = format!(
         "{words}, FLOOR(RAND() * 1000), ROUND(RAND() * 10000, 2), \
-         NOW() - INTERVAL FLOOR(RAND() * 100000000) SECOND, SHA2(RAND(), 256), MD5(RAND()), \
+         NOW() - INTERVAL FLOOR(RAND() * 100000000) SECOND, SHA2(RAND(), 256), LEFT(SHA2(RAND(), 256), 32), \
          CONCAT({sentence})"
     );
     let cols = "(name, qty, price, at, ref, tag, pad)";
