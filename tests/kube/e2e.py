@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -1367,6 +1368,12 @@ def main():
     kube_env()
     global STORE
     STORE = Store()
+
+    def stopped(signum, frame):
+        """Stopped from outside (an interrupted scripts/test): the store goes with it."""
+        STORE.stop()
+        os._exit(128 + signum)
+    signal.signal(signal.SIGTERM, stopped)
     started = time.time()
     suite = Suite(args.report, engines)
     run_plan(suite, [Release(e, f"e2e-{e.key}") for e in engines])
