@@ -366,6 +366,13 @@ pub fn master_as_donor(c: &mut Cluster) -> Writer {
     writer
 }
 
+/// The median time of the row at `rate` whose method begins with `method`.
+pub fn median_secs(rows: &[LinkRow], rate: u64, method: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.mbit == rate && r.method.starts_with(method))
+        .map(|r| stats(&r.secs).0)
+}
+
 /// The table of clones over links, a row per method and link.
 pub fn link_table(rows: &[LinkRow]) -> String {
     let mut s = "| link | method | time: median | min | max | on the wire |\n\
@@ -396,11 +403,7 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
     s += &link_table(rows);
     s += "\n";
     for rate in [1000, 250] {
-        let med = |m: &str| {
-            rows.iter()
-                .find(|r| r.mbit == rate && r.method.starts_with(m))
-                .map(|r| stats(&r.secs).0)
-        };
+        let med = |m: &str| median_secs(rows, rate, m);
         if let (Some(bare), Some(zstd), Some(auto)) =
             (med("bare"), med("mysql-sts, zstd"), med("mysql-sts, auto"))
         {

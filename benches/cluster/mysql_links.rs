@@ -12,6 +12,11 @@ use common::link::{SlowLink, mbit};
 use links::{LinkRow, paced_read};
 use report::{LatencyRow, quantile, stats};
 
+/// The methods of the rows the summary compares, beside the rows'
+/// "mysql-sts, no compression" (`links::compression_rows`).
+const COMPRESSED: &str = "mysql-sts, compressed";
+const BY_HAND: &str = "CLONE INSTANCE by hand, no compression";
+
 /// Grows `bench.filler` to about `mb` MB on the master with rows such as an
 /// application keeps: a name from a small vocabulary, numbers, a date, two
 /// hex digests and a sentence of random words; zstd's fast level shrinks
@@ -114,16 +119,11 @@ pub async fn mysql_links(mb: u64, runs: usize) -> String {
         // link, which carries both the sidecar's port and the server's.
         let link = SlowLink::start(&gateway, &donor, &[8080, 3306], mbit(rate)).await;
         c.override_dns(1, Some(&gateway));
-        rows.extend(links::compression_rows(
-            &mut c,
-            rate,
-            runs,
-            "mysql-sts, compressed",
-        ));
+        rows.extend(links::compression_rows(&mut c, rate, runs, COMPRESSED));
         c.override_dns(1, None);
         let mut hand = LinkRow {
             mbit: rate,
-            method: "CLONE INSTANCE by hand, no compression",
+            method: BY_HAND,
             secs: Vec::new(),
             wire_mb: None,
         };
@@ -270,17 +270,12 @@ fn report(
 
 /// Each link's mysql-sts rows beside their control, the statement by hand.
 fn link_summary(rows: &[LinkRow]) -> String {
-    let median = |rate: u64, method: &str| {
-        rows.iter()
-            .find(|r| r.mbit == rate && r.method == method)
-            .map(|r| stats(&r.secs).0)
-    };
     let mut s = String::from("\n");
     for rate in [1000, 250] {
         let (Some(plain), Some(packed), Some(hand)) = (
-            median(rate, "mysql-sts, no compression"),
-            median(rate, "mysql-sts, compressed"),
-            median(rate, "CLONE INSTANCE by hand, no compression"),
+            links::median_secs(rows, rate, "mysql-sts, no compression"),
+            links::median_secs(rows, rate, COMPRESSED),
+            links::median_secs(rows, rate, BY_HAND),
         ) else {
             continue;
         };
@@ -294,5 +289,6 @@ fn link_summary(rows: &[LinkRow]) -> String {
     s + "\nA mysql-sts row is init's whole run: besides the `CLONE` statement it starts the \
          scratch server that issues it, and then the copy once, so that it is recovered and its \
          GTID position known; the row by hand is the statement alone, into a server started \
-         beforehand: work that does not depend on the link. Compression pays where the link, not the CPU, is the bound.\n"
+         beforehand: work that does not depend on the link. Compression pays where the link, \
+         not the CPU, is the bound.\n"
 }
