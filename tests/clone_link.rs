@@ -77,17 +77,46 @@ async fn cap_donor(c: &mut Cluster, mib: u64) -> u64 {
     mib << 20
 }
 
-/// Watches, until the returned stop is called, the tables' data files
-/// (`*.ibd`) that a `mariadb-backup` child of process `sidecar` holds, and
-/// keeps whether each was opened with O_DIRECT (past the page cache).
-fn watch_backup_files(sidecar: u32) -> impl FnOnce() -> Vec<(String, bool)> {
+/// What a `mariadb-backup` was seen doing: the tables' data files
+/// (`*.ibd`) it held, each with whether it was opened with O_DIRECT (past
+/// the page cache), and the nice values its threads ran at.
+struct Seen {
+    files: Vec<(String, bool)>,
+    nice: std::collections::BTreeSet<i64>,
+}
+
+/// The nice value of each thread of process `pid`.
+fn thread_nices(pid: u32) -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        // After the name in parentheses: state is the 1st field, nice the 17th.
+        .filter_map(|stat| {
+            stat.rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .nth(16)?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Watches, until the returned stop is called, the `mariadb-backup`
+/// children of process `sidecar`: what [`Seen`] keeps.
+fn watch_backup_files(sidecar: u32) -> impl FnOnce() -> Seen {
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let watcher = std::thread::spawn(move || {
         let mut direct = std::collections::BTreeMap::new();
+        let mut nice = std::collections::BTreeSet::new();
         while !stopped.load(Ordering::Relaxed) {
             for pid in children_named(sidecar, "mariadb-backup") {
+                nice.extend(thread_nices(pid));
                 let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
                     continue;
                 };
@@ -115,7 +144,10 @@ fn watch_backup_files(sidecar: u32) -> impl FnOnce() -> Vec<(String, bool)> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        direct.into_iter().collect()
+        Seen {
+            files: direct.into_iter().collect(),
+            nice,
+        }
     });
     move || {
         stop.store(true, Ordering::Relaxed);
@@ -152,12 +184,17 @@ async fn stream_options(engine: Engine) {
 
     let watch = watch_backup_files(c.sidecar_pid(0).unwrap());
     let plain = clone_with(&mut c, &["--clone-compression", "none"]).await;
-    let files = watch();
+    let Seen { files, nice } = watch();
     // Uncapped, the backup reads its data files past the page cache, as the
-    // server does.
+    // server does, at the server's priority.
     assert!(
         !files.is_empty() && files.iter().all(|(_, d)| *d),
         "[{e}] uncapped, O_DIRECT per data file: {files:?}"
+    );
+    assert_eq!(
+        nice.into_iter().collect::<Vec<_>>(),
+        [0],
+        "[{e}] uncapped, the backup's threads' nice values"
     );
     let zstd = clone_with(&mut c, &["--clone-compression", "zstd"]).await;
     let (bytes, plain_wire, zstd_wire) = (
@@ -183,11 +220,17 @@ async fn stream_options(engine: Engine) {
     let rate = cap_donor(&mut c, 4).await;
     let watch = watch_backup_files(c.sidecar_pid(0).unwrap());
     let capped = clone_with(&mut c, &["--clone-compression", "none"]).await;
-    let files = watch();
-    // Capped, through the page cache, where the donor reads ahead of it.
+    let Seen { files, nice } = watch();
+    // Capped, through the page cache, where the donor reads ahead of it, and
+    // as background work, every thread of it.
     assert!(
         !files.is_empty() && files.iter().all(|(_, d)| !*d),
         "[{e}] capped, O_DIRECT per data file: {files:?}"
+    );
+    assert_eq!(
+        nice.into_iter().collect::<Vec<_>>(),
+        [i64::from(mysql_sts::sched::BACKGROUND_NICE)],
+        "[{e}] capped, the backup's threads' nice values"
     );
     let (wire, secs) = (
         capped["wire_bytes"].as_u64().unwrap(),

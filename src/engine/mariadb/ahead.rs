@@ -5,17 +5,20 @@
 //! but cannot make one smaller. So a capped backup reads through the page
 //! cache, and this reads ahead of it: as the header of each chunk the backup
 //! streams passes, the next two chunks of the same file are read into the
-//! cache a small piece at a time, one read in flight, and the chunk just
+//! cache a small piece at a time (a `readahead(2)` request, which copies
+//! nothing out), one request in flight, and the chunk just
 //! streamed leaves the cache. The stream takes no more of the chunk until
 //! the next one is in: the backup, blocked on its pipe until then, never
 //! overtakes its read-ahead, whatever the cap, and its next read finds its
 //! pages in the cache. The disk sees small reads only, but for the first
 //! chunk of each file, which the backup reads itself: the order of the files
-//! is its own. The read-ahead's reads are in the idle I/O class, behind the
-//! server's; the stream waits no more than [`CATCH_UP_MAX`] for one.
+//! is its own. The read-ahead is background work (nice 19) and its reads
+//! are in the idle I/O class, behind the server's; the stream waits no more
+//! than [`CATCH_UP_MAX`] for one.
 
 use std::fs::File;
 use std::num::NonZeroU64;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -61,6 +64,9 @@ impl ReadAhead {
         std::thread::Builder::new()
             .name("clone-read-ahead".into())
             .spawn(move || {
+                if let Err(e) = crate::sched::background() {
+                    debug!("the read-ahead keeps its priority: {e}");
+                }
                 if let Err(e) = crate::sched::idle_io() {
                     debug!("the read-ahead keeps its I/O class: {e}");
                 }
@@ -109,7 +115,6 @@ struct Reading {
 }
 
 fn run(datadir: &Path, chunks: &mpsc::Receiver<Notice>, done: &watch::Sender<u64>) {
-    let mut buf = vec![0u8; PIECE];
     let mut reading: Option<Reading> = None;
     let mut pending = None;
     loop {
@@ -120,14 +125,7 @@ fn run(datadir: &Path, chunks: &mpsc::Receiver<Notice>, done: &watch::Sender<u64
         while let Ok(newer) = chunks.try_recv() {
             (told, chunk) = newer;
         }
-        read_ahead(
-            datadir,
-            &mut reading,
-            &chunk,
-            &mut buf,
-            chunks,
-            &mut pending,
-        );
+        read_ahead(datadir, &mut reading, &chunk, chunks, &mut pending);
         done.send_replace(told);
     }
 }
@@ -138,7 +136,6 @@ fn read_ahead(
     datadir: &Path,
     reading: &mut Option<Reading>,
     chunk: &Chunk,
-    buf: &mut [u8],
     chunks: &mpsc::Receiver<Notice>,
     pending: &mut Option<Notice>,
 ) {
@@ -163,10 +160,7 @@ fn read_ahead(
     r.to = r.to.max(chunk.end());
     let end = chunk.end() + LEAD;
     while r.to < end {
-        match r
-            .file
-            .read_at(&mut buf[..PIECE.min((end - r.to) as usize)], r.to)
-        {
+        match fetch(&r.file, r.to, PIECE.min((end - r.to) as usize)) {
             Ok(0) | Err(_) => break,
             Ok(n) => r.to += n as u64,
         }
@@ -175,6 +169,29 @@ fn read_ahead(
             break;
         }
     }
+}
+
+/// Brings `len` bytes of `file` from `at` into the page cache and waits
+/// until they are in; returns how many the file had (0 past its end). One
+/// `readahead(2)` request asks for them, and a read of the request's last
+/// byte waits for them: the pages come in together, and none is copied out
+/// to be thrown away, as a read of the whole piece would.
+fn fetch(file: &File, at: u64, len: usize) -> std::io::Result<usize> {
+    // SAFETY: readahead takes no pointer; the descriptor is open.
+    if unsafe { libc::readahead(file.as_raw_fd(), at as libc::off64_t, len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut byte = [0u8; 1];
+    if file.read_at(&mut byte, at + len as u64 - 1)? == 1 {
+        return Ok(len);
+    }
+    // The file ends inside the piece.
+    let size = file.metadata()?.len();
+    if size <= at {
+        return Ok(0);
+    }
+    file.read_at(&mut byte, size - 1)?;
+    Ok((size - at) as usize)
 }
 
 /// The datadir's file at `path`, for reads that fetch what they ask and

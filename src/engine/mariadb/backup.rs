@@ -106,12 +106,19 @@ pub fn start(job: StreamJob) -> Result<mpsc::Receiver<Bytes>> {
         }
         None => None,
     };
+    let capped = max_rate.is_some();
     // The child alone inherits the option file (it is close-on-exec here).
-    // SAFETY: only fcntl, async-signal-safe, runs between fork and exec.
+    // Capped, the backup is background work (nice 19), every thread of it:
+    // a server thread that wakes runs first.
+    // SAFETY: only fcntl and setpriority, async-signal-safe, run between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             let fd = std::os::fd::BorrowedFd::borrow_raw(options_fd);
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            if capped {
+                crate::sched::background()?;
+            }
             Ok(())
         });
     }
