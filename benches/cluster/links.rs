@@ -51,6 +51,27 @@ impl Setting {
         Setting::ReadLarge,
     ];
 
+    /// The setting's key in `BENCH_DONOR_ROWS`.
+    fn key(self) -> &'static str {
+        match self {
+            Setting::Uncapped => "uncapped",
+            Setting::QuarterDisk => "quarter-disk",
+            Setting::QuarterDiskOwnCpu => "quarter-disk-own-cpu",
+            Setting::QuarterClone => "quarter-clone",
+            Setting::QuarterCloneOwnCpu => "quarter-clone-own-cpu",
+            Setting::ReadSmall => "read-small",
+            Setting::ReadLarge => "read-large",
+        }
+    }
+
+    /// Whether `BENCH_DONOR_ROWS` (a list of keys; all when unset) takes
+    /// this setting. The uncapped clone's rate sets the lower cap: measured
+    /// once, outside any window, when its row is left out.
+    fn chosen(self) -> bool {
+        std::env::var("BENCH_DONOR_ROWS")
+            .map_or(true, |keys| keys.split(',').any(|k| k.trim() == self.key()))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Setting::Uncapped => "serving clones, no cap",
@@ -282,9 +303,16 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
     let two = cpus() >= 2;
     let writer = master_as_donor(c);
     let plain = ["--clone-compression", "none"];
+    if !Setting::Uncapped.chosen() {
+        c.kill_sidecar(0);
+        c.start_sidecar(0);
+        c.wait_ready(0, Duration::from_secs(60)).await;
+        pin_all(c);
+        r.clone_mb_s = data_mb / scaleout::clone_once(c, 2, &plain);
+    }
     for _ in 0..rounds {
         r.idle.push(idle_window(&writer, min).await);
-        for setting in Setting::ALL {
+        for setting in Setting::ALL.into_iter().filter(|s| s.chosen()) {
             let rate = match setting {
                 Setting::Uncapped => None,
                 Setting::QuarterDisk | Setting::QuarterDiskOwnCpu => Some(r.disk_mb_s / 4.0),
@@ -322,8 +350,11 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
             c.start_sidecar(0);
             c.wait_ready(0, Duration::from_secs(60)).await;
             pin_all(c);
-            if two && setting.own_cpu() {
-                pin(c.sidecar_pid(0).unwrap(), "1");
+            if two {
+                pin(
+                    c.sidecar_pid(0).unwrap(),
+                    if setting.own_cpu() { "1" } else { "0" },
+                );
             }
             let win = scaleout::clones_window(c, &writer, 2, true, min, &plain);
             eprintln!(
@@ -390,7 +421,7 @@ pub fn link_table(rows: &[LinkRow]) -> String {
 }
 
 /// The section of the report.
-pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapResult) -> String {
+pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow]) -> String {
     let mut s = format!(
         "## Clones over slow links (MariaDB 10.11)\n\n\
          A new replica clones {data_mb:.0} MB ({mb} MB of generated rows) from mysql-1 through a \
@@ -415,10 +446,16 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
             );
         }
     }
+    s
+}
+
+/// The section on the capped master donor.
+pub fn donor_report(cap: &CapResult) -> String {
+    let runs = cap.idle.len();
     let idle99 = report::median_p99(&cap.idle);
     let ratio = |v: &[Vec<f64>]| report::median_p99(v) / idle99;
-    s += &format!(
-        "\n### A master donor capped by `--clone-max-rate`\n\n\
+    let mut s = format!(
+        "## A master donor capped by `--clone-max-rate` (MariaDB 10.11)\n\n\
          A client writes one row at a time to mysql-0 (10 ms apart) while mysql-2 clones from \
          mysql-0 over the bridge, its copy on a disk of its own; clones back to back in windows \
          of {secs} s, the rows taking turns, {runs} windows each; the master's pod and the \
@@ -441,44 +478,37 @@ pub fn report(mb: u64, data_mb: f64, runs: usize, rows: &[LinkRow], cap: &CapRes
         cap.row(Setting::QuarterCloneOwnCpu),
     );
     let (small, large) = (cap.row(Setting::ReadSmall), cap.row(Setting::ReadLarge));
+    let control = ratio(&small.windows);
     s += &format!(
-        "\n\nCapped at a quarter of the disk's speed, the master's p99 (the median window's) is \
-         **{:.2}×** idle's (target ≤ 1.2×), a clone {:.1} s (median), and **{:.2}×** with the \
-         master's sidecar, and so its backup, on the other CPU; at a quarter of an uncapped \
-         clone's rate **{:.2}×**, a clone {:.1} s, and **{:.2}×** with the sidecar on the other \
-         CPU; uncapped {:.2}×.\n\n\
-         The two control rows read the same datadir at the lower cap's rate with no backup: \
-         **{:.2}×** idle's p99 when each read is 128 KiB, **{:.2}×** when each is 10 MB. \
-         At the same average rate, the size of each read alone makes that difference: a \
-         commit's writes and flush queued behind a read wait for all of it on this machine's \
-         disk. `mariadb-backup` reads a data file 10 MB per `pread` (its 640-page cursor, fixed \
-         in its source), so a capped donor has it read through the page cache and reads ahead of \
-         it, 128 KiB at a time, the next 20 MB of the file it streams, and holds the stream until \
-         they are in: the disk sees the small control's reads, in the idle I/O class, behind the \
-         server's, except for the first 10 MB of each file, which the backup reads itself. The \
-         rest comes with the backup's own work on the CPU it shares with the server (here the \
-         master's pod is held to CPU 0, as a pod with one core would be): it checksums every \
-         page it reads, copies the redo log every 10 ms, and sends each 10 MB through the \
-         sidecar, in frames whose buffers it reuses (a fresh one per frame cost the sidecar \
-         more CPU than the copying). The agent, and the backup it runs, ask for the shortest \
-         time slice (0.1 ms): a running thread of theirs gives way sooner, but a server thread \
-         woken while several of theirs are runnable still waits for each in turn, up to about \
-         0.9 ms as `perf sched` shows on this machine, whose kernel does not preempt \
-         (`preempt=none`): a thread in a system call runs on until it returns. Each clone \
-         also stalls a commit or two for 5–20 ms at its start and at its end (the backup's \
-         commit block): clones back to back make those a larger share of a window's writes \
-         than one scale-out would. The rows with the sidecar on the other CPU show what is \
-         left when the backup's work runs beside the server rather than on its core, as it can \
-         on a node with cores to spare. A cap above what a clone reaches holds nothing back; \
-         the stream still waits for the read-ahead.\n",
-        ratio(&disk.windows),
-        stats(&disk.copies).0,
-        ratio(&disk_own.windows),
+        "\n\nAt a quarter of an uncapped clone's rate the master's p99 (the median window's) is \
+         **{:.2}×** idle's, and the control that reads the same bytes at the same rate with no \
+         agent (128 KiB per read) **{control:.2}×**: the capped clone costs **{:.2}×** what \
+         reading its bytes costs (target ≤ 1.3×); a clone {:.1} s (median); **{:.2}×** idle's \
+         with the master's sidecar, and so its backup, on the other CPU. At a quarter of the \
+         disk's speed **{:.2}×** ({:.2}× on the other CPU), a clone {:.1} s; uncapped {:.2}×. \
+         Read 10 MB at a time, as `mariadb-backup` reads, the control costs **{:.2}×**.\n\n\
+         A commit's writes and flush queued behind a read wait for all of it on this machine's \
+         disk, so a capped donor has the backup read through the page cache and reads ahead of \
+         it, 128 KiB per `readahead(2)` request, the next 20 MB of the file it streams, holding \
+         the stream until they are in: the disk sees the small control's reads, in the idle I/O \
+         class, but for the first 10 MB of each file, which the backup reads itself. The backup \
+         and the read-ahead run at nice 19: at the default weight, and with the short slice the \
+         agent asks for (an early deadline to this scheduler), they were picked as soon as a \
+         woken server thread. What is left: the CPU the copy takes on the master's core (see \
+         \"Where a clone's CPU goes\": the sidecar's sends through the pods' bridge and the \
+         backup's reads and checksums), and the backup's own commit stalls, one as it starts and \
+         one in its last phase (`BACKUP STAGE BLOCK_COMMIT` until the redo log copier has caught \
+         up), each one or two commits of several ms: clones back to back, one every few \
+         seconds, make them a far larger share of a window's writes than one scale-out would \
+         (`BENCH_SLOW_MS=4` prints each copy's slow writes and when they came).\n",
         ratio(&clone.windows),
+        ratio(&clone.windows) / control,
         stats(&clone.copies).0,
         ratio(&clone_own.windows),
+        ratio(&disk.windows),
+        ratio(&disk_own.windows),
+        stats(&disk.copies).0,
         ratio(&cap.row(Setting::Uncapped).windows),
-        ratio(&small.windows),
         ratio(&large.windows),
     );
     s

@@ -17,12 +17,16 @@
 //! default the main size, 0 skips them), `BENCH_WINDOW_SECS` (each latency
 //! window, default 45), `BENCH_BACKUP_MB` (backups against clones, in
 //! `backups.rs`; default the main size, 0 skips them), `BENCH_ONLY`
-//! (`links`, `mysql-links`, `donor`, `scale-out` or `backup`: that section alone),
+//! (`links`, `mysql-links`, `donor`, `donor-cpu`, `scale-out` or `backup`: that
+//! section alone; with `donor`, `BENCH_DONOR_ROWS` picks its rows by key),
+//! `BENCH_SLOW_MS` (each copy in a latency window prints the writes slower
+//! than that, and when they came),
 //! `BENCH_OUT` the Markdown file, `BENCH_SVG` the plot.
 
 mod backups;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod cpu;
 mod links;
 mod mysql_links;
 mod report;
@@ -141,9 +145,15 @@ fn pin(pid: u32, cpus: &str) {
     taskset(&["-a", "-cp", cpus, &pid.to_string()]);
 }
 
-/// This machine's CPUs.
+/// This machine's CPUs online: all of them, not only those the calling
+/// thread may run on (the bench pins its own thread, and a count taken
+/// after that would see one and pin nothing more).
 fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // SAFETY: sysconf takes no pointer.
+    match unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } {
+        n if n > 0 => n as usize,
+        _ => 1,
+    }
 }
 
 /// Pins the servers and sidecars of pods 0 to `last`: the master's to
@@ -677,6 +687,13 @@ fn agent_image_bytes() -> Option<f64> {
         })
 }
 
+/// [`cpu::donor_cpu`]'s section; its perf files go to `target/bench/perf`.
+fn cpu_section(rt: &tokio::runtime::Runtime, mb: u64, runs: usize) -> String {
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/perf");
+    let (rate, rows) = rt.block_on(cpu::donor_cpu(mb, runs, &out));
+    cpu::report(mb, runs, rate, &rows)
+}
+
 fn main() {
     // cargo bench passes --bench; nothing else to parse.
     // The disk at rest, before the bench writes anything to it.
@@ -708,7 +725,25 @@ fn main() {
     // BENCH_ONLY=donor: the capped master donor alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("donor") {
         let cap = rt.block_on(links::donor_alone(link_mb, runs));
-        println!("{}", links::report(link_mb, 0.0, runs, &[], &cap));
+        if std::env::var_os("BENCH_DONOR_ROWS").is_some() {
+            // Some rows only: their table.
+            println!("{}", report::latency_table(&cap.idle, &cap.rows).join("\n"));
+        } else {
+            let md = links::donor_report(&cap);
+            println!("{md}");
+            if let Ok(path) = std::env::var("BENCH_OUT") {
+                std::fs::write(path, &md).unwrap();
+            }
+        }
+        return;
+    }
+    // BENCH_ONLY=donor-cpu: where a clone's CPU goes, alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("donor-cpu") {
+        let md = cpu_section(&rt, link_mb, runs);
+        println!("{md}");
+        if let Ok(path) = std::env::var("BENCH_OUT") {
+            std::fs::write(path, &md).unwrap();
+        }
         return;
     }
     // BENCH_ONLY=backup: backups against clones, alone.
@@ -733,7 +768,7 @@ fn main() {
     // BENCH_ONLY=links: the slow-link figures alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("links") {
         let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
-        let md = links::report(link_mb, data_mb, runs, &rows, &cap);
+        let md = links::report(link_mb, data_mb, runs, &rows) + "\n" + &links::donor_report(&cap);
         println!("{md}");
         if let Ok(path) = std::env::var("BENCH_OUT") {
             std::fs::write(path, &md).unwrap();
@@ -750,7 +785,13 @@ fn main() {
     if link_mb > 0 {
         let (data_mb, rows, cap) = rt.block_on(links::slow_links(link_mb, runs));
         md += "\n";
-        md += &links::report(link_mb, data_mb, runs, &rows, &cap);
+        md += &links::report(link_mb, data_mb, runs, &rows);
+        md += "\n";
+        md += &links::donor_report(&cap);
+    }
+    if link_mb > 0 {
+        md += "\n";
+        md += &cpu_section(&rt, link_mb, runs);
     }
     if link_mb > 0 && mysql_mb > 0 {
         md += "\n";

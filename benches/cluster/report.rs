@@ -118,7 +118,10 @@ pub fn latency_table(idle: &[Vec<f64>], rows: &[LatencyRow]) -> Vec<String> {
             .into(),
         "| --- | --- | --- | --- | --- | --- | --- |".into(),
     ];
-    let rows = rows.iter().map(|r| (r.name, r.windows.as_slice()));
+    let rows = rows
+        .iter()
+        .filter(|r| !r.windows.is_empty())
+        .map(|r| (r.name, r.windows.as_slice()));
     for (name, windows) in std::iter::once(("idle", idle)).chain(rows) {
         let all = windows.concat();
         let each: Vec<String> = window_p99s(windows)

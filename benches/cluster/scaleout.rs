@@ -140,6 +140,31 @@ pub fn copies_window(
             win.retaken += 1;
             continue;
         }
+        // BENCH_SLOW_MS: the writes slower than that, each with how long
+        // after the copy began and before it ended (where the stalls are).
+        if let Some(limit) = std::env::var("BENCH_SLOW_MS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            let acks = w.acks_between(from, to);
+            let slow: Vec<String> = acks
+                .iter()
+                .filter(|a| a.ms > limit)
+                .map(|a| {
+                    format!(
+                        "{:.2} ms at +{:.2} s / -{:.2} s",
+                        a.ms,
+                        (a.at - from).as_secs_f64(),
+                        (to - a.at).as_secs_f64()
+                    )
+                })
+                .collect();
+            eprintln!(
+                "bench: a copy of {secs:.2} s, {} writes, over {limit} ms: {}",
+                acks.len(),
+                slow.join(", ")
+            );
+        }
         win.lat.extend(w.window(from, to));
         win.copies.push(secs);
     }
@@ -163,6 +188,17 @@ pub fn clones_window(
     args: &[&str],
 ) -> Window {
     copies_window(c, w, n, own, min, None, |c| clone_ours_with(c, n, args).0)
+}
+
+/// One clone into a new pod `n` (its datadir on a tmpfs), outside any
+/// window; its wall time.
+pub fn clone_once(c: &mut Cluster, n: u32, args: &[&str]) -> f64 {
+    c.create_pod(n);
+    own_disk(c, n, true);
+    let secs = clone_ours_with(c, n, args).0;
+    own_disk(c, n, false);
+    c.remove_pod(n);
+    secs
 }
 
 fn empty_dir(dir: &std::path::Path) {

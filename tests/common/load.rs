@@ -85,6 +85,15 @@ impl Writer {
             .collect()
     }
 
+    /// The writes acknowledged from `from` to `to`.
+    pub fn acks_between(&self, from: Instant, to: Instant) -> Vec<Ack> {
+        let acks = self.acks.lock().unwrap();
+        acks.iter()
+            .filter(|a| a.at >= from && a.at <= to)
+            .cloned()
+            .collect()
+    }
+
     /// Stops the writer; returns every acknowledged write.
     pub async fn finish(self) -> Vec<Ack> {
         self.stop.store(true, Ordering::Relaxed);
