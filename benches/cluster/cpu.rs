@@ -150,7 +150,7 @@ pub async fn donor_cpu(mb: u64, runs: usize, out: &Path) -> (f64, Vec<CpuRow>) {
     let gb = data_mb / 1e3;
     let mut uncapped = CpuRow::new("mysql-sts, uncapped");
     let mut capped = CpuRow::new("mysql-sts, capped");
-    let mut bare = CpuRow::new("bare pipeline (mariadb-backup | socat, socat | mbstream)");
+    let mut bare = CpuRow::new("bare pipeline: mariadb-backup into socat, socat into mbstream");
     let mut control = CpuRow::new("control: the datadir read at the capped rate, 128 KiB per read");
     // Uncapped first: the cap is a quarter of its rate.
     clone_runs(&mut c, &mut uncapped, None, runs, gb, out).await;
