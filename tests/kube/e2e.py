@@ -973,9 +973,17 @@ def aside_copy_not_empty(r):
     lose_volume(r, 0, and_pods=(1,))
     r.stop_writer(w)
     code = wait("mysql-0's init refusing to start empty", lambda: init_exit(r, 0, old), 300)
-    log = init_logs(r, 0)
-    if code != 3 or ".mysql-sts-old/" not in log or f"{RELEASE}-1" not in log:
-        raise Failed(f"mysql-0's init exited {code} without naming mysql-1's copy: {log[-600:]}")
+    if code != 3:
+        raise Failed(f"mysql-0's init exited {code}, not 3: {init_logs(r, 0)[-600:]}")
+    # The exited run's log may be gone already (containerd answered "unable to retrieve
+    # container logs" 2 s after the restart); the next run refuses again, naming it too.
+    def naming():
+        log = init_logs(r, 0)
+        return log if ".mysql-sts-old/" in log and f"{RELEASE}-1" in log else None
+    try:
+        log = wait("mysql-0's init naming mysql-1's copy", naming, 120)
+    except Failed:
+        raise Failed(f"mysql-0's init exited 3 without naming mysql-1's copy: {init_logs(r, 0)[-600:]}")
     said = next(line for line in log.splitlines() if ".mysql-sts-old/" in line)
     # As the README says: the copy moved back into mysql-1's datadir, mysql-1 started again.
     back = (f'set -e; cd {DATADIR}/.mysql-sts-old/*/; rm -f .mysql-sts-reclone; '
