@@ -98,6 +98,9 @@ impl ReadAhead {
     /// its read-ahead at any rate: a backup that overtook it would read the
     /// disk in its own large reads again.
     async fn streaming(&mut self, chunk: Chunk) {
+        if !tablespace(&chunk.path) {
+            return;
+        }
         self.told += 1;
         if self.chunks.send((self.told, chunk)).is_err() {
             return;
@@ -105,6 +108,24 @@ impl ReadAhead {
         let told = self.told;
         let _ = tokio::time::timeout(CATCH_UP_MAX, self.done.wait_for(|d| *d >= told)).await;
     }
+}
+
+/// Whether the backup streams `path` as an InnoDB tablespace, read 10 MB
+/// per `pread` in the file's order: a table's `.ibd`, the system
+/// tablespace (`ibdata1`), an undo tablespace (`undo001`). Nothing else is
+/// read ahead, nor does the stream wait for it: the redo log's chunks are
+/// records the backup copied itself, their offsets are the copy's, not the
+/// file's (read ahead, each one held the stream for 20 MB of the server's
+/// log, the last one while the backup blocked commits); the other engines'
+/// files are copied in the backup's locked phases, where a wait would hold
+/// commits longer.
+fn tablespace(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let numbered = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    name.ends_with(".ibd") || numbered("ibdata") || numbered("undo")
 }
 
 /// The file being read ahead, and how far.
@@ -247,6 +268,50 @@ mod tests {
             offset,
             len: 10 * MB,
         }
+    }
+
+    #[test]
+    fn only_tablespaces_are_read_ahead() {
+        for path in ["ibdata1", "undo001", "app/t.ibd", "app/t#P#p1.ibd"] {
+            assert!(tablespace(path), "{path}");
+        }
+        for path in [
+            "ib_logfile0",
+            "aria_log.00000001",
+            "app/t.frm",
+            "app/t.MYD",
+            "ibdata",
+            "undo_x",
+            "xtrabackup_info",
+        ] {
+            assert!(!tablespace(path), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_redo_log_is_not_read_ahead() {
+        // On the disk, not a tmpfs: its pages can leave the cache.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join("ib_logfile0");
+        let mut f = File::create(&path).unwrap();
+        for i in 0..25u8 {
+            f.write_all(&[i; MB as usize]).unwrap();
+        }
+        f.sync_all().unwrap();
+        let file = File::open(&path).unwrap();
+        drop_cache(&file);
+        let mut ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
+        ahead
+            .streaming(Chunk {
+                path: "ib_logfile0".into(),
+                offset: 0,
+                len: MB,
+            })
+            .await;
+        // Give a read-ahead that was asked time to start.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!cached(&file, MB, MB), "the redo log was read ahead");
+        assert_eq!(ahead.told, 0, "the stream waited on the read-ahead");
     }
 
     #[tokio::test]
