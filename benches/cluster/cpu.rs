@@ -213,17 +213,7 @@ async fn clone_runs(
     gb: f64,
     out: &Path,
 ) {
-    c.extra_env.retain(|(k, _)| k != "MYSQL_STS_CLONE_MAX_RATE");
-    if let Some(mb_s) = rate {
-        c.extra_env.push((
-            "MYSQL_STS_CLONE_MAX_RATE".into(),
-            format!("{}KiB", (mb_s * 1e6 / 1024.0) as u64),
-        ));
-    }
-    c.kill_sidecar(0);
-    c.start_sidecar(0);
-    c.wait_ready(0, Duration::from_secs(60)).await;
-    links::pin_all(c);
+    links::restart_master_sidecar(c, rate).await;
     let sidecar = c.sidecar_pid(0);
     for i in 0..runs {
         c.create_pod(2);

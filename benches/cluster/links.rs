@@ -304,10 +304,7 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
     let writer = master_as_donor(c);
     let plain = ["--clone-compression", "none"];
     if !Setting::Uncapped.chosen() {
-        c.kill_sidecar(0);
-        c.start_sidecar(0);
-        c.wait_ready(0, Duration::from_secs(60)).await;
-        pin_all(c);
+        restart_master_sidecar(c, None).await;
         r.clone_mb_s = data_mb / scaleout::clone_once(c, 2, &plain);
     }
     for _ in 0..rounds {
@@ -339,17 +336,7 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
                 continue;
             }
             // The master's sidecar again, serving so.
-            c.extra_env.retain(|(k, _)| k != "MYSQL_STS_CLONE_MAX_RATE");
-            if let Some(mb_s) = rate {
-                c.extra_env.push((
-                    "MYSQL_STS_CLONE_MAX_RATE".into(),
-                    format!("{}KiB", (mb_s * 1e6 / 1024.0) as u64),
-                ));
-            }
-            c.kill_sidecar(0);
-            c.start_sidecar(0);
-            c.wait_ready(0, Duration::from_secs(60)).await;
-            pin_all(c);
+            restart_master_sidecar(c, rate).await;
             if two {
                 pin(
                     c.sidecar_pid(0).unwrap(),
@@ -376,6 +363,22 @@ async fn capped_master_donor(c: &mut Cluster, rounds: usize, data_mb: f64) -> Ca
     c.override_dns(1, None);
     writer.finish().await;
     r
+}
+
+/// Starts the master's sidecar again with `--clone-max-rate` at `rate`
+/// MB/s (none: uncapped), once ready pinned as [`pin_all`] pins.
+pub async fn restart_master_sidecar(c: &mut Cluster, rate: Option<f64>) {
+    c.extra_env.retain(|(k, _)| k != "MYSQL_STS_CLONE_MAX_RATE");
+    if let Some(mb_s) = rate {
+        c.extra_env.push((
+            "MYSQL_STS_CLONE_MAX_RATE".into(),
+            format!("{}KiB", (mb_s * 1e6 / 1024.0) as u64),
+        ));
+    }
+    c.kill_sidecar(0);
+    c.start_sidecar(0);
+    c.wait_ready(0, Duration::from_secs(60)).await;
+    pin_all(c);
 }
 
 /// The master's pod and this bench's client on CPU 0, the other pods on

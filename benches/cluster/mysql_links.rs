@@ -183,17 +183,7 @@ async fn capped_master(
                 rows[row].windows.push(writer.window(from, Instant::now()));
                 continue;
             }
-            c.extra_env.retain(|(k, _)| k != "MYSQL_STS_CLONE_MAX_RATE");
-            if row == CAPPED {
-                c.extra_env.push((
-                    "MYSQL_STS_CLONE_MAX_RATE".into(),
-                    format!("{}KiB", (clone_mb_s / 4.0 * 1e6 / 1024.0) as u64),
-                ));
-            }
-            c.kill_sidecar(0);
-            c.start_sidecar(0);
-            c.wait_ready(0, Duration::from_secs(60)).await;
-            links::pin_all(c);
+            links::restart_master_sidecar(c, (row == CAPPED).then_some(clone_mb_s / 4.0)).await;
             let win = scaleout::clones_window(c, &writer, 2, true, min, &plain);
             eprintln!(
                 "bench: mysql master donor, {}: {} writes, p99 {:.2} ms, {} clones",

@@ -262,6 +262,21 @@ mod tests {
         rustix::fs::fadvise(file, 0, None, Advice::DontNeed).unwrap();
     }
 
+    /// A directory holding file `name` of `mb` MiB, none of it in the page
+    /// cache; on the disk, not a tmpfs, so that its pages can leave it.
+    fn uncached_file(name: &str, mb: u8) -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = dir.path().join(name);
+        let mut f = File::create(&path).unwrap();
+        for i in 0..mb {
+            f.write_all(&[i; MB as usize]).unwrap();
+        }
+        f.sync_all().unwrap();
+        let file = File::open(&path).unwrap();
+        drop_cache(&file);
+        (dir, file)
+    }
+
     fn chunk(offset: u64) -> Chunk {
         Chunk {
             path: "t.ibd".into(),
@@ -290,16 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_redo_log_is_not_read_ahead() {
-        // On the disk, not a tmpfs: its pages can leave the cache.
-        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
-        let path = dir.path().join("ib_logfile0");
-        let mut f = File::create(&path).unwrap();
-        for i in 0..25u8 {
-            f.write_all(&[i; MB as usize]).unwrap();
-        }
-        f.sync_all().unwrap();
-        let file = File::open(&path).unwrap();
-        drop_cache(&file);
+        let (dir, file) = uncached_file("ib_logfile0", 25);
         let mut ahead = ReadAhead::start(dir.path().to_owned()).unwrap();
         ahead
             .streaming(Chunk {
@@ -316,16 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_next_two_chunks_come_into_the_cache_before_the_stream_goes_on() {
-        // On the disk, not a tmpfs: its pages can leave the cache.
-        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
-        let path = dir.path().join("t.ibd");
-        let mut f = File::create(&path).unwrap();
-        for i in 0..45u8 {
-            f.write_all(&[i; MB as usize]).unwrap();
-        }
-        f.sync_all().unwrap();
-        let file = File::open(&path).unwrap();
-        drop_cache(&file);
+        let (dir, file) = uncached_file("t.ibd", 45);
         assert!(!cached(&file, 0, MB), "the page cache keeps this file");
         // The backup has read its first chunk (exactly that: no read-ahead
         // of the kernel's here).
