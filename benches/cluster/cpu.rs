@@ -36,13 +36,8 @@ impl CpuRow {
     }
 
     /// CPU seconds per GB that `process` took on `cpu`.
-    pub fn per_gb(&self, cpu: u32, process: &str) -> f64 {
-        self.cpu
-            .iter()
-            .filter(|((c, p), _)| *c == cpu && *p == process)
-            .map(|(_, s)| s)
-            .sum::<f64>()
-            / self.gb
+    pub fn per_gb(&self, cpu: u32, process: &'static str) -> f64 {
+        self.cpu.get(&(cpu, process)).copied().unwrap_or(0.0) / self.gb
     }
 
     /// CPU seconds per GB on `cpu`, idle aside.
@@ -254,7 +249,7 @@ pub fn report(mb: u64, runs: usize, rate: f64, rows: &[CpuRow]) -> String {
         RECIPIENT.map(|_| "---").join(" | "),
     );
     for r in rows {
-        let cells = |cpu: u32, procs: &[&str]| {
+        let cells = |cpu: u32, procs: &[&'static str]| {
             procs
                 .iter()
                 .map(|p| match r.per_gb(cpu, p) {

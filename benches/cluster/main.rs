@@ -788,8 +788,6 @@ fn main() {
         md += &links::report(link_mb, data_mb, runs, &rows);
         md += "\n";
         md += &links::donor_report(&cap);
-    }
-    if link_mb > 0 {
         md += "\n";
         md += &cpu_section(&rt, link_mb, runs);
     }

@@ -140,13 +140,13 @@ pub fn copies_window(
             win.retaken += 1;
             continue;
         }
+        let acks = w.acks_between(from, to);
         // BENCH_SLOW_MS: the writes slower than that, each with how long
         // after the copy began and before it ended (where the stalls are).
         if let Some(limit) = std::env::var("BENCH_SLOW_MS")
             .ok()
             .and_then(|v| v.parse::<f64>().ok())
         {
-            let acks = w.acks_between(from, to);
             let slow: Vec<String> = acks
                 .iter()
                 .filter(|a| a.ms > limit)
@@ -165,7 +165,7 @@ pub fn copies_window(
                 slow.join(", ")
             );
         }
-        win.lat.extend(w.window(from, to));
+        win.lat.extend(acks.iter().map(|a| a.ms));
         win.copies.push(secs);
     }
     if own {

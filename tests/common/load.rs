@@ -78,11 +78,7 @@ impl Writer {
 
     /// Latencies (ms) of the writes acknowledged between `from` and `to`.
     pub fn window(&self, from: Instant, to: Instant) -> Vec<f64> {
-        let acks = self.acks.lock().unwrap();
-        acks.iter()
-            .filter(|a| a.at >= from && a.at <= to)
-            .map(|a| a.ms)
-            .collect()
+        self.acks_between(from, to).iter().map(|a| a.ms).collect()
     }
 
     /// The writes acknowledged from `from` to `to`.
